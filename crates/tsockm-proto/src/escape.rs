@@ -1,0 +1,133 @@
+//! BODY escaping: `\` ↔ `\\`, LF ↔ `\n`, CR ↔ `\r`.
+//!
+//! The decoder leaves any other backslash sequence (and a lone trailing
+//! backslash) as it is, so `unescape(escape(s)) == s` for every string.
+
+use bytes::{BufMut, BytesMut};
+use memchr::{memchr, memchr3};
+
+/// Whether `s` needs escaping at all.
+pub(crate) fn needs_escape(s: &[u8]) -> bool {
+    memchr3(b'\\', b'\n', b'\r', s).is_some()
+}
+
+/// Appends `s` to `dst` with `\`, LF and CR escaped.
+pub(crate) fn escape_into(s: &[u8], dst: &mut BytesMut) {
+    let mut rest = s;
+    while let Some(i) = memchr3(b'\\', b'\n', b'\r', rest) {
+        dst.put_slice(&rest[..i]);
+        dst.put_slice(match rest[i] {
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            _ => b"\\r",
+        });
+        rest = &rest[i + 1..];
+    }
+    dst.put_slice(rest);
+}
+
+/// Appends `s` to `out` with `\`, LF and CR escaped (the `fmt` path).
+pub(crate) fn escape_fmt(s: &str, out: &mut impl std::fmt::Write) -> std::fmt::Result {
+    let mut rest = s;
+    while let Some(i) = memchr3(b'\\', b'\n', b'\r', rest.as_bytes()) {
+        out.write_str(&rest[..i])?;
+        out.write_str(match rest.as_bytes()[i] {
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            _ => "\\r",
+        })?;
+        rest = &rest[i + 1..];
+    }
+    out.write_str(rest)
+}
+
+/// Whether `s` contains anything to unescape.
+pub(crate) fn needs_unescape(s: &[u8]) -> bool {
+    memchr(b'\\', s).is_some()
+}
+
+/// Turns `\\`, `\n` and `\r` back into `\`, LF and CR.
+///
+/// Only ASCII bytes are replaced, so valid UTF-8 stays valid UTF-8.
+pub(crate) fn unescape(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut start = 0;
+    let mut from = 0;
+    while let Some(j) = memchr(b'\\', &bytes[from..]) {
+        let i = from + j;
+        let replacement = match bytes.get(i + 1) {
+            Some(b'\\') => '\\',
+            Some(b'n') => '\n',
+            Some(b'r') => '\r',
+            _ => {
+                // Not an escape we know: keep the backslash and go on after it.
+                from = i + 1;
+                continue;
+            }
+        };
+        out.push_str(&s[start..i]);
+        out.push(replacement);
+        start = i + 2;
+        from = start;
+    }
+    out.push_str(&s[start..]);
+    out
+}
+
+/// Appends the escaped form of `s` to a new buffer (test helper).
+#[cfg(test)]
+fn escape(s: &str) -> String {
+    let mut buf = BytesMut::new();
+    escape_into(s.as_bytes(), &mut buf);
+    String::from_utf8(buf.to_vec()).expect("escaping keeps UTF-8")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes() {
+        let cases = [
+            ("", ""),
+            ("plain", "plain"),
+            ("a\nb", "a\\nb"),
+            ("a\r\nb", "a\\r\\nb"),
+            ("back\\slash", "back\\\\slash"),
+            ("\\n", "\\\\n"),
+            ("\n", "\\n"),
+            ("é\n€", "é\\n€"),
+        ];
+        for (raw, escaped) in cases {
+            assert_eq!(escape(raw), escaped, "escape {raw:?}");
+            assert_eq!(unescape(escaped), raw, "unescape {escaped:?}");
+            let mut s = String::new();
+            escape_fmt(raw, &mut s).expect("writing to a String");
+            assert_eq!(s, escaped);
+        }
+    }
+
+    #[test]
+    fn unknown_sequences_are_kept() {
+        let cases = [
+            ("\\t", "\\t"),
+            ("\\", "\\"),
+            ("a\\", "a\\"),
+            ("\\x\\n", "\\x\n"),
+            ("\\\\\\", "\\\\"),
+            ("\\é", "\\é"),
+        ];
+        for (escaped, raw) in cases {
+            assert_eq!(unescape(escaped), raw, "unescape {escaped:?}");
+        }
+    }
+
+    #[test]
+    fn detection() {
+        assert!(!needs_escape(b"hello :: world"));
+        assert!(needs_escape(b"a\rb"));
+        assert!(!needs_unescape(b"a\nb"));
+        assert!(needs_unescape(b"a\\b"));
+    }
+}

@@ -1,0 +1,381 @@
+//! [`Frame`]: the seven fields of one protocol line, parsed and encoded.
+//!
+//! Parsing never copies a field except a BODY that holds escapes; encoding
+//! writes straight into a `BytesMut`. This file does no I/O.
+
+use std::fmt;
+use std::str::FromStr;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use memchr::memchr;
+
+use crate::error::quote;
+use crate::escape::{escape_fmt, escape_into, needs_escape, needs_unescape, unescape};
+use crate::{Action, BROADCAST, Field, FrameError, Kind, SEPARATOR, Status, Text};
+
+/// One frame: `TYPE::ACTION::STATUS::SENDER_ID::SRC::DST::BODY`.
+///
+/// `body` holds the *decoded* text (escapes resolved); [`Frame::encode`] and
+/// `Display` escape it again. `Display` writes the wire form without the
+/// terminating `\n`; [`Frame::encode`] adds it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Frame {
+    /// TYPE: request, response or error.
+    pub kind: Kind,
+    /// ACTION.
+    pub action: Action,
+    /// STATUS.
+    pub status: Status,
+    /// SENDER_ID: who the frame speaks for (may be empty).
+    pub sender_id: Text,
+    /// SRC: where the frame comes from (may be empty).
+    pub src: Text,
+    /// DST: the recipient (may be empty).
+    pub dst: Text,
+    /// BODY: the text, decoded (may be empty, may contain `::` and newlines).
+    pub body: Text,
+}
+
+impl Frame {
+    /// A frame with the given first three fields and the other four empty.
+    pub const fn new(kind: Kind, action: Action, status: Status) -> Self {
+        Frame {
+            kind,
+            action,
+            status,
+            sender_id: Text::new(),
+            src: Text::new(),
+            dst: Text::new(),
+            body: Text::new(),
+        }
+    }
+
+    /// `REQ::<action>::200` with the other fields empty.
+    pub const fn request(action: Action) -> Self {
+        Frame::new(Kind::Req, action, Status::Ok)
+    }
+
+    /// `RES::<action>::200` with the other fields empty.
+    pub const fn response(action: Action) -> Self {
+        Frame::new(Kind::Res, action, Status::Ok)
+    }
+
+    /// `ERR::<action>::<status>` with `reason` as BODY.
+    pub fn error(action: Action, status: Status, reason: impl Into<Text>) -> Self {
+        Frame::new(Kind::Err, action, status).with_body(reason)
+    }
+
+    /// Sets SENDER_ID.
+    pub fn with_sender(mut self, sender_id: impl Into<Text>) -> Self {
+        self.sender_id = sender_id.into();
+        self
+    }
+
+    /// Sets SRC.
+    pub fn with_src(mut self, src: impl Into<Text>) -> Self {
+        self.src = src.into();
+        self
+    }
+
+    /// Sets DST.
+    pub fn with_dst(mut self, dst: impl Into<Text>) -> Self {
+        self.dst = dst.into();
+        self
+    }
+
+    /// Sets BODY.
+    pub fn with_body(mut self, body: impl Into<Text>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    // Requests a client sends.
+
+    /// Registration: `REQ::COMM::200::::::::<username>`.
+    pub fn register(username: impl Into<Text>) -> Self {
+        Frame::request(Action::Comm).with_body(username)
+    }
+
+    /// Resume: `REQ::COMM::200::<peer_id>::::::<resume_token>`.
+    pub fn resume(peer_id: impl Into<Text>, resume_token: impl Into<Text>) -> Self {
+        Frame::request(Action::Comm)
+            .with_sender(peer_id)
+            .with_body(resume_token)
+    }
+
+    /// Broadcast message: `REQ::MSG::200::::::*::<text>`.
+    pub fn broadcast(text: impl Into<Text>) -> Self {
+        Frame::request(Action::Msg)
+            .with_dst(Text::from_static(BROADCAST))
+            .with_body(text)
+    }
+
+    /// Direct message: `REQ::MSG::200::::::<peer_id>::<text>`.
+    pub fn direct(peer_id: impl Into<Text>, text: impl Into<Text>) -> Self {
+        Frame::request(Action::Msg)
+            .with_dst(peer_id)
+            .with_body(text)
+    }
+
+    /// Lookup: `REQ::GET_PEER::200::::::::<peer_id>`.
+    pub fn get_peer(peer_id: impl Into<Text>) -> Self {
+        Frame::request(Action::GetPeer).with_body(peer_id)
+    }
+
+    /// End of session: `REQ::COMM_END::200::::::::`.
+    pub const fn comm_end() -> Self {
+        Frame::request(Action::CommEnd)
+    }
+
+    /// Answer to a health check: `RES::COMM::200::<peer_id>::::::OK`.
+    pub fn health_answer(peer_id: impl Into<Text>) -> Self {
+        Frame::response(Action::Comm)
+            .with_sender(peer_id)
+            .with_body(Text::from_static("OK"))
+    }
+
+    /// Parses one line, without its terminator, sharing `line`'s buffer.
+    ///
+    /// This is what [`FrameCodec`](crate::FrameCodec) calls for each line;
+    /// it does not check the length limit or treat blank lines specially.
+    /// Errors are checked in the order of the contract: UTF-8, field count,
+    /// TYPE, STATUS, then ACTION (so an unknown ACTION is only reported for an
+    /// otherwise well-formed frame).
+    pub fn from_line(line: Bytes) -> Result<Frame, FrameError> {
+        let s = std::str::from_utf8(&line).map_err(|e| FrameError::InvalidUtf8 {
+            valid_up_to: e.valid_up_to(),
+        })?;
+        let bytes = s.as_bytes();
+        // Start offsets of the first six separators, leftmost first, not overlapping.
+        let mut seps = [0usize; 6];
+        let mut n_seps = 0;
+        let mut from = 0;
+        while n_seps < seps.len() {
+            let Some(j) = memchr(b':', &bytes[from..]) else {
+                break;
+            };
+            let i = from + j;
+            if bytes.get(i + 1) == Some(&b':') {
+                seps[n_seps] = i;
+                n_seps += 1;
+                from = i + 2;
+            } else {
+                from = i + 1;
+            }
+        }
+        if n_seps < seps.len() {
+            return Err(FrameError::MissingFields { found: n_seps + 1 });
+        }
+        let field = |k: usize| -> (usize, usize) {
+            let start = if k == 0 { 0 } else { seps[k - 1] + 2 };
+            let end = if k < seps.len() { seps[k] } else { s.len() };
+            (start, end)
+        };
+        let str_of = |k: usize| {
+            let (a, b) = field(k);
+            &s[a..b]
+        };
+        let text_of = |k: usize| {
+            let (a, b) = field(k);
+            Text::from_checked(line.slice(a..b))
+        };
+
+        let kind_str = str_of(0);
+        let kind = kind_str
+            .parse::<Kind>()
+            .map_err(|()| FrameError::UnknownKind(quote(kind_str)))?;
+        let status_str = str_of(2);
+        let status = status_str
+            .parse::<Status>()
+            .map_err(|()| FrameError::UnknownStatus(quote(status_str)))?;
+        let action_str = str_of(1);
+        let action = action_str
+            .parse::<Action>()
+            .map_err(|()| FrameError::UnknownAction(quote(action_str)))?;
+
+        let body_str = str_of(6);
+        let body = if needs_unescape(body_str.as_bytes()) {
+            Text::from(unescape(body_str))
+        } else {
+            text_of(6)
+        };
+        Ok(Frame {
+            kind,
+            action,
+            status,
+            sender_id: text_of(3),
+            src: text_of(4),
+            dst: text_of(5),
+            body,
+        })
+    }
+
+    /// Checks that SENDER_ID, SRC and DST can be written unambiguously: no
+    /// `::`, CR or LF, and no leading or trailing `:`.
+    pub fn validate(&self) -> Result<(), FrameError> {
+        for (field, value) in [
+            (Field::SenderId, &self.sender_id),
+            (Field::Src, &self.src),
+            (Field::Dst, &self.dst),
+        ] {
+            if let Some(problem) = header_problem(value) {
+                return Err(FrameError::InvalidField {
+                    field,
+                    value: quote(value),
+                    problem,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends the wire form, terminated by `\n`, to `dst`.
+    ///
+    /// Fails, writing nothing, if [`Frame::validate`] fails.
+    pub fn encode(&self, dst: &mut BytesMut) -> Result<(), FrameError> {
+        self.validate()?;
+        let sep = SEPARATOR.as_bytes();
+        dst.reserve(self.encoded_len_estimate());
+        dst.put_slice(self.kind.as_str().as_bytes());
+        dst.put_slice(sep);
+        dst.put_slice(self.action.as_str().as_bytes());
+        dst.put_slice(sep);
+        dst.put_slice(self.status.as_str().as_bytes());
+        dst.put_slice(sep);
+        dst.put_slice(self.sender_id.as_bytes());
+        dst.put_slice(sep);
+        dst.put_slice(self.src.as_bytes());
+        dst.put_slice(sep);
+        dst.put_slice(self.dst.as_bytes());
+        dst.put_slice(sep);
+        if needs_escape(self.body.as_bytes()) {
+            escape_into(self.body.as_bytes(), dst);
+        } else {
+            dst.put_slice(self.body.as_bytes());
+        }
+        dst.put_u8(b'\n');
+        Ok(())
+    }
+
+    /// The wire form, terminated by `\n`, in a buffer of its own.
+    ///
+    /// The server encodes a broadcast once with this and hands clones of the
+    /// result to every recipient.
+    pub fn to_bytes(&self) -> Result<Bytes, FrameError> {
+        let mut buf = BytesMut::with_capacity(self.encoded_len_estimate());
+        self.encode(&mut buf)?;
+        Ok(buf.freeze())
+    }
+
+    /// The encoded length if BODY needs no escaping (a lower bound otherwise).
+    fn encoded_len_estimate(&self) -> usize {
+        self.kind.as_str().len()
+            + self.action.as_str().len()
+            + self.status.as_str().len()
+            + self.sender_id.len()
+            + self.src.len()
+            + self.dst.len()
+            + self.body.len()
+            + 6 * SEPARATOR.len()
+            + 1
+    }
+}
+
+/// Why a header field value cannot be written, if it cannot.
+fn header_problem(value: &str) -> Option<&'static str> {
+    if value.contains(SEPARATOR) {
+        Some("contains `::`")
+    } else if value.contains(['\r', '\n']) {
+        Some("contains a line break")
+    } else if value.starts_with(':') || value.ends_with(':') {
+        Some("begins or ends with `:`")
+    } else {
+        None
+    }
+}
+
+/// Writes the wire form without the terminating `\n`.
+///
+/// Unlike [`Frame::encode`], this does not validate the header fields.
+impl fmt::Display for Frame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}::{}::{}::{}::{}::{}::",
+            self.kind, self.action, self.status, self.sender_id, self.src, self.dst
+        )?;
+        escape_fmt(&self.body, f)
+    }
+}
+
+impl FromStr for Frame {
+    type Err = FrameError;
+
+    /// Parses one line; a trailing `\n` or `\r\n` is allowed and ignored.
+    fn from_str(line: &str) -> Result<Frame, FrameError> {
+        let line = line.strip_suffix('\n').unwrap_or(line);
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        Frame::from_line(Bytes::copy_from_slice(line.as_bytes()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builders_fill_the_fields() {
+        assert_eq!(
+            Frame::register("alice").to_string(),
+            "REQ::COMM::200::::::::alice"
+        );
+        assert_eq!(
+            Frame::resume("id1", "tok").to_string(),
+            "REQ::COMM::200::id1::::::tok"
+        );
+        assert_eq!(
+            Frame::broadcast("hi").to_string(),
+            "REQ::MSG::200::::::*::hi"
+        );
+        assert_eq!(
+            Frame::direct("id2", "hi").to_string(),
+            "REQ::MSG::200::::::id2::hi"
+        );
+        assert_eq!(
+            Frame::get_peer("id2").to_string(),
+            "REQ::GET_PEER::200::::::::id2"
+        );
+        assert_eq!(Frame::comm_end().to_string(), "REQ::COMM_END::200::::::::");
+        assert_eq!(
+            Frame::health_answer("id1").to_string(),
+            "RES::COMM::200::id1::::::OK"
+        );
+        assert_eq!(
+            Frame::error(Action::None, Status::BadRequest, "bad")
+                .with_sender("server")
+                .to_string(),
+            "ERR::NONE::400::server::::::bad"
+        );
+    }
+
+    #[test]
+    fn encode_refuses_ambiguous_headers() {
+        let mut buf = BytesMut::new();
+        for bad in ["a::b", ":a", "a:", "a\nb", "a\rb"] {
+            let frame = Frame::broadcast("x").with_sender(bad);
+            assert!(frame.encode(&mut buf).is_err(), "{bad:?}");
+            assert!(buf.is_empty());
+        }
+        let ok = Frame::broadcast("x").with_src("[0:0:0:0:0:0:0:1]:6969");
+        ok.encode(&mut buf).expect("a full IPv6 address is fine");
+        assert_eq!(&buf[..], b"REQ::MSG::200::::[0:0:0:0:0:0:0:1]:6969::*::x\n");
+    }
+
+    #[test]
+    fn display_and_to_bytes_agree() {
+        let frame = Frame::broadcast("two\nlines \\ and :: more").with_sender("abc");
+        let bytes = frame.to_bytes().expect("valid");
+        assert_eq!(&bytes[..bytes.len() - 1], frame.to_string().as_bytes());
+        assert_eq!(bytes.last(), Some(&b'\n'));
+    }
+}

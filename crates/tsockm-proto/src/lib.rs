@@ -1,0 +1,63 @@
+//! The TsockM wire format.
+//!
+//! A TsockM frame is one line of UTF-8 text with seven fields:
+//!
+//! ```text
+//! TYPE::ACTION::STATUS::SENDER_ID::SRC::DST::BODY\n
+//! ```
+//!
+//! This crate is the single place that knows how such a line looks. It does no
+//! I/O and starts no runtime; it only turns bytes into [`Frame`]s and back.
+//!
+//! - [`Frame`] (`frame.rs`): the seven fields, constructors for the common
+//!   frames, parsing from a line and encoding to one.
+//! - [`Kind`], [`Action`] (`vocabulary.rs`) and [`Status`] (`status.rs`): the
+//!   closed vocabularies of the first three fields.
+//! - [`Text`] (`text.rs`): a cheap-to-clone UTF-8 string that shares the
+//!   received buffer, so decoding does not copy field contents.
+//! - [`FrameCodec`] (`codec.rs`): a tokio-util `Decoder`/`Encoder` with a
+//!   bounded line length. A bad line is an *item* (`Err(FrameError)`), never a
+//!   stream error, so one bad frame does not end a connection.
+//! - [`FrameError`] (`error.rs`): what exactly was wrong with a line, fit to be
+//!   sent back to the peer as a reason, and the [`Status`] to answer it with.
+//!
+//! ```
+//! use tsockm_proto::{Action, Frame, Kind, Status};
+//!
+//! let frame: Frame = "REQ::MSG::200::::::*::hello :: world".parse()?;
+//! assert_eq!(frame.kind, Kind::Req);
+//! assert_eq!(frame.action, Action::Msg);
+//! assert_eq!(frame.status, Status::Ok);
+//! assert_eq!(frame.body, "hello :: world");
+//! assert_eq!(frame.to_string(), "REQ::MSG::200::::::*::hello :: world");
+//! # Ok::<(), tsockm_proto::FrameError>(())
+//! ```
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+#![warn(missing_docs)]
+
+mod codec;
+mod error;
+mod escape;
+mod frame;
+mod status;
+mod text;
+mod vocabulary;
+
+pub use codec::{CodecError, FrameCodec};
+pub use error::{Field, FrameError};
+pub use frame::Frame;
+pub use status::Status;
+pub use text::Text;
+pub use vocabulary::{Action, Kind};
+
+/// The separator between two fields of a frame.
+pub const SEPARATOR: &str = "::";
+
+/// The SENDER_ID the server uses when it speaks for itself.
+pub const SERVER_ID: &str = "server";
+
+/// The DST of a frame fanned out to every peer (and of a broadcast request).
+pub const BROADCAST: &str = "*";
+
+/// Default maximum length of one frame in bytes, not counting its terminator.
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 * 1024;

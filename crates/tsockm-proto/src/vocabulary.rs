@@ -1,0 +1,146 @@
+//! The closed vocabularies of the TYPE and ACTION fields.
+//!
+//! Each variant mirrors its wire spelling; `as_str` and `FromStr` sit side by
+//! side and are tested to round-trip.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// The TYPE field: what kind of frame this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// `REQ`: a request.
+    Req,
+    /// `RES`: a response, or a notification from the server.
+    Res,
+    /// `ERR`: an error answer.
+    Err,
+}
+
+impl Kind {
+    /// Every kind, in wire order of the specification.
+    pub const ALL: [Kind; 3] = [Kind::Req, Kind::Res, Kind::Err];
+
+    /// The wire spelling, e.g. `"REQ"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Kind::Req => "REQ",
+            Kind::Res => "RES",
+            Kind::Err => "ERR",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Kind {
+    type Err = ();
+
+    /// Parses the exact wire spelling (case-sensitive).
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "REQ" => Ok(Kind::Req),
+            "RES" => Ok(Kind::Res),
+            "ERR" => Ok(Kind::Err),
+            _ => Err(()),
+        }
+    }
+}
+
+/// The ACTION field: what the frame is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// `COMM`: registration, its answer, resume, and the health check.
+    Comm,
+    /// `COMM_END`: end of a session, from either side.
+    CommEnd,
+    /// `MSG`: a chat message, broadcast or direct.
+    Msg,
+    /// `GET_PEER`: look up a peer's username by id.
+    GetPeer,
+    /// `NTFY_KILL`: a peer left or was removed.
+    NtfyKill,
+    /// `NTFY_JOIN`: a peer registered (also the roster sent to a newcomer).
+    NtfyJoin,
+    /// `NONE`: no action; used in errors about frames whose action is unknown.
+    None,
+}
+
+impl Action {
+    /// Every action.
+    pub const ALL: [Action; 7] = [
+        Action::Comm,
+        Action::CommEnd,
+        Action::Msg,
+        Action::GetPeer,
+        Action::NtfyKill,
+        Action::NtfyJoin,
+        Action::None,
+    ];
+
+    /// The wire spelling, e.g. `"GET_PEER"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Action::Comm => "COMM",
+            Action::CommEnd => "COMM_END",
+            Action::Msg => "MSG",
+            Action::GetPeer => "GET_PEER",
+            Action::NtfyKill => "NTFY_KILL",
+            Action::NtfyJoin => "NTFY_JOIN",
+            Action::None => "NONE",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Action {
+    type Err = ();
+
+    /// Parses the exact wire spelling (case-sensitive).
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "COMM" => Ok(Action::Comm),
+            "COMM_END" => Ok(Action::CommEnd),
+            "MSG" => Ok(Action::Msg),
+            "GET_PEER" => Ok(Action::GetPeer),
+            "NTFY_KILL" => Ok(Action::NtfyKill),
+            "NTFY_JOIN" => Ok(Action::NtfyJoin),
+            "NONE" => Ok(Action::None),
+            _ => Err(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_round_trip() {
+        for kind in Kind::ALL {
+            assert_eq!(kind.as_str().parse::<Kind>(), Ok(kind));
+            assert_eq!(kind.to_string(), kind.as_str());
+        }
+        assert_eq!("req".parse::<Kind>(), Err(()));
+        assert_eq!("".parse::<Kind>(), Err(()));
+    }
+
+    #[test]
+    fn actions_round_trip() {
+        for action in Action::ALL {
+            assert_eq!(action.as_str().parse::<Action>(), Ok(action));
+            assert_eq!(action.to_string(), action.as_str());
+        }
+        assert_eq!("PING".parse::<Action>(), Err(()));
+        assert_eq!("msg".parse::<Action>(), Err(()));
+    }
+}
