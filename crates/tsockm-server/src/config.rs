@@ -1,0 +1,275 @@
+//! The server's settings: [`Config`] for the library, [`Cli`] for the binary's
+//! flags, and the duration syntax the flags use (`500ms`, `13s`, `2m`).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Default listening address.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:6969";
+/// Default for [`Config::max_peers`].
+pub const DEFAULT_MAX_PEERS: usize = 10_000;
+/// Default for [`Config::health_interval`].
+pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(10);
+/// Default for [`Config::removal_delay`].
+pub const DEFAULT_REMOVAL_DELAY: Duration = Duration::from_secs(13);
+/// Default for [`Config::handshake_timeout`].
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default for [`Config::send_queue_frames`].
+pub const DEFAULT_SEND_QUEUE_FRAMES: usize = 4096;
+/// Default for [`Config::max_rate`].
+pub const DEFAULT_MAX_RATE: u32 = 1000;
+/// Default for [`Config::kept_frames`].
+pub const DEFAULT_KEPT_FRAMES: usize = 1024;
+
+/// How much the server logs (see section 8 of the contract).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogMode {
+    /// Only warnings and errors.
+    Silent,
+    /// One line per frame.
+    Tiny,
+    /// Every frame in full.
+    #[default]
+    Dev,
+}
+
+/// Everything the server can be told. `Config::default()` is what the binary
+/// runs with when given no flags.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on.
+    pub addr: SocketAddr,
+    /// Registered peers (online and away) the server holds at most.
+    pub max_peers: usize,
+    /// Longest frame accepted, in bytes, not counting the terminator.
+    pub max_frame_bytes: usize,
+    /// How often every peer gets a health check.
+    pub health_interval: Duration,
+    /// A peer silent for this long is dead.
+    pub health_timeout: Duration,
+    /// How long a peer whose connection ended stays away before removal.
+    pub removal_delay: Duration,
+    /// How long a new connection has to register.
+    pub handshake_timeout: Duration,
+    /// Frames queued for one peer before it is cut off as too slow.
+    pub send_queue_frames: usize,
+    /// Frames per second one connection may send (0: no limit).
+    pub max_rate: u32,
+    /// Frames kept for an away peer; past it the oldest are dropped.
+    pub kept_frames: usize,
+    /// How much to log.
+    pub log_mode: LogMode,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            addr: SocketAddr::from(([127, 0, 0, 1], 6969)),
+            max_peers: DEFAULT_MAX_PEERS,
+            max_frame_bytes: tsockm_proto::DEFAULT_MAX_FRAME_BYTES,
+            health_interval: DEFAULT_HEALTH_INTERVAL,
+            health_timeout: 2 * DEFAULT_HEALTH_INTERVAL,
+            removal_delay: DEFAULT_REMOVAL_DELAY,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            send_queue_frames: DEFAULT_SEND_QUEUE_FRAMES,
+            max_rate: DEFAULT_MAX_RATE,
+            kept_frames: DEFAULT_KEPT_FRAMES,
+            log_mode: LogMode::Dev,
+        }
+    }
+}
+
+/// The TsockM chat server.
+///
+/// Listens for TsockM clients, relays their messages, and reads operator
+/// commands (`:help` lists them) from standard input. Durations are written
+/// like `500ms`, `13s`, `2m` or `1h`.
+#[derive(Debug, Parser)]
+#[command(name = "tsockm-server", version, about, long_about)]
+pub struct Cli {
+    /// Address to listen on (`host:port`; port 0 picks a free one).
+    #[arg(long, default_value = DEFAULT_ADDR)]
+    pub addr: SocketAddr,
+
+    /// Most registered peers (online and away); one more gets 503.
+    #[arg(long, default_value_t = DEFAULT_MAX_PEERS, value_parser = parse_positive)]
+    pub max_peers: usize,
+
+    /// Longest frame in bytes, not counting the line terminator; longer ones get 413.
+    #[arg(long, default_value_t = tsockm_proto::DEFAULT_MAX_FRAME_BYTES, value_parser = parse_frame_limit)]
+    pub max_frame: usize,
+
+    /// How often each peer gets a health check.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub health_interval: Duration,
+
+    /// A peer with no sign of life for this long is dropped [default: twice --health-interval].
+    #[arg(long, value_parser = parse_duration)]
+    pub health_timeout: Option<Duration>,
+
+    /// How long a peer whose connection dropped is kept (away) for a resume.
+    #[arg(long, default_value = "13s", value_parser = parse_duration)]
+    pub removal_delay: Duration,
+
+    /// How long a new connection has to register before it gets 408 and is closed.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
+
+    /// Frames queued for one peer; a peer that lets it fill up is disconnected.
+    #[arg(long, default_value_t = DEFAULT_SEND_QUEUE_FRAMES, value_parser = parse_positive)]
+    pub send_queue: usize,
+
+    /// Frames per second one connection may send; more get 429 (0: no limit).
+    #[arg(long, default_value_t = DEFAULT_MAX_RATE)]
+    pub max_rate: u32,
+
+    /// Frames kept for an away peer until it resumes; the oldest go first.
+    #[arg(long, default_value_t = DEFAULT_KEPT_FRAMES)]
+    pub kept_frames: usize,
+
+    /// Log only warnings and errors.
+    #[arg(short, long, conflicts_with = "tiny")]
+    pub silent: bool,
+
+    /// Log one short line per frame instead of every frame in full.
+    #[arg(short, long)]
+    pub tiny: bool,
+}
+
+impl Cli {
+    /// The configuration these flags describe.
+    pub fn into_config(self) -> Config {
+        let log_mode = if self.silent {
+            LogMode::Silent
+        } else if self.tiny {
+            LogMode::Tiny
+        } else {
+            LogMode::Dev
+        };
+        Config {
+            addr: self.addr,
+            max_peers: self.max_peers,
+            max_frame_bytes: self.max_frame,
+            health_interval: self.health_interval,
+            health_timeout: self.health_timeout.unwrap_or(2 * self.health_interval),
+            removal_delay: self.removal_delay,
+            handshake_timeout: self.handshake_timeout,
+            send_queue_frames: self.send_queue,
+            max_rate: self.max_rate,
+            kept_frames: self.kept_frames,
+            log_mode,
+        }
+    }
+}
+
+/// Longest `--max-frame` accepted, in bytes.
+pub const MAX_FRAME_LIMIT: usize = 16 << 20;
+/// Shortest `--max-frame` accepted: a registration must fit.
+pub const MIN_FRAME_LIMIT: usize = 64;
+
+/// Parses a count that must be at least 1.
+pub fn parse_positive(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{text}` is not a whole number")),
+    }
+}
+
+/// Parses a frame length limit in bytes (64 B to 16 MiB).
+pub fn parse_frame_limit(text: &str) -> Result<usize, String> {
+    let n: usize = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a whole number of bytes"))?;
+    if (MIN_FRAME_LIMIT..=MAX_FRAME_LIMIT).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!(
+            "must be between {MIN_FRAME_LIMIT} and {MAX_FRAME_LIMIT} bytes"
+        ))
+    }
+}
+
+/// Parses a duration such as `500ms`, `13s`, `1.5s`, `2m` or `1h`.
+///
+/// A bare number is seconds. Zero is refused: every timer needs a period.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (write e.g. 500ms, 13s, 2m)"))?;
+    let seconds_per_unit = match unit.trim() {
+        "ms" => 0.001,
+        "" | "s" => 1.0,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{text}` (use ms, s, m or h)"
+            ));
+        }
+    };
+    let duration = Duration::try_from_secs_f64(value * seconds_per_unit)
+        .map_err(|_| format!("`{text}` is out of range"))?;
+    if duration.is_zero() {
+        return Err(format!("`{text}` must be longer than zero"));
+    }
+    Ok(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let ok = [
+            ("500ms", Duration::from_millis(500)),
+            ("13s", Duration::from_secs(13)),
+            ("13", Duration::from_secs(13)),
+            ("1.5s", Duration::from_millis(1500)),
+            ("2m", Duration::from_secs(120)),
+            ("1h", Duration::from_secs(3600)),
+        ];
+        for (text, expected) in ok {
+            assert_eq!(parse_duration(text), Ok(expected), "{text}");
+        }
+        for bad in ["", "s", "0s", "0", "-1s", "10x", "1e9999s", "ms"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn flag_defaults_match_the_config_defaults() {
+        let config = Cli::parse_from(["tsockm-server"]).into_config();
+        let default = Config::default();
+        assert_eq!(config.addr, default.addr);
+        assert_eq!(config.max_peers, default.max_peers);
+        assert_eq!(config.max_frame_bytes, default.max_frame_bytes);
+        assert_eq!(config.health_interval, default.health_interval);
+        assert_eq!(config.health_timeout, default.health_timeout);
+        assert_eq!(config.removal_delay, default.removal_delay);
+        assert_eq!(config.handshake_timeout, default.handshake_timeout);
+        assert_eq!(config.send_queue_frames, default.send_queue_frames);
+        assert_eq!(config.max_rate, default.max_rate);
+        assert_eq!(config.kept_frames, default.kept_frames);
+        assert_eq!(config.log_mode, LogMode::Dev);
+    }
+
+    #[test]
+    fn health_timeout_defaults_to_twice_the_interval() {
+        let config = Cli::parse_from(["tsockm-server", "--health-interval", "500ms"]).into_config();
+        assert_eq!(config.health_timeout, Duration::from_secs(1));
+        let config = Cli::parse_from(["tsockm-server", "-t"]).into_config();
+        assert_eq!(config.log_mode, LogMode::Tiny);
+        let config = Cli::parse_from(["tsockm-server", "--silent"]).into_config();
+        assert_eq!(config.log_mode, LogMode::Silent);
+    }
+}

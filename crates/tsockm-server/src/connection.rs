@@ -1,0 +1,238 @@
+//! One client connection: a reader that decodes frames into registry
+//! commands, and a writer that drains this connection's [`Outbox`].
+//!
+//! Both halves run in one task over the same `TcpStream` (by reference, so no
+//! locking and no second task per peer). The reader holds no buffer while the
+//! peer is idle; the writer sends everything queued with vectored writes. A
+//! connection never decides anything about peers: it only moves bytes, and
+//! it never waits on anything but its own socket and the registry's queue.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout};
+use tokio_util::codec::Decoder;
+use tokio_util::sync::CancellationToken;
+use tsockm_proto::FrameCodec;
+
+use crate::outbox::Outbox;
+use crate::registry::{Activity, Command, ConnId, NewConnection, RegistryHandle};
+use crate::stats::Stats;
+
+/// Bytes reserved for one read from a peer; the buffer grows past it only
+/// while a frame is longer, and is released whenever it is empty.
+pub const READ_CHUNK_BYTES: usize = 4096;
+
+/// Most buffers handed to one vectored write.
+pub const MAX_IOVECS: usize = 64;
+
+/// How long a closing connection may take to write what is left for it.
+pub const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
+/// How long, after the last frame is written, unread input is drained so the
+/// close is a clean FIN rather than a reset that could destroy that frame.
+pub const CLOSE_DRAIN: Duration = Duration::from_millis(500);
+
+/// What a connection needs from the server.
+#[derive(Debug, Clone)]
+pub struct ConnectionContext {
+    /// Where decoded frames go.
+    pub registry: RegistryHandle,
+    /// Traffic counters.
+    pub stats: Arc<Stats>,
+    /// Longest frame in bytes.
+    pub max_frame_bytes: usize,
+    /// Send queue bound in frames.
+    pub send_queue_frames: usize,
+    /// Server shutdown.
+    pub shutdown: CancellationToken,
+}
+
+/// Serves one accepted connection until it ends.
+pub async fn serve(mut stream: TcpStream, addr: SocketAddr, conn: ConnId, cx: ConnectionContext) {
+    let _ = stream.set_nodelay(true);
+    let outbox = Arc::new(Outbox::new(cx.send_queue_frames));
+    let activity = Arc::new(Activity::new());
+    let new = NewConnection {
+        conn,
+        addr,
+        outbox: outbox.clone(),
+        activity: activity.clone(),
+        accepted_at: Instant::now(),
+    };
+    if cx.registry.send(Command::Connect(new)).await.is_err() {
+        return; // Shutting down.
+    }
+    {
+        let stream = &stream;
+        let reader = read_frames(stream, conn, &cx, &activity);
+        let writer = write_frames(stream, &outbox, &cx.stats);
+        tokio::pin!(reader, writer);
+        tokio::select! {
+            _ = &mut writer => {}
+            () = outbox.closed() => {
+                let _ = timeout(CLOSE_LINGER, writer.as_mut()).await;
+            }
+            _ = &mut reader => {
+                // EOF or a read error: the registry decides what becomes of
+                // the peer and closes the outbox; then the writer finishes.
+                if cx.registry.send(Command::Disconnected { conn }).await.is_ok() {
+                    tokio::select! {
+                        _ = &mut writer => {}
+                        () = outbox.closed() => {
+                let _ = timeout(CLOSE_LINGER, writer.as_mut()).await;
+            }
+                    }
+                }
+            }
+            () = cx.shutdown.cancelled() => {
+                // The registry ends every session on shutdown; give it and
+                // the writer a bounded time.
+                let _ = timeout(CLOSE_LINGER, async {
+                    outbox.closed().await;
+                    let _ = (&mut writer).await;
+                })
+                .await;
+            }
+        }
+    }
+    // Idempotent: the registry ignores connections it already closed.
+    let _ = cx.registry.send(Command::Disconnected { conn }).await;
+    close_gracefully(&mut stream).await;
+}
+
+/// Reads until EOF or error, sending each decoded item to the registry.
+async fn read_frames(
+    stream: &TcpStream,
+    conn: ConnId,
+    cx: &ConnectionContext,
+    activity: &Activity,
+) -> io::Result<()> {
+    let mut codec = FrameCodec::with_max_frame_bytes(cx.max_frame_bytes);
+    let mut buf = BytesMut::new();
+    loop {
+        stream.readable().await?;
+        if buf.capacity() - buf.len() < READ_CHUNK_BYTES / 4 {
+            buf.reserve(READ_CHUNK_BYTES);
+        }
+        let n = match stream.try_read_buf(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        };
+        activity.touch();
+        Stats::add(&cx.stats.bytes_in, n as u64);
+        while let Some(item) = codec.decode(&mut buf)? {
+            let command = Command::Frame { conn, item };
+            if cx.registry.send(command).await.is_err() {
+                return Ok(());
+            }
+        }
+        if buf.is_empty() {
+            // Let an idle connection hold no read buffer at all.
+            buf = BytesMut::new();
+        }
+    }
+}
+
+/// Writes everything the outbox is given until it is closed and drained.
+async fn write_frames(stream: &TcpStream, outbox: &Outbox, stats: &Stats) -> io::Result<()> {
+    let mut batch = VecDeque::new();
+    while outbox.next_batch(&mut batch).await {
+        let n_bytes: usize = batch.iter().map(Bytes::len).sum();
+        write_batch(stream, &mut batch).await?;
+        Stats::add(&stats.bytes_out, n_bytes as u64);
+    }
+    Ok(())
+}
+
+/// Writes and empties `batch` with as few system calls as the socket allows.
+async fn write_batch(stream: &TcpStream, batch: &mut VecDeque<Bytes>) -> io::Result<()> {
+    while !batch.is_empty() {
+        stream.writable().await?;
+        let written = {
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let mut n_slices = 0;
+            for (slot, bytes) in slices.iter_mut().zip(batch.iter()) {
+                *slot = IoSlice::new(bytes);
+                n_slices += 1;
+            }
+            match stream.try_write_vectored(&slices[..n_slices]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        consume(batch, written);
+    }
+    Ok(())
+}
+
+/// Drops `n` written bytes from the front of `batch`.
+fn consume(batch: &mut VecDeque<Bytes>, mut n: usize) {
+    while n > 0 {
+        let Some(front) = batch.front_mut() else {
+            return;
+        };
+        if front.len() <= n {
+            n -= front.len();
+            batch.pop_front();
+        } else {
+            front.advance(n);
+            n = 0;
+        }
+    }
+}
+
+/// Sends FIN, then reads and discards whatever the peer still sends for a
+/// moment, so unread input does not turn the close into a reset.
+async fn close_gracefully(stream: &mut TcpStream) {
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let _ = timeout(CLOSE_DRAIN, async {
+        let mut sink = [0u8; 1024];
+        loop {
+            if stream.readable().await.is_err() {
+                return;
+            }
+            match stream.try_read(&mut sink) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consume_handles_partial_writes() {
+        let mut batch: VecDeque<Bytes> =
+            [Bytes::from_static(b"abc"), Bytes::from_static(b"defg")].into();
+        consume(&mut batch, 2);
+        assert_eq!(
+            batch,
+            [Bytes::from_static(b"c"), Bytes::from_static(b"defg")]
+        );
+        consume(&mut batch, 3);
+        assert_eq!(batch, [Bytes::from_static(b"fg")]);
+        consume(&mut batch, 2);
+        assert!(batch.is_empty());
+    }
+}

@@ -1,0 +1,380 @@
+//! The operator console: parses a line of standard input into a command,
+//! runs it against the registry, and renders the answer as text.
+//!
+//! Parsing and rendering are pure functions (tested below); [`run`] is the
+//! loop the binary feeds with lines. Answers go to the given writer
+//! (standard output in the binary), never into the log.
+
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::registry::{ConsoleReply, ConsoleRequest, InfoReport, PeerSummary, PingReport, Target};
+use crate::server::Console;
+
+/// The usage text printed by `:help` and after errors.
+pub const USAGE: &str = "\
+commands:
+  :list, :ls           list peers: id, username, address, state, connected since
+  :kill <peer_id>      remove a peer (COMM_END to it, NTFY_KILL to the others)
+  :kill all            remove every peer
+  :ping <peer_id>      send a health check now and report whether it answered
+  :ping all            the same for every peer
+  :info                address, uptime, peer counts, traffic counters
+  :mute, :unmute       stop / resume printing protocol frames
+  :cc                  clear the screen
+  :help                this help
+  :exit                end every session and stop the server";
+
+/// A parsed console line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsoleCommand {
+    /// A question for the registry.
+    Registry(ConsoleRequest),
+    /// `:mute` (true) / `:unmute` (false).
+    Mute(bool),
+    /// `:cc`.
+    Clear,
+    /// `:help`.
+    Help,
+    /// `:exit`.
+    Exit,
+}
+
+/// A console line that is not a valid command; the text says why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConsoleError(String);
+
+/// Parses one line; `Ok(None)` for a blank line.
+pub fn parse(line: &str) -> Result<Option<ConsoleCommand>, ConsoleError> {
+    let mut words = line.split_whitespace();
+    let Some(name) = words.next() else {
+        return Ok(None);
+    };
+    let argument = words.next();
+    let extra = words.next();
+    let target = |command: &str| -> Result<Target, ConsoleError> {
+        match (argument, extra) {
+            (None, _) => Err(ConsoleError(format!(
+                "error: `{command}` needs a peer id or `all`\nusage: {command} <peer_id> | {command} all"
+            ))),
+            (Some(_), Some(_)) => Err(ConsoleError(format!(
+                "error: `{command}` takes one argument\nusage: {command} <peer_id> | {command} all"
+            ))),
+            (Some("all"), None) => Ok(Target::All),
+            (Some(id), None) => Ok(Target::Peer(id.to_owned())),
+        }
+    };
+    let no_argument = |command: ConsoleCommand| match argument {
+        None => Ok(Some(command)),
+        Some(_) => Err(ConsoleError(format!(
+            "error: `{name}` takes no argument\n{USAGE}"
+        ))),
+    };
+    match name {
+        ":list" | ":ls" => no_argument(ConsoleCommand::Registry(ConsoleRequest::List)),
+        ":info" => no_argument(ConsoleCommand::Registry(ConsoleRequest::Info)),
+        ":kill" => Ok(Some(ConsoleCommand::Registry(ConsoleRequest::Kill(
+            target(":kill")?,
+        )))),
+        ":ping" => Ok(Some(ConsoleCommand::Registry(ConsoleRequest::Ping(
+            target(":ping")?,
+        )))),
+        ":mute" => no_argument(ConsoleCommand::Mute(true)),
+        ":unmute" => no_argument(ConsoleCommand::Mute(false)),
+        ":cc" | ":clear" => no_argument(ConsoleCommand::Clear),
+        ":help" | ":h" => no_argument(ConsoleCommand::Help),
+        ":exit" | ":quit" => no_argument(ConsoleCommand::Exit),
+        other => Err(ConsoleError(format!(
+            "error: unknown command `{other}`\n{USAGE}"
+        ))),
+    }
+}
+
+/// Reads console lines until they end or the server shuts down, printing
+/// each answer to `out`. `:exit` cancels `shutdown`. When the lines end
+/// (standard input closed) the server keeps serving.
+pub async fn run(
+    console: Console,
+    mut lines: mpsc::Receiver<String>,
+    mut out: impl AsyncWrite + Unpin,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let line = tokio::select! {
+            () = shutdown.cancelled() => return,
+            line = lines.recv() => match line {
+                Some(line) => line,
+                None => return,
+            },
+        };
+        let answer = execute(&console, &line, &shutdown).await;
+        if !answer.is_empty() {
+            let text = format!("{answer}\n");
+            if out.write_all(text.as_bytes()).await.is_err() || out.flush().await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Runs one console line and returns the text to print.
+pub async fn execute(console: &Console, line: &str, shutdown: &CancellationToken) -> String {
+    let command = match parse(line) {
+        Ok(Some(command)) => command,
+        Ok(None) => return String::new(),
+        Err(error) => return error.to_string(),
+    };
+    match command {
+        ConsoleCommand::Help => USAGE.to_owned(),
+        ConsoleCommand::Clear => "\x1b[2J\x1b[H".to_owned(),
+        ConsoleCommand::Mute(muted) => {
+            console.set_muted(muted);
+            if muted {
+                "frames muted"
+            } else {
+                "frames unmuted"
+            }
+            .to_owned()
+        }
+        ConsoleCommand::Exit => {
+            shutdown.cancel();
+            "shutting down: ending every session".to_owned()
+        }
+        ConsoleCommand::Registry(request) => match console.request(request).await {
+            Ok(reply) => render(&reply, SystemTime::now()),
+            Err(_) => "error: the server is shutting down".to_owned(),
+        },
+    }
+}
+
+/// Renders a registry answer.
+pub fn render(reply: &ConsoleReply, now: SystemTime) -> String {
+    match reply {
+        ConsoleReply::List(peers) if peers.is_empty() => "no peers".to_owned(),
+        ConsoleReply::List(peers) => {
+            let mut out = format!("{} peer(s):", peers.len());
+            for peer in peers {
+                let _ = write!(out, "\n{}", peer_line(peer, now));
+            }
+            out
+        }
+        ConsoleReply::Killed(removed) if removed.is_empty() => "no peers to remove".to_owned(),
+        ConsoleReply::Killed(removed) => {
+            let mut out = String::new();
+            for (i, peer) in removed.iter().enumerate() {
+                if i > 0 {
+                    out.push('\n');
+                }
+                let _ = write!(out, "removed {} ({})", peer.id, peer.username);
+            }
+            out
+        }
+        ConsoleReply::UnknownPeer(id) => format!("error: no peer with id `{id}`"),
+        ConsoleReply::Pinged(report) => render_ping(report),
+        ConsoleReply::Info(info) => render_info(info),
+    }
+}
+
+fn peer_line(peer: &PeerSummary, now: SystemTime) -> String {
+    let state = if peer.online { "online" } else { "away" };
+    let ago = now.duration_since(peer.since).unwrap_or_default();
+    format!(
+        "{}  {}  {}  {}  since {} ({} ago)",
+        peer.id,
+        peer.username,
+        peer.addr,
+        state,
+        utc(peer.since),
+        human(ago)
+    )
+}
+
+fn render_ping(report: &PingReport) -> String {
+    if report.answered.is_empty() && report.silent.is_empty() && report.away.is_empty() {
+        return "no peers to ping".to_owned();
+    }
+    let mut lines = Vec::new();
+    for (peer, rtt) in &report.answered {
+        lines.push(format!(
+            "{} ({}) answered in {} ms",
+            peer.id,
+            peer.username,
+            rtt.as_millis()
+        ));
+    }
+    for peer in &report.silent {
+        lines.push(format!(
+            "{} ({}) did not answer within {} ms",
+            peer.id,
+            peer.username,
+            report.window.as_millis()
+        ));
+    }
+    for peer in &report.away {
+        lines.push(format!(
+            "{} ({}) is away: not pinged",
+            peer.id, peer.username
+        ));
+    }
+    lines.join("\n")
+}
+
+fn render_info(info: &InfoReport) -> String {
+    format!(
+        "address: {}\nuptime: {}\npeers: {} online, {} away ({} connection(s) not registered)\n\
+         frames: {} in, {} out\nbytes: {} in, {} out\n\
+         dropped: {} kept frame(s), {} rate-limited frame(s), {} peer(s) cut off for not reading",
+        info.addr,
+        human(info.uptime),
+        info.n_online,
+        info.n_away,
+        info.n_unregistered,
+        info.frames_in,
+        info.frames_out,
+        info.bytes_in,
+        info.bytes_out,
+        info.frames_dropped,
+        info.frames_rate_limited,
+        info.peers_cut_off
+    )
+}
+
+/// `1h02m03s`, `4m05s`, `6s`.
+fn human(duration: Duration) -> String {
+    let s = duration.as_secs();
+    match (s / 3600, s / 60 % 60, s % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, s) => format!("{m}m{s:02}s"),
+        (h, m, s) => format!("{h}h{m:02}m{s:02}s"),
+    }
+}
+
+/// `2026-11-28 05:44:47Z`.
+fn utc(time: SystemTime) -> String {
+    let secs = time
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let (y, m, d) = civil_from_days(days);
+    let rem = secs % 86_400;
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's
+/// `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(r: ConsoleRequest) -> Result<Option<ConsoleCommand>, ConsoleError> {
+        Ok(Some(ConsoleCommand::Registry(r)))
+    }
+
+    #[test]
+    fn parses_commands() {
+        assert_eq!(parse(""), Ok(None));
+        assert_eq!(parse("   "), Ok(None));
+        assert_eq!(parse(":list"), request(ConsoleRequest::List));
+        assert_eq!(parse(" :ls "), request(ConsoleRequest::List));
+        assert_eq!(parse(":info"), request(ConsoleRequest::Info));
+        assert_eq!(
+            parse(":kill all"),
+            request(ConsoleRequest::Kill(Target::All))
+        );
+        assert_eq!(
+            parse(":kill abcDEF1234"),
+            request(ConsoleRequest::Kill(Target::Peer("abcDEF1234".into())))
+        );
+        assert_eq!(
+            parse(":ping all"),
+            request(ConsoleRequest::Ping(Target::All))
+        );
+        assert_eq!(parse(":mute"), Ok(Some(ConsoleCommand::Mute(true))));
+        assert_eq!(parse(":unmute"), Ok(Some(ConsoleCommand::Mute(false))));
+        assert_eq!(parse(":cc"), Ok(Some(ConsoleCommand::Clear)));
+        assert_eq!(parse(":help"), Ok(Some(ConsoleCommand::Help)));
+        assert_eq!(parse(":exit"), Ok(Some(ConsoleCommand::Exit)));
+    }
+
+    #[test]
+    fn errors_say_what_is_wrong_and_show_the_usage() {
+        let e = parse(":kill").unwrap_err().to_string();
+        assert!(
+            e.contains("error") && e.contains("usage: :kill <peer_id>"),
+            "{e}"
+        );
+        let e = parse(":ping").unwrap_err().to_string();
+        assert!(e.contains("usage: :ping <peer_id>"), "{e}");
+        let e = parse(":kill a b").unwrap_err().to_string();
+        assert!(e.contains("one argument"), "{e}");
+        let e = parse(":frobnicate").unwrap_err().to_string();
+        assert!(
+            e.contains("unknown command `:frobnicate`") && e.contains(":list"),
+            "{e}"
+        );
+        let e = parse("list").unwrap_err().to_string();
+        assert!(e.contains("unknown command `list`"), "{e}");
+        assert!(parse(":list now").is_err());
+    }
+
+    #[test]
+    fn renders_peers() {
+        let since = UNIX_EPOCH + Duration::from_secs(1_795_844_687);
+        let peer = PeerSummary {
+            id: "abcDEF1234".into(),
+            username: "alice".into(),
+            addr: "127.0.0.1:5000".into(),
+            online: true,
+            since,
+        };
+        let away = PeerSummary {
+            online: false,
+            ..peer.clone()
+        };
+        let text = render(
+            &ConsoleReply::List(vec![peer, away]),
+            since + Duration::from_secs(65),
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "2 peer(s):");
+        assert_eq!(
+            lines[1],
+            "abcDEF1234  alice  127.0.0.1:5000  online  since 2026-11-28 05:44:47Z (1m05s ago)"
+        );
+        assert!(lines[2].contains(" away "));
+        assert_eq!(render(&ConsoleReply::List(vec![]), since), "no peers");
+    }
+
+    #[test]
+    fn dates_and_durations() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+        assert_eq!(human(Duration::from_secs(5)), "5s");
+        assert_eq!(human(Duration::from_secs(3723)), "1h02m03s");
+    }
+}

@@ -1,0 +1,86 @@
+//! Logging: the subscriber the binary installs, and [`FrameLog`], the
+//! protocol frame dump that `-t`, the default dev mode and `:mute` control.
+//!
+//! Logs go to standard error; console answers go to standard output.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tracing_subscriber::EnvFilter;
+use tsockm_proto::Frame;
+
+use crate::config::LogMode;
+
+/// Installs the global subscriber: `warn` in silent mode, `info` otherwise;
+/// `RUST_LOG`, when set, overrides either.
+pub fn init(mode: LogMode) {
+    let default = match mode {
+        LogMode::Silent => "warn",
+        LogMode::Tiny | LogMode::Dev => "info",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // Installing twice (only possible in tests) keeps the first subscriber.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Which way a frame went.
+#[derive(Debug, Clone, Copy)]
+pub enum Direction {
+    /// Received from a client.
+    In,
+    /// Sent by the server.
+    Out,
+}
+
+/// Prints protocol frames according to the log mode, unless muted.
+#[derive(Debug, Clone)]
+pub struct FrameLog {
+    mode: LogMode,
+    muted: Arc<AtomicBool>,
+}
+
+impl FrameLog {
+    /// A frame log for `mode`, unmuted.
+    pub fn new(mode: LogMode) -> Self {
+        FrameLog {
+            mode,
+            muted: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Stops (`true`) or resumes (`false`) printing frames.
+    pub fn set_muted(&self, muted: bool) {
+        self.muted.store(muted, Ordering::Relaxed);
+    }
+
+    /// Whether frames are printed at all.
+    pub fn enabled(&self) -> bool {
+        self.mode != LogMode::Silent && !self.muted.load(Ordering::Relaxed)
+    }
+
+    /// Logs one frame; `who` names the peer or client address.
+    pub fn frame(&self, direction: Direction, who: &str, frame: &Frame) {
+        if !self.enabled() {
+            return;
+        }
+        let arrow = match direction {
+            Direction::In => "<-",
+            Direction::Out => "->",
+        };
+        match self.mode {
+            LogMode::Silent => {}
+            LogMode::Tiny => tracing::info!(
+                "{arrow} {who} {} {} {} ({} body bytes)",
+                frame.kind,
+                frame.action,
+                frame.status,
+                frame.body.len()
+            ),
+            LogMode::Dev => tracing::info!("{arrow} {who} {frame}"),
+        }
+    }
+}

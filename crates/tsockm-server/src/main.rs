@@ -1,0 +1,72 @@
+//! The `tsockm-server` binary: flags, logging, the console on standard
+//! input, signals, and clear errors at the edge.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tokio::sync::mpsc;
+use tsockm_server::{CancellationToken, Cli, Server, console, logging, shutdown};
+
+/// Console lines buffered between the stdin thread and the console task.
+const CONSOLE_LINES: usize = 64;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = cli.into_config();
+    logging::init(config.log_mode);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("tsockm-server: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = config.addr;
+    let result = runtime.block_on(async move {
+        let server = Server::bind(config)
+            .await
+            .map_err(|error| format!("cannot listen on {addr}: {error}"))?;
+        println!("tsockm-server listening on {}", server.local_addr());
+        let shutdown = CancellationToken::new();
+        tokio::spawn(shutdown::cancel_on_signal(shutdown.clone()));
+        tokio::spawn(console::run(
+            server.console(),
+            stdin_lines(),
+            tokio::io::stdout(),
+            shutdown.clone(),
+        ));
+        server
+            .run(shutdown)
+            .await
+            .map_err(|error| format!("server failed: {error}"))
+    });
+    // The stdin thread may be blocked in a read; do not wait for it.
+    runtime.shutdown_background();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("tsockm-server: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Reads standard input on a plain thread (a blocking read cannot be
+/// cancelled, so it must not hold up the runtime) and forwards each line.
+fn stdin_lines() -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel(CONSOLE_LINES);
+    let spawned = std::thread::Builder::new()
+        .name("console-stdin".into())
+        .spawn(move || {
+            for line in std::io::stdin().lines() {
+                let Ok(line) = line else { break };
+                if tx.blocking_send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    if let Err(error) = spawned {
+        tracing::warn!(%error, "cannot read the console; it is disabled");
+    }
+    rx
+}

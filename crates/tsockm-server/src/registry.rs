@@ -1,0 +1,1122 @@
+//! The registry actor: the one owner of every connection's and peer's state.
+//!
+//! Connection tasks and the console talk to it through one bounded mpsc
+//! channel of [`Command`]s (oneshot replies where an answer is needed). It
+//! handles each command synchronously: it never awaits while state changes,
+//! never waits on a peer (frames go into outboxes with a non-blocking push),
+//! and owns every timer: handshake deadlines, removal delays, health checks,
+//! liveness sweeps and `:ping` windows.
+//!
+//! Every frame a client sends is checked here in the contract's order
+//! (section 9), so the answers to one connection's frames come out in the
+//! order the frames came in.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use indexmap::IndexMap;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tokio_util::time::DelayQueue;
+use tsockm_proto::{Action, BROADCAST, Frame, FrameError, Kind, Status, Text};
+
+use crate::addr::wire_addr;
+use crate::config::Config;
+use crate::identity::{IdentityError, IdentityMaker, new_token, token_matches};
+use crate::logging::{Direction, FrameLog};
+use crate::outbox::Outbox;
+use crate::peer::{Delivery, Link, Peer, trim};
+use crate::rate::TokenBucket;
+use crate::stats::Stats;
+use crate::username::check_username;
+use crate::wire::{self, HEALTH_TIMED_OUT, RESUMED_ELSEWHERE, SHUTTING_DOWN, Wire};
+
+/// Identifies one accepted connection for the life of the process.
+pub type ConnId = u64;
+
+/// Commands queued for the registry before connection readers wait.
+pub const COMMAND_QUEUE: usize = 4096;
+
+/// Longest a `:ping` waits for answers.
+pub const PING_WINDOW_MAX: Duration = Duration::from_secs(5);
+
+/// The last sign of life of a connection: any bytes read from it.
+///
+/// Written by the connection's reader on every read, read by the registry's
+/// liveness sweep, so it is an atomic rather than a message per read.
+#[derive(Debug)]
+pub struct Activity {
+    epoch: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    /// Activity starting now.
+    pub fn new() -> Self {
+        Activity {
+            epoch: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Records a sign of life now.
+    pub fn touch(&self) {
+        let ms = self.epoch.elapsed().as_millis();
+        self.last_ms
+            .store(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// When the last sign of life was seen (the accept counts as one).
+    pub fn last(&self) -> Instant {
+        self.epoch + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity::new()
+    }
+}
+
+/// A connection just accepted, as announced to the registry.
+#[derive(Debug)]
+pub struct NewConnection {
+    /// Its id.
+    pub conn: ConnId,
+    /// The client's address.
+    pub addr: SocketAddr,
+    /// Where the registry queues frames for it.
+    pub outbox: Arc<Outbox>,
+    /// Its last sign of life.
+    pub activity: Arc<Activity>,
+    /// When it was accepted (the handshake timeout counts from here).
+    pub accepted_at: Instant,
+}
+
+/// What the registry is asked to do.
+#[derive(Debug)]
+pub enum Command {
+    /// A connection was accepted.
+    Connect(NewConnection),
+    /// A connection's reader decoded a line (or failed to).
+    Frame {
+        /// The connection.
+        conn: ConnId,
+        /// The frame, or what was wrong with the line.
+        item: Result<Frame, FrameError>,
+    },
+    /// A connection ended: EOF, a read or write error, or it was closed.
+    Disconnected {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// An operator command from the console.
+    Console {
+        /// The command.
+        request: ConsoleRequest,
+        /// Where the answer goes.
+        reply: oneshot::Sender<ConsoleReply>,
+    },
+}
+
+/// Whom a console command is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// One peer, by id.
+    Peer(String),
+    /// Every peer.
+    All,
+}
+
+/// Console commands the registry answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsoleRequest {
+    /// `:list`.
+    List,
+    /// `:kill`.
+    Kill(Target),
+    /// `:ping`.
+    Ping(Target),
+    /// `:info`.
+    Info,
+}
+
+/// One peer as `:list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSummary {
+    /// Peer id.
+    pub id: String,
+    /// Username.
+    pub username: String,
+    /// Last known address.
+    pub addr: String,
+    /// Online or away.
+    pub online: bool,
+    /// When it registered.
+    pub since: SystemTime,
+}
+
+/// Counters for `:info`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InfoReport {
+    /// The listening address.
+    pub addr: String,
+    /// Time since the server started.
+    pub uptime: Duration,
+    /// Peers online.
+    pub n_online: usize,
+    /// Peers away.
+    pub n_away: usize,
+    /// Connections not registered yet.
+    pub n_unregistered: usize,
+    /// Frames received.
+    pub frames_in: u64,
+    /// Frames sent.
+    pub frames_out: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+    /// Kept frames dropped for away peers.
+    pub frames_dropped: u64,
+    /// Frames refused with 429.
+    pub frames_rate_limited: u64,
+    /// Peers cut off for a full send queue.
+    pub peers_cut_off: u64,
+}
+
+/// Who answered a `:ping`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PingReport {
+    /// Peers that answered, with how long they took.
+    pub answered: Vec<(PeerSummary, Duration)>,
+    /// Online peers that did not answer within the window.
+    pub silent: Vec<PeerSummary>,
+    /// Away peers (nothing to send a check to).
+    pub away: Vec<PeerSummary>,
+    /// How long the registry waited.
+    pub window: Duration,
+}
+
+/// The registry's answer to a console command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsoleReply {
+    /// For `:list`.
+    List(Vec<PeerSummary>),
+    /// For `:kill`: the peers removed.
+    Killed(Vec<PeerSummary>),
+    /// For `:ping`.
+    Pinged(PingReport),
+    /// For `:info`.
+    Info(InfoReport),
+    /// `:kill` / `:ping` named an id no peer has.
+    UnknownPeer(String),
+}
+
+/// A cloneable handle to send the registry commands.
+#[derive(Debug, Clone)]
+pub struct RegistryHandle {
+    tx: mpsc::Sender<Command>,
+}
+
+/// The registry has stopped (the server is shutting down).
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the registry has stopped")]
+pub struct RegistryClosed;
+
+impl RegistryHandle {
+    /// Queues a command, waiting while the registry's queue is full.
+    pub async fn send(&self, command: Command) -> Result<(), RegistryClosed> {
+        self.tx.send(command).await.map_err(|_| RegistryClosed)
+    }
+
+    /// Asks a console question and waits for the answer.
+    pub async fn console(&self, request: ConsoleRequest) -> Result<ConsoleReply, RegistryClosed> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Console { request, reply }).await?;
+        answer.await.map_err(|_| RegistryClosed)
+    }
+}
+
+/// Registry timers. Stale ones (the state moved on) are ignored when they fire.
+#[derive(Debug)]
+enum Timer {
+    Handshake(ConnId),
+    Removal { peer: Text, generation: u64 },
+    PingWindow(u64),
+}
+
+/// One accepted connection.
+#[derive(Debug)]
+struct Conn {
+    addr_text: Text,
+    outbox: Arc<Outbox>,
+    activity: Arc<Activity>,
+    /// Set once it registered or resumed.
+    peer: Option<Text>,
+    rate: TokenBucket,
+}
+
+impl Conn {
+    /// Whom errors for this connection are addressed to.
+    fn dst(&self) -> &Text {
+        self.peer.as_ref().unwrap_or(&self.addr_text)
+    }
+}
+
+/// A `:ping` waiting for answers.
+#[derive(Debug)]
+struct PendingPing {
+    started: Instant,
+    waiting: HashSet<Text>,
+    answered: Vec<(Text, Duration)>,
+    away: Vec<Text>,
+    reply: oneshot::Sender<ConsoleReply>,
+}
+
+/// The settings the registry uses.
+#[derive(Debug, Clone)]
+struct Limits {
+    max_peers: usize,
+    health_interval: Duration,
+    health_timeout: Duration,
+    removal_delay: Duration,
+    handshake_timeout: Duration,
+    max_rate: u32,
+    kept_frames: usize,
+}
+
+/// The actor. Build it with [`Registry::new`], then `run` it.
+#[derive(Debug)]
+pub struct Registry {
+    limits: Limits,
+    wire: Wire,
+    log: FrameLog,
+    stats: Arc<Stats>,
+    started: Instant,
+    ids: IdentityMaker,
+    conns: HashMap<ConnId, Conn>,
+    /// Registered peers, online and away, in registration order.
+    peers: IndexMap<Text, Peer>,
+    timers: DelayQueue<Timer>,
+    pings: HashMap<u64, PendingPing>,
+    next_ping: u64,
+    next_generation: u64,
+    rx: mpsc::Receiver<Command>,
+}
+
+impl Registry {
+    /// A registry for a server listening on `local_addr`, and its handle.
+    pub fn new(
+        config: &Config,
+        local_addr: SocketAddr,
+        log: FrameLog,
+        stats: Arc<Stats>,
+    ) -> Result<(Registry, RegistryHandle), IdentityError> {
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        let registry = Registry {
+            limits: Limits {
+                max_peers: config.max_peers,
+                health_interval: config.health_interval,
+                health_timeout: config.health_timeout,
+                removal_delay: config.removal_delay,
+                handshake_timeout: config.handshake_timeout,
+                max_rate: config.max_rate,
+                kept_frames: config.kept_frames,
+            },
+            wire: Wire {
+                srv: Text::from(wire_addr(local_addr)),
+            },
+            log,
+            stats,
+            started: Instant::now(),
+            ids: IdentityMaker::new()?,
+            conns: HashMap::new(),
+            peers: IndexMap::new(),
+            timers: DelayQueue::new(),
+            pings: HashMap::new(),
+            next_ping: 0,
+            next_generation: 0,
+            rx,
+        };
+        Ok((registry, RegistryHandle { tx }))
+    }
+
+    /// Runs until `shutdown` is cancelled (or every handle is dropped), then
+    /// ends every session: COMM_END to each online peer, 503 to connections
+    /// that never registered.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let start = Instant::now();
+        let mut health = tokio::time::interval_at(
+            start + self.limits.health_interval,
+            self.limits.health_interval,
+        );
+        health.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let sweep_period = (self.limits.health_timeout / 4)
+            .clamp(Duration::from_millis(10), self.limits.health_interval);
+        let mut sweep = tokio::time::interval_at(start + sweep_period, sweep_period);
+        sweep.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                Some(expired) = self.timers.next() => self.on_timer(expired.into_inner()),
+                _ = health.tick() => self.send_health_checks(),
+                _ = sweep.tick() => self.sweep_dead(),
+                command = self.rx.recv() => match command {
+                    Some(command) => self.handle(command),
+                    None => break,
+                },
+            }
+        }
+        // Frames already queued were accepted from their connections: handle
+        // them before the sessions end, but no more than one queue's worth.
+        for _ in 0..COMMAND_QUEUE {
+            match self.rx.try_recv() {
+                Ok(command) => self.handle(command),
+                Err(_) => break,
+            }
+        }
+        self.shut_down();
+    }
+
+    /// Handles one command.
+    pub fn handle(&mut self, command: Command) {
+        match command {
+            Command::Connect(new) => self.on_connect(new),
+            Command::Frame { conn, item } => self.on_frame(conn, item),
+            Command::Disconnected { conn } => self.disconnect(conn, None, None),
+            Command::Console { request, reply } => self.on_console(request, reply),
+        }
+    }
+
+    fn on_connect(&mut self, new: NewConnection) {
+        let deadline = new.accepted_at + self.limits.handshake_timeout;
+        self.timers.insert_at(Timer::Handshake(new.conn), deadline);
+        self.conns.insert(
+            new.conn,
+            Conn {
+                addr_text: Text::from(wire_addr(new.addr)),
+                outbox: new.outbox,
+                activity: new.activity,
+                peer: None,
+                rate: TokenBucket::new(self.limits.max_rate, Instant::now()),
+            },
+        );
+    }
+
+    // ---- Frames from clients ------------------------------------------------
+
+    fn on_frame(&mut self, conn_id: ConnId, item: Result<Frame, FrameError>) {
+        let Some(conn) = self.conns.get_mut(&conn_id) else {
+            return; // Closed by the registry while the frame was queued.
+        };
+        Stats::add(&self.stats.frames_in, 1);
+        let who = conn.dst().clone();
+        let frame = match item {
+            Ok(frame) => frame,
+            Err(error) => {
+                if self.log.enabled() {
+                    tracing::info!("<- {who} refused: {error}");
+                }
+                let dst = who;
+                let answer =
+                    self.wire
+                        .error(error.action(), error.status(), &dst, error.to_string());
+                self.reply(conn_id, &answer);
+                return;
+            }
+        };
+        self.log.frame(Direction::In, &who, &frame);
+        let action = frame.action;
+        let is_health_answer = frame.kind == Kind::Res && action == Action::Comm;
+        let taken = is_health_answer
+            || (frame.kind == Kind::Req
+                && matches!(
+                    action,
+                    Action::Comm | Action::CommEnd | Action::Msg | Action::GetPeer
+                ));
+        if !taken {
+            let reason = format!(
+                "the server does not take {}::{} from clients",
+                frame.kind, action
+            );
+            self.reply_error(conn_id, action, Status::MethodNotAllowed, reason);
+            return;
+        }
+        let Some(peer_id) = conn.peer.clone() else {
+            if frame.kind == Kind::Req && action == Action::Comm {
+                if !conn.rate.try_take(Instant::now()) {
+                    self.rate_limited(conn_id, action);
+                    return;
+                }
+                if frame.sender_id.is_empty() {
+                    self.register(conn_id, &frame.body);
+                } else {
+                    self.resume(conn_id, &frame.sender_id, &frame.body);
+                }
+            } else {
+                self.reply_error(
+                    conn_id,
+                    action,
+                    Status::BadRequest,
+                    "not registered: register first with REQ::COMM and a username",
+                );
+            }
+            return;
+        };
+        if frame.kind == Kind::Req && action == Action::Comm {
+            self.reply_error(conn_id, action, Status::BadRequest, "already registered");
+            return;
+        }
+        if !frame.sender_id.is_empty() && frame.sender_id != peer_id {
+            let reason = format!(
+                "SENDER_ID `{}` is not this connection's peer id",
+                frame.sender_id
+            );
+            self.reply_error(conn_id, action, Status::Forbidden, reason);
+            return;
+        }
+        if is_health_answer {
+            self.on_health_answer(&peer_id);
+            return;
+        }
+        if !conn.rate.try_take(Instant::now()) {
+            self.rate_limited(conn_id, action);
+            return;
+        }
+        match action {
+            Action::Msg => self.on_msg(conn_id, &peer_id, frame),
+            Action::GetPeer => self.on_get_peer(conn_id, &peer_id, &frame.body),
+            Action::CommEnd => {
+                let end = self.wire.comm_end(&peer_id, "OK");
+                self.remove_peer(&peer_id, Some(&end));
+            }
+            _ => {} // Filtered out by `taken` above.
+        }
+    }
+
+    fn rate_limited(&mut self, conn_id: ConnId, action: Action) {
+        Stats::add(&self.stats.frames_rate_limited, 1);
+        let reason = format!(
+            "too many frames: at most {} a second, this one was dropped",
+            self.limits.max_rate
+        );
+        self.reply_error(conn_id, action, Status::TooManyRequests, reason);
+    }
+
+    fn register(&mut self, conn_id: ConnId, username: &Text) {
+        if let Err(error) = check_username(username) {
+            self.reply_error(conn_id, Action::Comm, Status::BadRequest, error.to_string());
+            return;
+        }
+        if self.peers.len() >= self.limits.max_peers {
+            let Some(conn) = self.conns.get(&conn_id) else {
+                return;
+            };
+            let reason = format!("server full: {} peers", self.peers.len());
+            let answer =
+                self.wire
+                    .error(Action::Comm, Status::ServiceUnavailable, conn.dst(), reason);
+            self.log.frame(Direction::Out, &conn.addr_text, &answer);
+            self.disconnect(conn_id, wire::encode(&answer), None);
+            return;
+        }
+        let (id, token) = match self
+            .ids
+            .next_peer_id()
+            .and_then(|id| Ok((id, new_token()?)))
+        {
+            Ok(identity) => identity,
+            Err(error) => {
+                tracing::error!(%error, "cannot make a peer identity");
+                self.reply_error(
+                    conn_id,
+                    Action::Comm,
+                    Status::BadGateway,
+                    "internal error: cannot make a peer id",
+                );
+                return;
+            }
+        };
+        let id = Text::from(id);
+        let Some(conn) = self.conns.get_mut(&conn_id) else {
+            return;
+        };
+        conn.peer = Some(id.clone());
+        let addr = conn.addr_text.clone();
+        let outbox = conn.outbox.clone();
+        let welcome = self.wire.welcome(&addr, &id, &token);
+        self.send_to_conn(conn_id, &welcome);
+
+        // The roster: one NTFY_JOIN per peer already registered, written as
+        // one buffer so a large roster takes one queue slot.
+        let mut roster = bytes::BytesMut::new();
+        let mut n_roster = 0;
+        for other in self.peers.values() {
+            let join = self
+                .wire
+                .about_peer(Action::NtfyJoin, &other.id, &id, &other.username);
+            self.log.frame(Direction::Out, &id, &join);
+            if join.encode(&mut roster).is_ok() {
+                n_roster += 1;
+            }
+        }
+        if n_roster > 0 {
+            Stats::add(&self.stats.frames_out, n_roster);
+            outbox.push_unbounded(roster.freeze());
+        }
+
+        let announcement = self.wire.announce(Action::NtfyJoin, &id, username);
+        self.peers.insert(
+            id.clone(),
+            Peer {
+                id: id.clone(),
+                username: username.clone(),
+                token,
+                addr,
+                since: SystemTime::now(),
+                link: Link::Online {
+                    conn: conn_id,
+                    outbox,
+                },
+            },
+        );
+        tracing::info!(peer = %id, username = %username, "peer registered");
+        self.fan_out(&announcement, Some(&id));
+    }
+
+    fn resume(&mut self, conn_id: ConnId, peer_id: &Text, token: &Text) {
+        let valid = self
+            .peers
+            .get(peer_id)
+            .is_some_and(|peer| token_matches(&peer.token, token));
+        if !valid {
+            self.reply_error(
+                conn_id,
+                Action::Comm,
+                Status::NotFound,
+                "cannot resume: unknown or removed peer id, or wrong resume token",
+            );
+            return;
+        }
+        let new_token = match new_token() {
+            Ok(token) => token,
+            Err(error) => {
+                tracing::error!(%error, "cannot make a resume token");
+                self.reply_error(
+                    conn_id,
+                    Action::Comm,
+                    Status::BadGateway,
+                    "internal error: cannot make a token",
+                );
+                return;
+            }
+        };
+        let Some(conn) = self.conns.get_mut(&conn_id) else {
+            return;
+        };
+        conn.peer = Some(peer_id.clone());
+        let addr = conn.addr_text.clone();
+        let outbox = conn.outbox.clone();
+        let Some(peer) = self.peers.get_mut(peer_id) else {
+            return;
+        };
+        peer.token = new_token;
+        peer.addr = addr.clone();
+        let previous = std::mem::replace(
+            &mut peer.link,
+            Link::Online {
+                conn: conn_id,
+                outbox: outbox.clone(),
+            },
+        );
+        let welcome = self.wire.welcome(&addr, peer_id, &peer.token);
+        let pending = match previous {
+            Link::Away { kept, .. } => kept,
+            Link::Online {
+                conn: old_conn,
+                outbox: old_outbox,
+            } => {
+                // Takeover: what the old connection has not written yet
+                // follows the peer; the old connection is told and closed.
+                let pending = old_outbox.take_pending();
+                let end = self.wire.comm_end(peer_id, RESUMED_ELSEWHERE);
+                self.log.frame(Direction::Out, peer_id, &end);
+                old_outbox.close(wire::encode(&end));
+                self.conns.remove(&old_conn);
+                pending
+            }
+        };
+        tracing::info!(peer = %peer_id, n_kept = pending.len(), "peer resumed");
+        self.send_to_conn(conn_id, &welcome);
+        Stats::add(&self.stats.frames_out, pending.len() as u64);
+        for frame in pending {
+            outbox.push_unbounded(frame);
+        }
+    }
+
+    fn on_msg(&mut self, conn_id: ConnId, author: &Text, frame: Frame) {
+        let dst = frame.dst;
+        if dst.is_empty() || dst == BROADCAST {
+            let relayed = self.wire.about_peer(
+                Action::Msg,
+                author,
+                &Text::from_static(BROADCAST),
+                &frame.body,
+            );
+            self.fan_out(&relayed, Some(author));
+            return;
+        }
+        let Some(index) = self.peers.get_index_of(&dst) else {
+            let reason = format!("no peer with id `{dst}`");
+            self.reply_error(conn_id, Action::Msg, Status::NotFound, reason);
+            return;
+        };
+        let relayed = self.wire.about_peer(Action::Msg, author, &dst, &frame.body);
+        self.log.frame(Direction::Out, &dst, &relayed);
+        if let Some(bytes) = wire::encode(&relayed) {
+            self.deliver_at(index, &bytes);
+        }
+    }
+
+    fn on_get_peer(&mut self, conn_id: ConnId, requester: &Text, wanted: &Text) {
+        let answer = match self.peers.get(wanted) {
+            Some(peer) => {
+                self.wire
+                    .about_peer(Action::GetPeer, &peer.id, requester, &peer.username)
+            }
+            None => self.wire.error(
+                Action::GetPeer,
+                Status::NotFound,
+                requester,
+                format!("no peer with id `{wanted}`"),
+            ),
+        };
+        self.send_to_conn(conn_id, &answer);
+    }
+
+    fn on_health_answer(&mut self, peer_id: &Text) {
+        let now = Instant::now();
+        let mut done = Vec::new();
+        for (key, ping) in &mut self.pings {
+            if ping.waiting.remove(peer_id) {
+                ping.answered.push((peer_id.clone(), now - ping.started));
+                if ping.waiting.is_empty() {
+                    done.push(*key);
+                }
+            }
+        }
+        for key in done {
+            self.finish_ping(key);
+        }
+    }
+
+    // ---- Sending --------------------------------------------------------------
+
+    /// Queues a frame for one connection (registered or not).
+    fn send_to_conn(&mut self, conn_id: ConnId, frame: &Frame) {
+        let Some(conn) = self.conns.get(&conn_id) else {
+            return;
+        };
+        self.log.frame(Direction::Out, conn.dst(), frame);
+        let Some(bytes) = wire::encode(frame) else {
+            return;
+        };
+        match conn.outbox.push(bytes.clone()) {
+            Ok(()) => Stats::add(&self.stats.frames_out, 1),
+            Err(_) => self.cut_off(conn_id, bytes),
+        }
+    }
+
+    fn reply(&mut self, conn_id: ConnId, frame: &Frame) {
+        self.send_to_conn(conn_id, frame);
+    }
+
+    fn reply_error(
+        &mut self,
+        conn_id: ConnId,
+        action: Action,
+        status: Status,
+        reason: impl Into<Text>,
+    ) {
+        let Some(conn) = self.conns.get(&conn_id) else {
+            return;
+        };
+        let answer = self.wire.error(action, status, conn.dst(), reason);
+        self.reply(conn_id, &answer);
+    }
+
+    /// Delivers to the peer at `index` in the registry (online or away).
+    fn deliver_at(&mut self, index: usize, bytes: &Bytes) {
+        let kept_frames = self.limits.kept_frames;
+        let Some((_, peer)) = self.peers.get_index_mut(index) else {
+            return;
+        };
+        match peer.deliver(bytes, kept_frames) {
+            Delivery::Queued => Stats::add(&self.stats.frames_out, 1),
+            Delivery::Kept { dropped } => Stats::add(&self.stats.frames_dropped, dropped),
+            Delivery::Overflow => {
+                if let Link::Online { conn, .. } = peer.link {
+                    self.cut_off(conn, bytes.clone());
+                }
+            }
+        }
+    }
+
+    /// Encodes `frame` once and hands it to every peer but `except`.
+    fn fan_out(&mut self, frame: &Frame, except: Option<&Text>) {
+        self.log.frame(Direction::Out, BROADCAST, frame);
+        let Some(bytes) = wire::encode(frame) else {
+            return;
+        };
+        let skip = except.and_then(|id| self.peers.get_index_of(id));
+        let kept_frames = self.limits.kept_frames;
+        let mut n_queued = 0;
+        let mut n_dropped = 0;
+        let mut overflowed = Vec::new();
+        for (index, peer) in self.peers.values_mut().enumerate() {
+            if Some(index) == skip {
+                continue;
+            }
+            match peer.deliver(&bytes, kept_frames) {
+                Delivery::Queued => n_queued += 1,
+                Delivery::Kept { dropped } => n_dropped += dropped,
+                Delivery::Overflow => {
+                    if let Link::Online { conn, .. } = peer.link {
+                        overflowed.push(conn);
+                    }
+                }
+            }
+        }
+        Stats::add(&self.stats.frames_out, n_queued);
+        Stats::add(&self.stats.frames_dropped, n_dropped);
+        for conn in overflowed {
+            self.cut_off(conn, bytes.clone());
+        }
+    }
+
+    /// A connection whose send queue is full: disconnect it; `undelivered`
+    /// is kept for the peer with what was still queued.
+    fn cut_off(&mut self, conn_id: ConnId, undelivered: Bytes) {
+        Stats::add(&self.stats.peers_cut_off, 1);
+        if let Some(conn) = self.conns.get(&conn_id) {
+            tracing::warn!(who = %conn.dst(), "send queue full: disconnecting a peer that does not read");
+        }
+        self.disconnect(conn_id, None, Some(undelivered));
+    }
+
+    // ---- Connections ending and peers leaving -------------------------------
+
+    /// Ends a connection the registry knows, writing `last` before closing.
+    /// If a registered peer was online on it, the peer goes away: what was
+    /// still queued (plus `undelivered`) is kept for its resume instead of
+    /// being written, and its removal timer starts.
+    fn disconnect(&mut self, conn_id: ConnId, last: Option<Bytes>, undelivered: Option<Bytes>) {
+        let Some(conn) = self.conns.remove(&conn_id) else {
+            return; // Already closed by the registry.
+        };
+        let Some(peer_id) = conn.peer else {
+            conn.outbox.close(last);
+            return;
+        };
+        let mut pending = conn.outbox.take_pending();
+        conn.outbox.close(last);
+        pending.extend(undelivered);
+        let Some(peer) = self.peers.get_mut(&peer_id) else {
+            return;
+        };
+        if !matches!(peer.link, Link::Online { conn, .. } if conn == conn_id) {
+            return;
+        }
+        let dropped = trim(&mut pending, self.limits.kept_frames);
+        Stats::add(&self.stats.frames_dropped, dropped);
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        peer.link = Link::Away {
+            kept: pending,
+            generation,
+        };
+        self.timers.insert(
+            Timer::Removal {
+                peer: peer_id.clone(),
+                generation,
+            },
+            self.limits.removal_delay,
+        );
+        tracing::info!(peer = %peer_id, "peer away: connection lost");
+    }
+
+    /// Removes a peer at once (COMM_END, `:kill`): `last` goes to its
+    /// connection after what is queued, then every other peer gets NTFY_KILL.
+    fn remove_peer(&mut self, peer_id: &Text, last: Option<&Frame>) -> Option<PeerSummary> {
+        let peer = self.peers.shift_remove(peer_id)?;
+        let summary = summarize(&peer);
+        if let Link::Online { conn, outbox } = &peer.link {
+            self.conns.remove(conn);
+            if let Some(frame) = last {
+                self.log.frame(Direction::Out, peer_id, frame);
+                Stats::add(&self.stats.frames_out, 1);
+            }
+            outbox.close(last.and_then(wire::encode));
+        }
+        tracing::info!(peer = %peer_id, "peer removed");
+        let kill = self
+            .wire
+            .announce(Action::NtfyKill, &peer.id, &peer.username);
+        self.fan_out(&kill, None);
+        Some(summary)
+    }
+
+    // ---- Timers -----------------------------------------------------------------
+
+    fn on_timer(&mut self, timer: Timer) {
+        match timer {
+            Timer::Handshake(conn_id) => {
+                let Some(conn) = self.conns.get(&conn_id) else {
+                    return;
+                };
+                if conn.peer.is_some() {
+                    return;
+                }
+                let reason = format!(
+                    "not registered within {} ms: closing",
+                    self.limits.handshake_timeout.as_millis()
+                );
+                let answer =
+                    self.wire
+                        .error(Action::Comm, Status::RequestTimeout, conn.dst(), reason);
+                self.log.frame(Direction::Out, &conn.addr_text, &answer);
+                self.disconnect(conn_id, wire::encode(&answer), None);
+            }
+            Timer::Removal { peer, generation } => {
+                let due = self.peers.get(&peer).is_some_and(
+                    |p| matches!(p.link, Link::Away { generation: g, .. } if g == generation),
+                );
+                if due {
+                    self.remove_peer(&peer, None);
+                }
+            }
+            Timer::PingWindow(key) => self.finish_ping(key),
+        }
+    }
+
+    fn send_health_checks(&mut self) {
+        let mut overflowed = Vec::new();
+        let mut n_queued = 0;
+        for peer in self.peers.values() {
+            let Link::Online { conn, outbox } = &peer.link else {
+                continue;
+            };
+            let check = self.wire.health_check(&peer.id);
+            let Some(bytes) = wire::encode(&check) else {
+                continue;
+            };
+            match outbox.push(bytes.clone()) {
+                Ok(()) => n_queued += 1,
+                Err(_) => overflowed.push((*conn, bytes)),
+            }
+        }
+        Stats::add(&self.stats.frames_out, n_queued);
+        for (conn, bytes) in overflowed {
+            self.cut_off(conn, bytes);
+        }
+    }
+
+    /// Disconnects every registered connection silent for a health timeout.
+    fn sweep_dead(&mut self) {
+        let now = Instant::now();
+        let timeout = self.limits.health_timeout;
+        let dead: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, conn)| conn.peer.is_some() && now >= conn.activity.last() + timeout)
+            .map(|(id, _)| *id)
+            .collect();
+        for conn_id in dead {
+            let Some(conn) = self.conns.get(&conn_id) else {
+                continue;
+            };
+            let answer = self.wire.error(
+                Action::Comm,
+                Status::RequestTimeout,
+                conn.dst(),
+                HEALTH_TIMED_OUT,
+            );
+            self.log.frame(Direction::Out, conn.dst(), &answer);
+            tracing::info!(who = %conn.dst(), "health check timed out");
+            self.disconnect(conn_id, wire::encode(&answer), None);
+        }
+    }
+
+    // ---- Console ----------------------------------------------------------------
+
+    fn on_console(&mut self, request: ConsoleRequest, reply: oneshot::Sender<ConsoleReply>) {
+        let answer = match request {
+            ConsoleRequest::List => {
+                ConsoleReply::List(self.peers.values().map(summarize).collect())
+            }
+            ConsoleRequest::Info => ConsoleReply::Info(self.info()),
+            ConsoleRequest::Kill(target) => self.kill(target),
+            ConsoleRequest::Ping(target) => {
+                self.ping(target, reply);
+                return;
+            }
+        };
+        // The console may have given up waiting; nothing to do then.
+        let _ = reply.send(answer);
+    }
+
+    fn kill(&mut self, target: Target) -> ConsoleReply {
+        let ids: Vec<Text> = match &target {
+            Target::All => self.peers.keys().cloned().collect(),
+            Target::Peer(id) => match self.peers.get_key_value(id.as_str()) {
+                Some((id, _)) => vec![id.clone()],
+                None => return ConsoleReply::UnknownPeer(id.clone()),
+            },
+        };
+        let mut removed = Vec::new();
+        for id in ids {
+            let end = self.wire.comm_end(&id, "removed by the server operator");
+            removed.extend(self.remove_peer(&id, Some(&end)));
+        }
+        ConsoleReply::Killed(removed)
+    }
+
+    fn ping(&mut self, target: Target, reply: oneshot::Sender<ConsoleReply>) {
+        let ids: Vec<Text> = match &target {
+            Target::All => self.peers.keys().cloned().collect(),
+            Target::Peer(id) => match self.peers.get_key_value(id.as_str()) {
+                Some((id, _)) => vec![id.clone()],
+                None => {
+                    let _ = reply.send(ConsoleReply::UnknownPeer(id.clone()));
+                    return;
+                }
+            },
+        };
+        let mut waiting = HashSet::new();
+        let mut away = Vec::new();
+        let mut overflowed = Vec::new();
+        for id in ids {
+            let Some(peer) = self.peers.get(&id) else {
+                continue;
+            };
+            let Link::Online { conn, outbox } = &peer.link else {
+                away.push(id);
+                continue;
+            };
+            let check = self.wire.health_check(&id);
+            self.log.frame(Direction::Out, &id, &check);
+            let Some(bytes) = wire::encode(&check) else {
+                continue;
+            };
+            match outbox.push(bytes.clone()) {
+                Ok(()) => {
+                    Stats::add(&self.stats.frames_out, 1);
+                    waiting.insert(id);
+                }
+                Err(_) => overflowed.push((*conn, bytes)),
+            }
+        }
+        for (conn, bytes) in overflowed {
+            self.cut_off(conn, bytes);
+        }
+        let key = self.next_ping;
+        self.next_ping += 1;
+        let window = self.limits.health_timeout.min(PING_WINDOW_MAX);
+        self.pings.insert(
+            key,
+            PendingPing {
+                started: Instant::now(),
+                waiting,
+                answered: Vec::new(),
+                away,
+                reply,
+            },
+        );
+        if self.pings.get(&key).is_some_and(|p| p.waiting.is_empty()) {
+            self.finish_ping(key);
+        } else {
+            self.timers.insert(Timer::PingWindow(key), window);
+        }
+    }
+
+    fn finish_ping(&mut self, key: u64) {
+        let Some(ping) = self.pings.remove(&key) else {
+            return;
+        };
+        let summary_of = |id: &Text| self.peers.get(id).map(summarize);
+        let report = PingReport {
+            answered: ping
+                .answered
+                .iter()
+                .filter_map(|(id, rtt)| Some((summary_of(id)?, *rtt)))
+                .collect(),
+            silent: ping.waiting.iter().filter_map(summary_of).collect(),
+            away: ping.away.iter().filter_map(summary_of).collect(),
+            window: ping.started.elapsed(),
+        };
+        let _ = ping.reply.send(ConsoleReply::Pinged(report));
+    }
+
+    fn info(&self) -> InfoReport {
+        let n_online = self.peers.values().filter(|p| p.is_online()).count();
+        InfoReport {
+            addr: self.wire.srv.to_string(),
+            uptime: self.started.elapsed(),
+            n_online,
+            n_away: self.peers.len() - n_online,
+            n_unregistered: self.conns.values().filter(|c| c.peer.is_none()).count(),
+            frames_in: Stats::get(&self.stats.frames_in),
+            frames_out: Stats::get(&self.stats.frames_out),
+            bytes_in: Stats::get(&self.stats.bytes_in),
+            bytes_out: Stats::get(&self.stats.bytes_out),
+            frames_dropped: Stats::get(&self.stats.frames_dropped),
+            frames_rate_limited: Stats::get(&self.stats.frames_rate_limited),
+            peers_cut_off: Stats::get(&self.stats.peers_cut_off),
+        }
+    }
+
+    // ---- Shutdown ---------------------------------------------------------------
+
+    /// COMM_END to every online peer, 503 to unregistered connections; no NTFY_KILL.
+    fn shut_down(&mut self) {
+        tracing::info!(
+            n_peers = self.peers.len(),
+            "shutting down: ending every session"
+        );
+        for (_, conn) in self.conns.drain() {
+            let last = match &conn.peer {
+                Some(peer_id) => self.wire.comm_end(peer_id, SHUTTING_DOWN),
+                None => self.wire.error(
+                    Action::None,
+                    Status::ServiceUnavailable,
+                    &conn.addr_text,
+                    SHUTTING_DOWN,
+                ),
+            };
+            self.log.frame(Direction::Out, conn.dst(), &last);
+            conn.outbox.close(wire::encode(&last));
+        }
+        self.peers.clear();
+        for (_, ping) in self.pings.drain() {
+            let _ = ping.reply.send(ConsoleReply::Pinged(PingReport::default()));
+        }
+    }
+}
+
+fn summarize(peer: &Peer) -> PeerSummary {
+    PeerSummary {
+        id: peer.id.to_string(),
+        username: peer.username.to_string(),
+        addr: peer.addr.to_string(),
+        online: peer.is_online(),
+        since: peer.since,
+    }
+}

@@ -1,0 +1,169 @@
+//! [`Server`]: binds the listener, starts the registry, accepts connections.
+//!
+//! `run` takes the shutdown signal as an argument, so the binary (signals and
+//! `:exit`) and the tests (a token they cancel) choose when it ends. Every
+//! task is spawned on one `TaskTracker`, and `run` returns only when all of
+//! them have finished.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::config::Config;
+use crate::connection::{self, ConnectionContext};
+use crate::logging::FrameLog;
+use crate::registry::{ConsoleReply, ConsoleRequest, Registry, RegistryClosed, RegistryHandle};
+use crate::stats::Stats;
+
+/// Connections allowed beyond `max_peers`, for clients still registering
+/// (and resumes taking over a connection not yet found dead).
+pub const EXTRA_CONNECTIONS: usize = 1024;
+
+/// Pause after a failed `accept` (e.g. out of file descriptors), so the loop
+/// does not spin while the condition lasts.
+pub const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+
+/// A bound, not yet running, server.
+#[derive(Debug)]
+pub struct Server {
+    config: Config,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    registry: Registry,
+    handle: RegistryHandle,
+    log: FrameLog,
+    stats: Arc<Stats>,
+}
+
+impl Server {
+    /// Binds `config.addr` and prepares the registry.
+    pub async fn bind(config: Config) -> io::Result<Server> {
+        let listener = TcpListener::bind(config.addr).await?;
+        let local_addr = listener.local_addr()?;
+        let log = FrameLog::new(config.log_mode);
+        let stats = Arc::new(Stats::default());
+        let (registry, handle) = Registry::new(&config, local_addr, log.clone(), stats.clone())
+            .map_err(io::Error::other)?;
+        Ok(Server {
+            config,
+            listener,
+            local_addr,
+            registry,
+            handle,
+            log,
+            stats,
+        })
+    }
+
+    /// The address the server listens on (with the real port if 0 was asked).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle for console commands, usable while the server runs.
+    pub fn console(&self) -> Console {
+        Console {
+            registry: self.handle.clone(),
+            log: self.log.clone(),
+        }
+    }
+
+    /// Serves until `shutdown` is cancelled, then ends every session
+    /// (COMM_END to every peer) and returns once every task has finished.
+    pub async fn run(self, shutdown: CancellationToken) -> io::Result<()> {
+        let Server {
+            config,
+            listener,
+            local_addr,
+            registry,
+            handle,
+            log: _,
+            stats,
+        } = self;
+        tracing::info!(addr = %local_addr, "listening");
+        let tracker = TaskTracker::new();
+        let registry_done = CancellationToken::new();
+        {
+            let registry_shutdown = shutdown.clone();
+            let registry_done = registry_done.clone();
+            tracker.spawn(async move {
+                registry.run(registry_shutdown).await;
+                registry_done.cancel();
+            });
+        }
+        let cx = ConnectionContext {
+            registry: handle,
+            stats,
+            max_frame_bytes: config.max_frame_bytes,
+            send_queue_frames: config.send_queue_frames,
+            shutdown: registry_done.clone(),
+        };
+        let slots = Arc::new(Semaphore::new(
+            config.max_peers.saturating_add(EXTRA_CONNECTIONS),
+        ));
+        let mut next_conn = 0u64;
+        loop {
+            let permit = tokio::select! {
+                () = shutdown.cancelled() => break,
+                permit = slots.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+            };
+            let accepted = tokio::select! {
+                () = shutdown.cancelled() => break,
+                accepted = listener.accept() => accepted,
+            };
+            let (stream, addr) = match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                    continue;
+                }
+            };
+            next_conn += 1;
+            let conn = next_conn;
+            let cx = cx.clone();
+            let span = tracing::info_span!("conn", id = conn, %addr);
+            tracker.spawn(
+                async move {
+                    connection::serve(stream, addr, conn, cx).await;
+                    drop(permit);
+                }
+                .instrument(span),
+            );
+        }
+        drop(listener);
+        tracker.close();
+        tracker.wait().await;
+        tracing::info!("server stopped");
+        Ok(())
+    }
+}
+
+/// Sends operator commands to a running server's registry.
+#[derive(Debug, Clone)]
+pub struct Console {
+    registry: RegistryHandle,
+    log: FrameLog,
+}
+
+impl Console {
+    /// Asks the registry.
+    pub async fn request(&self, request: ConsoleRequest) -> Result<ConsoleReply, RegistryClosed> {
+        self.registry.console(request).await
+    }
+
+    /// Stops or resumes printing protocol frames.
+    pub fn set_muted(&self, muted: bool) {
+        self.log.set_muted(muted);
+    }
+}

@@ -1,0 +1,101 @@
+//! The frames the server sends, built in one place so every field follows
+//! section 3 of the contract: SRC is the server's address, SENDER_ID is
+//! `server` when the server speaks for itself, DST is the recipient.
+
+use bytes::Bytes;
+use tsockm_proto::{Action, BROADCAST, Frame, Kind, SERVER_ID, Status, Text};
+
+/// Builds server frames with the server's listening address as SRC.
+#[derive(Debug, Clone)]
+pub struct Wire {
+    /// The server's address as written in SRC.
+    pub srv: Text,
+}
+
+/// The COMM_END reason given to a peer whose session was resumed elsewhere.
+pub const RESUMED_ELSEWHERE: &str = "resumed elsewhere";
+/// The COMM_END (and 503) reason on shutdown.
+pub const SHUTTING_DOWN: &str = "server shutting down";
+/// The 408 reason for a peer that stopped answering health checks.
+pub const HEALTH_TIMED_OUT: &str = "health check timed out";
+
+impl Wire {
+    fn server(&self, kind: Kind, action: Action, status: Status, dst: &Text, body: Text) -> Frame {
+        Frame::new(kind, action, status)
+            .with_sender(Text::from_static(SERVER_ID))
+            .with_src(self.srv.clone())
+            .with_dst(dst.clone())
+            .with_body(body)
+    }
+
+    /// `ERR::<action>::<status>::server::<srv>::<dst>::<reason>`.
+    pub fn error(
+        &self,
+        action: Action,
+        status: Status,
+        dst: &Text,
+        reason: impl Into<Text>,
+    ) -> Frame {
+        self.server(Kind::Err, action, status, dst, reason.into())
+    }
+
+    /// The registration or resume answer: `RES::COMM::200::server::<srv>::<client addr>::<id> <token>`.
+    pub fn welcome(&self, client_addr: &Text, peer_id: &str, token: &str) -> Frame {
+        self.server(
+            Kind::Res,
+            Action::Comm,
+            Status::Ok,
+            client_addr,
+            Text::from(format!("{peer_id} {token}")),
+        )
+    }
+
+    /// A health check: `REQ::COMM::200::server::<srv>::<id>::check?`.
+    pub fn health_check(&self, peer_id: &Text) -> Frame {
+        self.server(
+            Kind::Req,
+            Action::Comm,
+            Status::Ok,
+            peer_id,
+            Text::from_static("check?"),
+        )
+    }
+
+    /// `RES::COMM_END::200::server::<srv>::<id>::<reason>`.
+    pub fn comm_end(&self, peer_id: &Text, reason: impl Into<Text>) -> Frame {
+        self.server(
+            Kind::Res,
+            Action::CommEnd,
+            Status::Ok,
+            peer_id,
+            reason.into(),
+        )
+    }
+
+    /// A frame speaking for a peer: `RES::<action>::200::<peer id>::<srv>::<dst>::<body>`.
+    pub fn about_peer(&self, action: Action, peer_id: &Text, dst: &Text, body: &Text) -> Frame {
+        Frame::response(action)
+            .with_sender(peer_id.clone())
+            .with_src(self.srv.clone())
+            .with_dst(dst.clone())
+            .with_body(body.clone())
+    }
+
+    /// NTFY_JOIN / NTFY_KILL announced to everyone: DST `*`.
+    pub fn announce(&self, action: Action, peer_id: &Text, username: &Text) -> Frame {
+        self.about_peer(action, peer_id, &Text::from_static(BROADCAST), username)
+    }
+}
+
+/// Encodes a frame the server built. Server frames only carry ids, addresses
+/// and `*` in their header fields, so this cannot fail unless there is a bug;
+/// then the frame is logged and skipped rather than sent malformed.
+pub fn encode(frame: &Frame) -> Option<Bytes> {
+    match frame.to_bytes() {
+        Ok(bytes) => Some(bytes),
+        Err(error) => {
+            tracing::error!(%error, %frame, "bug: the server built a frame it cannot encode");
+            None
+        }
+    }
+}
