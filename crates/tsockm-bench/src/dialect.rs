@@ -1,0 +1,316 @@
+//! [`Dialect`]: the few things a benchmark client says and hears, in TsockM
+//! and in IRC.
+//!
+//! Sending goes through `tsockm-proto`'s frame builders. Receiving has a fast
+//! path for the lines that make up almost all traffic (relayed messages and
+//! join notices), which looks at a few bytes instead of decoding the whole
+//! frame, so that the generator is not the bottleneck; every other TsockM
+//! line is decoded with [`Frame::from_line`]. This file does no I/O.
+
+use bytes::{Bytes, BytesMut};
+use memchr::memmem;
+use tsockm_proto::{Action, Frame, Kind, Status};
+
+/// The IRC channel every benchmark client joins.
+pub const IRC_CHANNEL: &str = "#bench";
+
+/// Which protocol the server speaks.
+#[derive(Debug, Clone)]
+pub enum Dialect {
+    /// TsockM v1 (see `docs/protocol.md`).
+    Tsockm,
+    /// IRC (RFC 2812): NICK/USER, JOIN one channel, PRIVMSG to it.
+    Irc {
+        /// `name:password` of an `[Operator]` block: the client sends OPER
+        /// and sets user mode `+F` (ngircd's relaxed flood protection).
+        oper: Option<(String, String)>,
+    },
+}
+
+/// What one received line means to a benchmark client.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// A relayed chat message with this body.
+    Message(&'a [u8]),
+    /// Registration accepted; for TsockM, with the peer id.
+    Registered(String),
+    /// IRC: the channel is joined (end of NAMES).
+    Joined,
+    /// This many other peers became known (roster, join notices, NAMES).
+    PeersJoined(usize),
+    /// The server asks for an answer (health check, PING): send these bytes.
+    Reply(Bytes),
+    /// The server refuses something or says goodbye; the text says what.
+    Refused(String),
+    /// Anything else (notices, MOTD, leave notices, ...).
+    Other,
+}
+
+impl Dialect {
+    /// The first bytes a client with this name sends.
+    pub fn login(&self, name: &str) -> Bytes {
+        match self {
+            Dialect::Tsockm => encode(&Frame::register(name.to_owned())),
+            Dialect::Irc { .. } => {
+                Bytes::from(format!("NICK {name}\r\nUSER {name} 0 * :{name}\r\n"))
+            }
+        }
+    }
+
+    /// What to send once registration is accepted (IRC: oper and JOIN).
+    pub fn after_registration(&self, name: &str) -> Option<Bytes> {
+        match self {
+            Dialect::Tsockm => None,
+            Dialect::Irc { oper } => {
+                let mut text = String::new();
+                if let Some((user, password)) = oper {
+                    text.push_str(&format!("OPER {user} {password}\r\nMODE {name} +F\r\n"));
+                }
+                text.push_str(&format!("JOIN {IRC_CHANNEL}\r\n"));
+                Some(Bytes::from(text))
+            }
+        }
+    }
+
+    /// Whether a client is fully set up once registered (TsockM) or only once
+    /// it has joined the channel (IRC).
+    pub fn needs_join(&self) -> bool {
+        matches!(self, Dialect::Irc { .. })
+    }
+
+    /// Appends one broadcast carrying `body` to `out`.
+    pub fn message(&self, body: &str, out: &mut BytesMut) {
+        match self {
+            Dialect::Tsockm => {
+                // A broadcast with empty SENDER_ID and SRC always validates.
+                let _ = Frame::broadcast(body.to_owned()).encode(out);
+            }
+            Dialect::Irc { .. } => {
+                out.extend_from_slice(b"PRIVMSG ");
+                out.extend_from_slice(IRC_CHANNEL.as_bytes());
+                out.extend_from_slice(b" :");
+                out.extend_from_slice(body.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+
+    /// The polite goodbye.
+    pub fn quit(&self) -> Bytes {
+        match self {
+            Dialect::Tsockm => encode(&Frame::comm_end()),
+            Dialect::Irc { .. } => Bytes::from_static(b"QUIT :bench done\r\n"),
+        }
+    }
+
+    /// Interprets one line (without its `\n`; a trailing `\r` is allowed).
+    /// `me` is the client's own peer id (TsockM) or nick (IRC).
+    pub fn classify<'a>(&self, line: &'a [u8], me: &str) -> Event<'a> {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        match self {
+            Dialect::Tsockm => classify_tsockm(line, me),
+            Dialect::Irc { .. } => classify_irc(line, me),
+        }
+    }
+}
+
+fn encode(frame: &Frame) -> Bytes {
+    // The frames built here have valid headers; an empty buffer would only
+    // make the server answer 400, which the run then reports.
+    frame.to_bytes().unwrap_or_default()
+}
+
+/// TsockM: relayed messages and join notices by prefix, the rest decoded.
+fn classify_tsockm<'a>(line: &'a [u8], me: &str) -> Event<'a> {
+    if let Some(rest) = line.strip_prefix(b"RES::MSG::200::") {
+        // BODY is the last field; benchmark bodies contain no ':'.
+        return match memchr::memrchr(b':', rest) {
+            Some(i) => Event::Message(&rest[i + 1..]),
+            None => Event::Other,
+        };
+    }
+    if line.starts_with(b"RES::NTFY_JOIN::") {
+        return Event::PeersJoined(1);
+    }
+    let frame = match Frame::from_line(Bytes::copy_from_slice(line)) {
+        Ok(frame) => frame,
+        Err(e) => return Event::Refused(format!("undecodable line from server: {e}")),
+    };
+    match (frame.kind, frame.action, frame.status) {
+        (Kind::Res, Action::Comm, Status::Ok) if frame.sender_id.as_str() == "server" => {
+            let peer_id = frame.body.split(' ').next().unwrap_or_default();
+            Event::Registered(peer_id.to_owned())
+        }
+        (Kind::Req, Action::Comm, Status::Ok) => {
+            let id = if me.is_empty() {
+                frame.dst.as_str()
+            } else {
+                me
+            };
+            Event::Reply(encode(&Frame::health_answer(id.to_owned())))
+        }
+        (Kind::Err, _, status) => Event::Refused(format!(
+            "ERR {} {}: {}",
+            frame.action,
+            status.as_str(),
+            frame.body.as_str()
+        )),
+        (Kind::Res, Action::CommEnd, _) => {
+            Event::Refused(format!("COMM_END: {}", frame.body.as_str()))
+        }
+        _ => Event::Other,
+    }
+}
+
+/// IRC: `[:prefix] COMMAND params... [:trailing]`.
+fn classify_irc<'a>(line: &'a [u8], me: &str) -> Event<'a> {
+    let (prefix, rest) = match line.strip_prefix(b":") {
+        Some(after) => match memchr::memchr(b' ', after) {
+            Some(i) => (&after[..i], &after[i + 1..]),
+            None => return Event::Other,
+        },
+        None => (&line[..0], line),
+    };
+    let (command, params) = match memchr::memchr(b' ', rest) {
+        Some(i) => (&rest[..i], &rest[i + 1..]),
+        None => (rest, &rest[..0]),
+    };
+    let trailing = || match memmem::find(params, b" :") {
+        Some(i) => &params[i + 2..],
+        None => params.strip_prefix(b":").unwrap_or(params),
+    };
+    let nick = prefix.split(|&b| b == b'!').next().unwrap_or(prefix);
+    match command {
+        b"PRIVMSG" => Event::Message(trailing()),
+        b"PING" => {
+            let mut pong = b"PONG :".to_vec();
+            pong.extend_from_slice(trailing());
+            pong.extend_from_slice(b"\r\n");
+            Event::Reply(Bytes::from(pong))
+        }
+        b"001" => Event::Registered(me.to_owned()),
+        b"366" => Event::Joined,
+        b"353" => {
+            let others = trailing()
+                .split(|&b| b == b' ')
+                .map(|n| n.trim_ascii_start())
+                .map(|n| n.strip_prefix(b"@").or(n.strip_prefix(b"+")).unwrap_or(n))
+                .filter(|n| !n.is_empty() && *n != me.as_bytes())
+                .count();
+            Event::PeersJoined(others)
+        }
+        b"JOIN" if nick != me.as_bytes() => Event::PeersJoined(1),
+        b"ERROR" => Event::Refused(format!("ERROR {}", String::from_utf8_lossy(trailing()))),
+        // 4xx and 5xx numerics are errors; 433 (nick in use) is among them.
+        [b'4' | b'5', b'0'..=b'9', b'0'..=b'9'] => Event::Refused(format!(
+            "{} {}",
+            String::from_utf8_lossy(command),
+            String::from_utf8_lossy(params)
+        )),
+        _ => Event::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn irc() -> Dialect {
+        Dialect::Irc { oper: None }
+    }
+
+    #[test]
+    fn tsockm_fast_path_agrees_with_the_decoder() {
+        let relayed = Frame::response(Action::Msg)
+            .with_sender("Ab3dE6gH9k")
+            .with_src("127.0.0.1:6969")
+            .with_dst("*")
+            .with_body("3 17 123456 xxxx");
+        let bytes = relayed.to_bytes().expect("valid frame");
+        let line = &bytes[..bytes.len() - 1];
+        let decoded = Frame::from_line(Bytes::copy_from_slice(line)).expect("decodes");
+        assert_eq!(
+            Dialect::Tsockm.classify(line, "me"),
+            Event::Message(decoded.body.as_bytes())
+        );
+    }
+
+    #[test]
+    fn tsockm_control_lines() {
+        let d = Dialect::Tsockm;
+        assert_eq!(
+            d.classify(
+                b"RES::COMM::200::server::127.0.0.1:1::127.0.0.1:2::Ab3dE6gH9k tok",
+                ""
+            ),
+            Event::Registered("Ab3dE6gH9k".into())
+        );
+        assert_eq!(
+            d.classify(b"RES::NTFY_JOIN::200::x::s::*::bob\r", "me"),
+            Event::PeersJoined(1)
+        );
+        assert_eq!(
+            d.classify(b"REQ::COMM::200::server::s::id1::check?", "id1"),
+            Event::Reply(Bytes::from_static(b"RES::COMM::200::id1::::::OK\n"))
+        );
+        assert!(matches!(
+            d.classify(b"ERR::MSG::429::server::s::id1::slow down", "id1"),
+            Event::Refused(_)
+        ));
+        assert_eq!(
+            d.classify(b"RES::NTFY_KILL::200::x::s::*::bob", "me"),
+            Event::Other
+        );
+    }
+
+    #[test]
+    fn tsockm_sends_through_the_builders() {
+        let mut out = BytesMut::new();
+        Dialect::Tsockm.message("1 2 3", &mut out);
+        assert_eq!(&out[..], b"REQ::MSG::200::::::*::1 2 3\n");
+        assert_eq!(
+            Dialect::Tsockm.login("b7"),
+            Bytes::from_static(b"REQ::COMM::200::::::::b7\n")
+        );
+    }
+
+    #[test]
+    fn irc_lines() {
+        let d = irc();
+        assert_eq!(
+            d.classify(b":b1!~b1@127.0.0.1 PRIVMSG #bench :1 2 3 xx\r", "b2"),
+            Event::Message(b"1 2 3 xx")
+        );
+        assert_eq!(
+            d.classify(b"PING :irc.bench", "b2"),
+            Event::Reply(Bytes::from_static(b"PONG :irc.bench\r\n"))
+        );
+        assert_eq!(
+            d.classify(b":irc.bench 001 b2 :Welcome", "b2"),
+            Event::Registered("b2".into())
+        );
+        assert_eq!(
+            d.classify(b":irc.bench 353 b2 = #bench :b2 @b0 b1", "b2"),
+            Event::PeersJoined(2)
+        );
+        assert_eq!(
+            d.classify(b":b2!~b2@127.0.0.1 JOIN :#bench", "b2"),
+            Event::Other
+        );
+        assert_eq!(
+            d.classify(b":b3!~b3@127.0.0.1 JOIN :#bench", "b2"),
+            Event::PeersJoined(1)
+        );
+        assert_eq!(
+            d.classify(b":irc.bench 366 b2 #bench :End of NAMES list", "b2"),
+            Event::Joined
+        );
+        assert!(matches!(
+            d.classify(b":irc.bench 433 * b2 :Nickname already in use", "b2"),
+            Event::Refused(_)
+        ));
+        let mut out = BytesMut::new();
+        d.message("1 2 3", &mut out);
+        assert_eq!(&out[..], b"PRIVMSG #bench :1 2 3\r\n");
+    }
+}

@@ -1,0 +1,751 @@
+//! The two workloads, fan-out and idle, run by many clients in one thread.
+//!
+//! Every client is two tasks on one `LocalSet`: a reader that owns the
+//! connection's read half and does all bookkeeping (registration, latency,
+//! completeness), and a writer that owns the write half and sends the login,
+//! the messages and the answers to health checks. State shared by all clients
+//! sits in one `RefCell` that is never borrowed across an `.await`.
+//!
+//! Every phase is bounded: a run never outlives its `--timeout` by more than
+//! [`CLOSE_GRACE`], whatever the server does.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+use hdrhistogram::Histogram;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+
+use crate::dialect::{Dialect, Event};
+use crate::error::BenchError;
+use crate::payload::{Stamp, parse_body, write_body};
+use crate::procfs;
+use crate::tally::{Receipt, Tally};
+
+/// How long clients get to say goodbye and see the server close.
+const CLOSE_GRACE: Duration = Duration::from_secs(3);
+/// How often the coordinator looks at the shared counters.
+const POLL: Duration = Duration::from_millis(2);
+/// Answers (health checks, PONG) waiting for a client's writer.
+const CONTROL_QUEUE: usize = 64;
+/// A line longer than this from the server ends the client.
+const MAX_LINE_BYTES: usize = 1 << 20;
+/// Read buffer reserved per read: small for quiet clients, large for busy ones.
+const READ_CHUNK_MIN: usize = 2 * 1024;
+const READ_CHUNK_MAX: usize = 64 * 1024;
+/// With no bytes from the server for this long, join notices are over.
+const SETTLE_QUIET: Duration = Duration::from_secs(1);
+
+/// The server under test.
+#[derive(Debug)]
+pub struct Target {
+    /// `host:port`.
+    pub addr: String,
+    /// Its protocol.
+    pub dialect: Dialect,
+    /// Its process id, for CPU time and memory; `None` skips those figures.
+    pub server_pid: Option<u32>,
+}
+
+/// Limits that apply to every workload.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// The whole run, from the first connect.
+    pub timeout: Duration,
+    /// Waiting for join notices after every client registered.
+    pub settle_timeout: Duration,
+    /// Registrations in flight at once.
+    pub connect_concurrency: usize,
+    /// Fan-out: stop when nothing arrived for this long after the last send.
+    pub stall: Duration,
+}
+
+/// A fan-out workload.
+#[derive(Debug, Clone)]
+pub struct Fanout {
+    /// Clients (C).
+    pub clients: usize,
+    /// Broadcasts each client sends (M).
+    pub messages: usize,
+    /// Body size in bytes (S).
+    pub size: usize,
+    /// Messages per second per client; `None` is full speed.
+    pub rate: Option<f64>,
+    /// At full speed, messages written per system call.
+    pub batch: usize,
+}
+
+/// What a fan-out run measured.
+#[derive(Debug)]
+pub struct FanoutOutcome {
+    /// Deliveries expected, C × (C − 1) × M.
+    pub expected: u64,
+    /// Distinct deliveries received.
+    pub delivered: u64,
+    /// Expected deliveries never received.
+    pub missing: u64,
+    /// Deliveries received more than once.
+    pub duplicated: u64,
+    /// Deliveries overtaken by a later message of the same author.
+    pub out_of_order: u64,
+    /// Own messages sent back to their author.
+    pub echoed: u64,
+    /// Message lines that were not ours.
+    pub foreign: u64,
+    /// First send to last delivery.
+    pub elapsed: Duration,
+    /// First send to last send.
+    pub send_span: Duration,
+    /// Latency in microseconds.
+    pub latency_us: Histogram<u64>,
+    /// Server CPU seconds over the message phase.
+    pub server_cpu_s: Option<f64>,
+    /// Generator CPU seconds over the message phase.
+    pub generator_cpu_s: Option<f64>,
+    /// Whether the run hit its timeout or stalled before completing.
+    pub incomplete: bool,
+    /// Problems seen: disconnects, refusals.
+    pub trouble: Trouble,
+    /// Time to connect and register every client, and to settle.
+    pub setup: Duration,
+    /// Whether every client saw every other join before the start.
+    pub settled: bool,
+}
+
+/// What an idle run measured.
+#[derive(Debug)]
+pub struct IdleOutcome {
+    /// Registered clients.
+    pub clients: usize,
+    /// Server RSS before the first connection, KiB.
+    pub rss_before_kib: Option<u64>,
+    /// Server RSS with every client registered and quiet, KiB.
+    pub rss_after_kib: Option<u64>,
+    /// Time to connect and register every client.
+    pub setup: Duration,
+    /// Whether every client saw every other join.
+    pub settled: bool,
+    /// Problems seen: disconnects, refusals.
+    pub trouble: Trouble,
+}
+
+/// Things that should not happen in a clean run.
+#[derive(Debug, Default, Clone)]
+pub struct Trouble {
+    /// Clients whose connection ended before the end of the run.
+    pub disconnected: usize,
+    /// The first such end, with the server's last word if any.
+    pub first_disconnect: Option<String>,
+    /// Errors the server sent (ERR frames, IRC errors) during the run.
+    pub refusals: u64,
+    /// The first of them.
+    pub first_refusal: Option<String>,
+    /// Health-check answers dropped because a writer was backed up.
+    pub replies_dropped: u64,
+}
+
+/// Runs a fan-out workload to completion, timeout or stall.
+pub async fn fanout(
+    target: &Target,
+    limits: &Limits,
+    plan: &Fanout,
+) -> Result<FanoutOutcome, BenchError> {
+    let started = Instant::now();
+    let deadline = started + limits.timeout;
+    let run = Run::launch(target, limits, plan.clone())?;
+    let settled = run.setup(limits, deadline).await?;
+    let setup = started.elapsed();
+
+    let server_cpu0 = target.server_pid.map(procfs::cpu_seconds).transpose()?;
+    let own_cpu0 = procfs::cpu_seconds(std::process::id()).ok();
+    run.start_tx.send_replace(true);
+
+    let mut last_progress = (0u64, Instant::now());
+    let mut incomplete = false;
+    loop {
+        {
+            let sh = run.shared.borrow();
+            let gone = sh.trouble.disconnected;
+            if sh.complete + gone >= plan.clients {
+                break;
+            }
+            if sh.tally.distinct != last_progress.0 {
+                last_progress = (sh.tally.distinct, Instant::now());
+            } else if sh.all_sent + gone >= plan.clients && last_progress.1.elapsed() > limits.stall
+            {
+                incomplete = true;
+                break;
+            }
+        }
+        if Instant::now() >= deadline {
+            incomplete = true;
+            break;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    let server_cpu1 = target.server_pid.map(procfs::cpu_seconds).transpose()?;
+    let own_cpu1 = procfs::cpu_seconds(std::process::id()).ok();
+    run.finish().await;
+
+    let sh = run.shared.borrow();
+    let first = sh.first_send_ns.min(sh.last_delivery_ns);
+    Ok(FanoutOutcome {
+        expected: sh.tally.expected(),
+        delivered: sh.tally.distinct,
+        missing: sh.tally.missing(),
+        duplicated: sh.tally.duplicated,
+        out_of_order: sh.tally.out_of_order,
+        echoed: sh.tally.echoed,
+        foreign: sh.tally.foreign,
+        elapsed: Duration::from_nanos(sh.last_delivery_ns.saturating_sub(first)),
+        send_span: Duration::from_nanos(
+            sh.last_send_ns
+                .saturating_sub(sh.first_send_ns.min(sh.last_send_ns)),
+        ),
+        latency_us: sh.latency_us.clone(),
+        server_cpu_s: server_cpu0.zip(server_cpu1).map(|(a, b)| b - a),
+        generator_cpu_s: own_cpu0.zip(own_cpu1).map(|(a, b)| b - a),
+        incomplete: incomplete || sh.tally.missing() > 0,
+        trouble: sh.trouble.clone(),
+        setup,
+        settled,
+    })
+}
+
+/// Registers `clients` clients, lets them sit quietly for `hold`, and
+/// measures the server's memory.
+pub async fn idle(
+    target: &Target,
+    limits: &Limits,
+    clients: usize,
+    hold: Duration,
+) -> Result<IdleOutcome, BenchError> {
+    let started = Instant::now();
+    let deadline = started + limits.timeout;
+    let rss_before_kib = target.server_pid.map(procfs::rss_kib).transpose()?;
+    let plan = Fanout {
+        clients,
+        messages: 0,
+        size: 0,
+        rate: None,
+        batch: 1,
+    };
+    let run = Run::launch(target, limits, plan)?;
+    let settled = run.setup(limits, deadline).await?;
+    let setup = started.elapsed();
+    let hold_end = (Instant::now() + hold).min(deadline);
+    tokio::time::sleep_until(hold_end.into()).await;
+    let rss_after_kib = target.server_pid.map(procfs::rss_kib).transpose()?;
+    run.finish().await;
+    let sh = run.shared.borrow();
+    Ok(IdleOutcome {
+        clients,
+        rss_before_kib,
+        rss_after_kib,
+        setup,
+        settled,
+        trouble: sh.trouble.clone(),
+    })
+}
+
+/// Raises the open-files limit to fit `clients` connections, if it can.
+pub fn raise_open_files(clients: usize) -> Result<(), BenchError> {
+    let needed = clients as u64 + 64;
+    let limit = rlimit::increase_nofile_limit(needed).unwrap_or(0);
+    if limit < needed {
+        return Err(BenchError::NoFile { needed, limit });
+    }
+    Ok(())
+}
+
+/// One launched set of clients and the switches that drive them.
+struct Run {
+    shared: Rc<RefCell<Shared>>,
+    start_tx: watch::Sender<bool>,
+    stop_tx: watch::Sender<bool>,
+    clients: usize,
+}
+
+impl Run {
+    fn launch(target: &Target, limits: &Limits, plan: Fanout) -> Result<Run, BenchError> {
+        let shared = Rc::new(RefCell::new(Shared::new(plan.clients, plan.messages)?));
+        let (start_tx, start_rx) = watch::channel(false);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let gate = Arc::new(Semaphore::new(limits.connect_concurrency.max(1)));
+        let clients = plan.clients;
+        let ctx = Rc::new(Context {
+            addr: target.addr.clone(),
+            dialect: target.dialect.clone(),
+            plan,
+            shared: Rc::clone(&shared),
+            start_rx,
+            stop_rx,
+        });
+        for idx in 0..clients {
+            tokio::task::spawn_local(client(idx, Rc::clone(&ctx), Arc::clone(&gate)));
+        }
+        Ok(Run {
+            shared,
+            start_tx,
+            stop_tx,
+            clients,
+        })
+    }
+
+    /// Waits until every client is registered, then until every client has
+    /// seen every other join (or the server fell quiet). Returns whether all
+    /// joins were seen.
+    async fn setup(&self, limits: &Limits, deadline: Instant) -> Result<bool, BenchError> {
+        loop {
+            let (registered, failed, first) = {
+                let sh = self.shared.borrow();
+                (sh.registered, sh.failed, sh.first_failure.clone())
+            };
+            if registered == self.clients {
+                break;
+            }
+            if registered + failed >= self.clients || Instant::now() >= deadline {
+                self.finish().await;
+                return Err(BenchError::Registration {
+                    registered,
+                    wanted: self.clients,
+                    failed,
+                    first: first.map(|f| format!(": {f}")).unwrap_or_default(),
+                    timeout: limits.timeout,
+                });
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        let settle_end = (Instant::now() + limits.settle_timeout).min(deadline);
+        let mut last_bytes = (u64::MAX, Instant::now());
+        loop {
+            let (settled, bytes_in) = {
+                let sh = self.shared.borrow();
+                (sh.settled, sh.bytes_in)
+            };
+            if settled >= self.clients {
+                return Ok(true);
+            }
+            if bytes_in != last_bytes.0 {
+                last_bytes = (bytes_in, Instant::now());
+            } else if last_bytes.1.elapsed() >= SETTLE_QUIET {
+                return Ok(false);
+            }
+            if Instant::now() >= settle_end {
+                return Ok(false);
+            }
+            tokio::time::sleep(POLL * 5).await;
+        }
+    }
+
+    /// Tells every client to say goodbye and waits (boundedly) for the
+    /// server to close the connections.
+    async fn finish(&self) {
+        self.stop_tx.send_replace(true);
+        let end = Instant::now() + CLOSE_GRACE;
+        while Instant::now() < end && self.shared.borrow().closed < self.clients {
+            tokio::time::sleep(POLL * 5).await;
+        }
+    }
+}
+
+/// What every client task can see.
+struct Context {
+    addr: String,
+    dialect: Dialect,
+    plan: Fanout,
+    shared: Rc<RefCell<Shared>>,
+    start_rx: watch::Receiver<bool>,
+    stop_rx: watch::Receiver<bool>,
+}
+
+/// Counters and measurements of all clients together.
+struct Shared {
+    epoch: Instant,
+    tally: Tally,
+    latency_us: Histogram<u64>,
+    registered: usize,
+    failed: usize,
+    first_failure: Option<String>,
+    settled: usize,
+    complete: usize,
+    all_sent: usize,
+    closed: usize,
+    first_send_ns: u64,
+    last_send_ns: u64,
+    last_delivery_ns: u64,
+    bytes_in: u64,
+    trouble: Trouble,
+}
+
+impl Shared {
+    fn new(clients: usize, messages: usize) -> Result<Shared, BenchError> {
+        // One microsecond to ten minutes, three significant digits.
+        let latency_us = Histogram::new_with_bounds(1, 600_000_000, 3)
+            .expect("constant histogram bounds are valid");
+        Ok(Shared {
+            epoch: Instant::now(),
+            tally: Tally::new(clients, messages)?,
+            latency_us,
+            registered: 0,
+            failed: 0,
+            first_failure: None,
+            settled: 0,
+            complete: 0,
+            all_sent: 0,
+            closed: 0,
+            first_send_ns: u64::MAX,
+            last_send_ns: 0,
+            last_delivery_ns: 0,
+            bytes_in: 0,
+            trouble: Trouble::default(),
+        })
+    }
+
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn fail(&mut self, reason: String) {
+        self.failed += 1;
+        self.first_failure.get_or_insert(reason);
+    }
+}
+
+/// One client: connect, log in, then read until the connection ends.
+async fn client(idx: usize, ctx: Rc<Context>, gate: Arc<Semaphore>) {
+    let Ok(permit) = gate.acquire_owned().await else {
+        return;
+    };
+    let name = format!("b{idx}");
+    let stream = match TcpStream::connect(&ctx.addr).await {
+        Ok(stream) => stream,
+        Err(e) => {
+            let mut sh = ctx.shared.borrow_mut();
+            sh.fail(format!("connect to {}: {e}", ctx.addr));
+            sh.closed += 1;
+            return;
+        }
+    };
+    // Small frames should leave at once; batching is the writer's job.
+    let _ = stream.set_nodelay(true);
+    let (rd, mut wr) = stream.into_split();
+    if let Err(e) = wr.write_all(&ctx.dialect.login(&name)).await {
+        let mut sh = ctx.shared.borrow_mut();
+        sh.fail(format!("login: {e}"));
+        sh.closed += 1;
+        return;
+    }
+    let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
+    tokio::task::spawn_local(writer(idx, wr, control_rx, Rc::clone(&ctx)));
+    let reader = Reader {
+        idx,
+        me: match ctx.dialect {
+            Dialect::Tsockm => String::new(),
+            Dialect::Irc { .. } => name.clone(),
+        },
+        name,
+        registered: false,
+        ready: false,
+        peers: 0,
+        settled: false,
+        received: 0,
+        last_word: None,
+        permit: Some(permit),
+        control_tx,
+    };
+    reader.run(rd, &ctx).await;
+}
+
+/// The reading half of one client and its progress.
+struct Reader {
+    idx: usize,
+    name: String,
+    /// Own peer id (TsockM, once registered) or nick (IRC).
+    me: String,
+    /// Registration accepted.
+    registered: bool,
+    /// Registered (and, for IRC, joined).
+    ready: bool,
+    peers: usize,
+    settled: bool,
+    /// Distinct deliveries from other clients.
+    received: u64,
+    /// The server's last refusal or goodbye, for the disconnect report.
+    last_word: Option<String>,
+    /// A registration slot, given back once registered.
+    permit: Option<OwnedSemaphorePermit>,
+    control_tx: mpsc::Sender<Bytes>,
+}
+
+impl Reader {
+    async fn run(mut self, mut rd: OwnedReadHalf, ctx: &Context) {
+        let clients = ctx.plan.clients;
+        let expected = (clients.saturating_sub(1) * ctx.plan.messages) as u64;
+        let mut buf = BytesMut::new();
+        let mut chunk = READ_CHUNK_MIN;
+        let end = loop {
+            if buf.capacity() - buf.len() < chunk / 2 {
+                buf.reserve(chunk);
+            }
+            let spare = buf.capacity() - buf.len();
+            let n = match rd.read_buf(&mut buf).await {
+                Ok(0) => break None,
+                Ok(n) => n,
+                Err(e) => break Some(format!("read: {e}")),
+            };
+            // Busy clients get larger reads; quiet ones give memory back.
+            if n == spare {
+                chunk = (chunk * 2).min(READ_CHUNK_MAX);
+            } else if n < READ_CHUNK_MIN && buf.len() == n && buf.capacity() > READ_CHUNK_MAX {
+                chunk = READ_CHUNK_MIN;
+            }
+            let mut sh = ctx.shared.borrow_mut();
+            let now = sh.now_ns();
+            sh.bytes_in += n as u64;
+            let mut start = 0;
+            while let Some(i) = memchr::memchr(b'\n', &buf[start..]) {
+                let line = &buf[start..start + i];
+                start += i + 1;
+                self.handle(line, now, &mut sh, ctx, clients, expected);
+            }
+            buf.advance(start);
+            if buf.is_empty() && buf.capacity() > READ_CHUNK_MAX && chunk == READ_CHUNK_MIN {
+                buf = BytesMut::new();
+            }
+            if buf.len() > MAX_LINE_BYTES {
+                break Some(format!("line longer than {MAX_LINE_BYTES} bytes"));
+            }
+        };
+        let stopping = *ctx.stop_rx.borrow();
+        let mut sh = ctx.shared.borrow_mut();
+        sh.closed += 1;
+        if !self.ready {
+            let why = self
+                .last_word
+                .or(end)
+                .unwrap_or_else(|| "connection closed".into());
+            sh.fail(format!("{}: {why}", self.name));
+        } else if !stopping {
+            sh.trouble.disconnected += 1;
+            let why = self
+                .last_word
+                .or(end)
+                .unwrap_or_else(|| "connection closed".into());
+            sh.trouble
+                .first_disconnect
+                .get_or_insert(format!("{}: {why}", self.name));
+        }
+    }
+
+    fn handle(
+        &mut self,
+        line: &[u8],
+        now: u64,
+        sh: &mut Shared,
+        ctx: &Context,
+        clients: usize,
+        expected: u64,
+    ) {
+        match ctx.dialect.classify(line, &self.me) {
+            Event::Message(body) => {
+                let Some(Stamp {
+                    author,
+                    seq,
+                    sent_ns,
+                }) = parse_body(body)
+                else {
+                    sh.tally.foreign += 1;
+                    return;
+                };
+                if sh.tally.record(self.idx, author, seq) == Receipt::New {
+                    self.received += 1;
+                    let latency_us = now.saturating_sub(sent_ns) / 1_000;
+                    sh.latency_us.saturating_record(latency_us.max(1));
+                    sh.last_delivery_ns = now;
+                    if self.received == expected {
+                        sh.complete += 1;
+                    }
+                }
+            }
+            Event::Registered(id) => {
+                if self.registered {
+                    return;
+                }
+                self.registered = true;
+                if matches!(ctx.dialect, Dialect::Tsockm) {
+                    self.me = id;
+                }
+                if let Some(bytes) = ctx.dialect.after_registration(&self.name) {
+                    self.send(bytes, sh);
+                }
+                if !ctx.dialect.needs_join() {
+                    self.become_ready(sh, clients, expected);
+                }
+            }
+            Event::Joined => self.become_ready(sh, clients, expected),
+            Event::PeersJoined(n) => {
+                self.peers += n;
+                self.check_settled(sh, clients);
+            }
+            Event::Reply(bytes) => self.send(bytes, sh),
+            Event::Refused(reason) => {
+                if !*ctx.stop_rx.borrow() {
+                    sh.trouble.refusals += 1;
+                    sh.trouble
+                        .first_refusal
+                        .get_or_insert_with(|| format!("{}: {reason}", self.name));
+                }
+                self.last_word = Some(reason);
+            }
+            Event::Other => {}
+        }
+    }
+
+    fn become_ready(&mut self, sh: &mut Shared, clients: usize, expected: u64) {
+        if self.ready {
+            return;
+        }
+        self.ready = true;
+        self.permit = None;
+        sh.registered += 1;
+        if expected == 0 {
+            // Idle clients are complete as soon as they are registered.
+            sh.complete += 1;
+        }
+        self.check_settled(sh, clients);
+    }
+
+    fn check_settled(&mut self, sh: &mut Shared, clients: usize) {
+        if self.ready && !self.settled && self.peers + 1 >= clients {
+            self.settled = true;
+            sh.settled += 1;
+        }
+    }
+
+    fn send(&self, bytes: Bytes, sh: &mut Shared) {
+        if self.control_tx.try_send(bytes).is_err() {
+            sh.trouble.replies_dropped += 1;
+        }
+    }
+}
+
+/// The writing half of one client: control answers before the start, then the
+/// messages, then control answers until the stop, then goodbye.
+async fn writer(
+    idx: usize,
+    mut wr: OwnedWriteHalf,
+    mut control_rx: mpsc::Receiver<Bytes>,
+    ctx: Rc<Context>,
+) {
+    let mut start_rx = ctx.start_rx.clone();
+    let mut stop_rx = ctx.stop_rx.clone();
+    let plan = &ctx.plan;
+    let started = loop {
+        tokio::select! {
+            biased;
+            _ = stop_rx.wait_for(|s| *s) => break false,
+            bytes = control_rx.recv() => match bytes {
+                Some(bytes) => if wr.write_all(&bytes).await.is_err() { return },
+                None => return,
+            },
+            _ = start_rx.wait_for(|s| *s), if plan.messages > 0 => break true,
+        }
+    };
+    if started {
+        let sent = send_messages(idx, &mut wr, &mut control_rx, &mut stop_rx, &ctx).await;
+        ctx.shared.borrow_mut().all_sent += 1;
+        if !sent {
+            return;
+        }
+        loop {
+            tokio::select! {
+                biased;
+                _ = stop_rx.wait_for(|s| *s) => break,
+                bytes = control_rx.recv() => match bytes {
+                    Some(bytes) => if wr.write_all(&bytes).await.is_err() { return },
+                    None => return,
+                },
+            }
+        }
+    }
+    let _ = wr.write_all(&ctx.dialect.quit()).await;
+    let _ = wr.shutdown().await;
+}
+
+/// Sends this client's M messages; `false` if the connection failed.
+async fn send_messages(
+    idx: usize,
+    wr: &mut OwnedWriteHalf,
+    control_rx: &mut mpsc::Receiver<Bytes>,
+    stop_rx: &mut watch::Receiver<bool>,
+    ctx: &Context,
+) -> bool {
+    let plan = &ctx.plan;
+    let author = u32::try_from(idx).unwrap_or(u32::MAX);
+    let interval = plan
+        .rate
+        .filter(|r| *r > 0.0)
+        .map(|r| Duration::from_secs_f64(1.0 / r));
+    // Spread rate-limited clients evenly over one interval.
+    let offset = interval
+        .map(|iv| iv.mul_f64(idx as f64 / plan.clients.max(1) as f64))
+        .unwrap_or_default();
+    let mut next = tokio::time::Instant::now() + offset;
+    let mut out = BytesMut::with_capacity(plan.batch.max(1) * (plan.size + 64));
+    let mut body = String::with_capacity(plan.size + 32);
+    let mut seq: usize = 0;
+    while seq < plan.messages {
+        while let Ok(bytes) = control_rx.try_recv() {
+            if wr.write_all(&bytes).await.is_err() {
+                return false;
+            }
+        }
+        let n = match interval {
+            Some(iv) => {
+                tokio::select! {
+                    biased;
+                    _ = stop_rx.wait_for(|s| *s) => return true,
+                    bytes = control_rx.recv() => {
+                        if let Some(bytes) = bytes
+                            && wr.write_all(&bytes).await.is_err()
+                        {
+                            return false;
+                        }
+                        continue;
+                    }
+                    _ = tokio::time::sleep_until(next) => {}
+                }
+                next += iv;
+                1
+            }
+            None => plan.batch.max(1).min(plan.messages - seq),
+        };
+        out.clear();
+        let sent_ns = ctx.shared.borrow().now_ns();
+        for _ in 0..n {
+            let stamp = Stamp {
+                author,
+                seq: u32::try_from(seq).unwrap_or(u32::MAX),
+                sent_ns,
+            };
+            write_body(stamp, plan.size, &mut body);
+            ctx.dialect.message(&body, &mut out);
+            seq += 1;
+        }
+        {
+            let mut sh = ctx.shared.borrow_mut();
+            sh.first_send_ns = sh.first_send_ns.min(sent_ns);
+            sh.last_send_ns = sh.last_send_ns.max(sent_ns);
+        }
+        if wr.write_all(&out).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
