@@ -1,1 +1,187 @@
+//! A small TCP client for TsockM's integration tests, built on
+//! `tsockm-proto`: connect, register, send frames or raw bytes, and expect
+//! frames, EOF or silence, each under a timeout.
+//!
+//! Every `expect_*` method panics with a description of what it waited for
+//! and what it got, which is what a failing test should print.
 
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_util::codec::Framed;
+use tsockm_proto::{Action, Frame, FrameCodec, FrameError, Kind, Status};
+
+/// How long an `expect_*` waits by default.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A test connection to a TsockM server.
+#[derive(Debug)]
+pub struct TestClient {
+    framed: Framed<TcpStream, FrameCodec>,
+    /// How long `expect_*` waits.
+    pub timeout: Duration,
+    /// The peer id, once registered through [`TestClient::register`].
+    pub id: String,
+    /// The resume token, once registered.
+    pub token: String,
+}
+
+/// A registration answer's body split into id and token.
+pub fn split_welcome(frame: &Frame) -> (String, String) {
+    let (id, token) = frame
+        .body
+        .split_once(' ')
+        .unwrap_or_else(|| panic!("welcome body is not `<id> <token>`: {frame}"));
+    (id.to_owned(), token.to_owned())
+}
+
+impl TestClient {
+    /// Connects to `addr`.
+    pub async fn connect(addr: SocketAddr) -> TestClient {
+        let stream = tokio::time::timeout(DEFAULT_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .unwrap_or_else(|_| panic!("connect to {addr} timed out"))
+            .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+        TestClient {
+            framed: Framed::new(stream, FrameCodec::with_max_frame_bytes(1 << 20)),
+            timeout: DEFAULT_TIMEOUT,
+            id: String::new(),
+            token: String::new(),
+        }
+    }
+
+    /// Connects and registers as `username`, then reads the roster of
+    /// `n_others` NTFY_JOIN frames.
+    pub async fn joined(addr: SocketAddr, username: &str, n_others: usize) -> TestClient {
+        let mut client = TestClient::connect(addr).await;
+        client.register(username).await;
+        for _ in 0..n_others {
+            client
+                .expect_where("roster NTFY_JOIN", |f| f.action == Action::NtfyJoin)
+                .await;
+        }
+        client
+    }
+
+    /// The local address of this connection.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.framed
+            .get_ref()
+            .local_addr()
+            .expect("a connected socket has a local address")
+    }
+
+    /// Sends a frame.
+    pub async fn send(&mut self, frame: Frame) {
+        self.framed.send(frame).await.expect("send a frame");
+    }
+
+    /// Sends raw bytes exactly as given.
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        let stream = self.framed.get_mut();
+        stream.write_all(bytes).await.expect("send raw bytes");
+        stream.flush().await.expect("flush");
+    }
+
+    /// Half-closes: no more bytes from this side.
+    pub async fn shutdown_write(&mut self) {
+        self.framed.get_mut().shutdown().await.expect("shutdown");
+    }
+
+    /// Registers with `username`; stores and returns the id and token.
+    pub async fn register(&mut self, username: &str) -> (String, String) {
+        self.send(Frame::register(username)).await;
+        let welcome = self
+            .expect_where("RES::COMM registration answer", |f| {
+                f.kind == Kind::Res && f.action == Action::Comm
+            })
+            .await;
+        let (id, token) = split_welcome(&welcome);
+        self.id = id.clone();
+        self.token = token.clone();
+        (id, token)
+    }
+
+    /// The next item within the timeout; `None` at EOF.
+    pub async fn next_item(&mut self) -> Option<Result<Frame, FrameError>> {
+        match tokio::time::timeout(self.timeout, self.framed.next()).await {
+            Ok(Some(Ok(item))) => Some(item),
+            Ok(Some(Err(e))) => panic!("read failed: {e}"),
+            Ok(None) => None,
+            Err(_) => panic!("no frame and no EOF within {:?}", self.timeout),
+        }
+    }
+
+    /// The next frame, which must arrive within the timeout and be valid.
+    pub async fn expect_next(&mut self) -> Frame {
+        match self.next_item().await {
+            Some(Ok(frame)) => frame,
+            Some(Err(e)) => panic!("the server sent a malformed frame: {e}"),
+            None => panic!("connection closed while a frame was expected"),
+        }
+    }
+
+    /// Skips frames until one matches `pred`; panics on timeout or EOF.
+    pub async fn expect_where(&mut self, what: &str, pred: impl Fn(&Frame) -> bool) -> Frame {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut skipped = Vec::new();
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.framed.next()).await;
+            match next {
+                Ok(Some(Ok(Ok(frame)))) if pred(&frame) => return frame,
+                Ok(Some(Ok(Ok(frame)))) => skipped.push(frame.to_string()),
+                Ok(Some(Ok(Err(e)))) => panic!("waiting for {what}: malformed frame: {e}"),
+                Ok(Some(Err(e))) => panic!("waiting for {what}: read failed: {e}"),
+                Ok(None) => panic!("waiting for {what}: connection closed; skipped {skipped:#?}"),
+                Err(_) => panic!(
+                    "waiting for {what}: nothing within {:?}; skipped {skipped:#?}",
+                    self.timeout
+                ),
+            }
+        }
+    }
+
+    /// The next frame must be `kind::action::status`; returns it.
+    pub async fn expect_frame(&mut self, kind: Kind, action: Action, status: Status) -> Frame {
+        let frame = self.expect_next().await;
+        assert!(
+            frame.kind == kind && frame.action == action && frame.status == status,
+            "expected {kind}::{action}::{status}, got {frame}"
+        );
+        frame
+    }
+
+    /// The next frame must be an error with `action` and `status`.
+    pub async fn expect_error(&mut self, action: Action, status: Status) -> Frame {
+        self.expect_frame(Kind::Err, action, status).await
+    }
+
+    /// The connection must reach EOF (or reset) within the timeout, after
+    /// skipping frames that match `skip`.
+    pub async fn expect_closed_skipping(&mut self, skip: impl Fn(&Frame) -> bool) {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, self.framed.next()).await {
+                Ok(None) | Ok(Some(Err(_))) => return,
+                Ok(Some(Ok(Ok(frame)))) if skip(&frame) => {}
+                Ok(Some(Ok(item))) => panic!("expected the connection to close, got {item:?}"),
+                Err(_) => panic!("connection still open after {:?}", self.timeout),
+            }
+        }
+    }
+
+    /// The connection must reach EOF with no further frame.
+    pub async fn expect_closed(&mut self) {
+        self.expect_closed_skipping(|_| false).await;
+    }
+
+    /// Nothing may arrive for `quiet` (absence can only be shown by waiting).
+    pub async fn expect_silence(&mut self, quiet: Duration) {
+        if let Ok(item) = tokio::time::timeout(quiet, self.framed.next()).await {
+            panic!("expected silence for {quiet:?}, got {item:?}");
+        }
+    }
+}
