@@ -43,7 +43,8 @@ pub type ConnId = u64;
 /// Commands queued for the registry before connection readers wait.
 pub const COMMAND_QUEUE: usize = 4096;
 
-/// Longest a `:ping` waits for answers.
+/// Longest a `:ping` waits for answers (it waits half the health timeout,
+/// up to this).
 pub const PING_WINDOW_MAX: Duration = Duration::from_secs(5);
 
 /// The last sign of life of a connection: any bytes read from it.
@@ -1029,7 +1030,7 @@ impl Registry {
         }
         let key = self.next_ping;
         self.next_ping += 1;
-        let window = self.limits.health_timeout.min(PING_WINDOW_MAX);
+        let window = (self.limits.health_timeout / 2).min(PING_WINDOW_MAX);
         self.pings.insert(
             key,
             PendingPing {
