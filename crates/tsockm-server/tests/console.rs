@@ -23,12 +23,30 @@ async fn list_shows_every_peer_with_its_state() {
         .await;
     for command in [":list", ":ls"] {
         let text = server.console_line(command).await;
-        let alice_line = text.lines().find(|l| l.contains(&alice.id)).expect("alice listed");
-        assert!(alice_line.contains("alice") && alice_line.contains(" online "), "{alice_line}");
-        assert!(alice_line.contains(&alice.local_addr().to_string()), "{alice_line}");
-        let bob_line = text.lines().find(|l| l.contains(&bob_id)).expect("bob listed");
-        assert!(bob_line.contains("bob") && bob_line.contains(" away "), "{bob_line}");
-        assert!(bob_line.contains(&bob_addr), "an away peer shows its last address: {bob_line}");
+        let alice_line = text
+            .lines()
+            .find(|l| l.contains(&alice.id))
+            .expect("alice listed");
+        assert!(
+            alice_line.contains("alice") && alice_line.contains(" online "),
+            "{alice_line}"
+        );
+        assert!(
+            alice_line.contains(&alice.local_addr().to_string()),
+            "{alice_line}"
+        );
+        let bob_line = text
+            .lines()
+            .find(|l| l.contains(&bob_id))
+            .expect("bob listed");
+        assert!(
+            bob_line.contains("bob") && bob_line.contains(" away "),
+            "{bob_line}"
+        );
+        assert!(
+            bob_line.contains(&bob_addr),
+            "an away peer shows its last address: {bob_line}"
+        );
     }
     server.stop().await;
 }
@@ -41,13 +59,30 @@ async fn kill_removes_one_peer_with_comm_end_and_ntfy_kill() {
     alice.expect_where("bob joined", |f| f.body == "bob").await;
     let answer = server.console_line(&format!(":kill {}", bob.id)).await;
     assert!(answer.contains(&bob.id), "{answer}");
-    let end = bob.expect_frame(Kind::Res, Action::CommEnd, Status::Ok).await;
-    assert_eq!((end.sender_id.as_str(), end.dst.as_str()), ("server", bob.id.as_str()));
+    let end = bob
+        .expect_frame(Kind::Res, Action::CommEnd, Status::Ok)
+        .await;
+    assert_eq!(
+        (end.sender_id.as_str(), end.dst.as_str()),
+        ("server", bob.id.as_str())
+    );
     bob.expect_closed().await;
-    let kill = alice.expect_frame(Kind::Res, Action::NtfyKill, Status::Ok).await;
-    assert_eq!((kill.sender_id.as_str(), kill.dst.as_str(), kill.body.as_str()), (bob.id.as_str(), "*", "bob"));
+    let kill = alice
+        .expect_frame(Kind::Res, Action::NtfyKill, Status::Ok)
+        .await;
+    assert_eq!(
+        (
+            kill.sender_id.as_str(),
+            kill.dst.as_str(),
+            kill.body.as_str()
+        ),
+        (bob.id.as_str(), "*", "bob")
+    );
     let unknown = server.console_line(":kill nobody12345").await;
-    assert!(unknown.contains("error") && unknown.contains("nobody12345"), "{unknown}");
+    assert!(
+        unknown.contains("error") && unknown.contains("nobody12345"),
+        "{unknown}"
+    );
     server.stop().await;
 }
 
@@ -59,7 +94,10 @@ async fn kill_all_removes_everyone_and_bare_kill_removes_no_one() {
     alice.expect_where("bob joined", |f| f.body == "bob").await;
 
     let usage = server.console_line(":kill").await;
-    assert!(usage.contains("error") && usage.contains("usage: :kill"), "{usage}");
+    assert!(
+        usage.contains("error") && usage.contains("usage: :kill"),
+        "{usage}"
+    );
     alice.expect_silence(Duration::from_millis(100)).await;
     assert!(server.console_line(":list").await.contains("2 peer(s)"));
 
@@ -85,7 +123,9 @@ async fn info_reports_address_uptime_counts_and_traffic() {
     let _lurker = server.client().await;
     alice.send(Frame::broadcast("hi")).await;
     alice.send(Frame::get_peer(alice.id.clone())).await;
-    alice.expect_frame(Kind::Res, Action::GetPeer, Status::Ok).await;
+    alice
+        .expect_frame(Kind::Res, Action::GetPeer, Status::Ok)
+        .await;
     let mut info = String::new();
     for _ in 0..100 {
         info = server.console_line(":info").await;
@@ -96,7 +136,10 @@ async fn info_reports_address_uptime_counts_and_traffic() {
     }
     assert!(info.contains(&format!("address: {}", server.srv)), "{info}");
     assert!(info.contains("uptime: "), "{info}");
-    assert!(info.contains("peers: 2 online, 0 away (1 connection(s) not registered)"), "{info}");
+    assert!(
+        info.contains("peers: 2 online, 0 away (1 connection(s) not registered)"),
+        "{info}"
+    );
     assert!(info.contains("frames: 4 in"), "{info}");
     assert!(info.contains("bytes: "), "{info}");
     assert!(info.contains("dropped: 0 kept frame(s)"), "{info}");
@@ -117,7 +160,9 @@ async fn ping_reports_who_answered() {
     let alice_id = alice.id.clone();
     let answering = tokio::spawn(async move {
         let check = alice
-            .expect_where("a check", |f| f.kind == Kind::Req && f.action == Action::Comm)
+            .expect_where("a check", |f| {
+                f.kind == Kind::Req && f.action == Action::Comm
+            })
             .await;
         assert_eq!(check.body, "check?");
         alice.send(Frame::health_answer(alice.id.clone())).await;
@@ -126,15 +171,27 @@ async fn ping_reports_who_answered() {
     // A blank line is a sign of life: Bob stays online without answering.
     bob.send_raw(b"\n").await;
     let report = server.console_line(":ping all").await;
-    assert!(report.contains(&format!("{alice_id} (alice) answered")), "{report}");
-    assert!(report.contains(&format!("{} (bob) did not answer", bob.id)), "{report}");
+    assert!(
+        report.contains(&format!("{alice_id} (alice) answered")),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!("{} (bob) did not answer", bob.id)),
+        "{report}"
+    );
     let _alice = answering.await.unwrap();
-    bob.expect_where("bob's check", |f| f.body == "check?").await;
+    bob.expect_where("bob's check", |f| f.body == "check?")
+        .await;
     bob.send_raw(b"\r\n").await;
     let one = server.console_line(&format!(":ping {}", bob.id)).await;
     assert!(one.contains("did not answer"), "{one}");
     assert!(server.console_line(":ping").await.contains("usage: :ping"));
-    assert!(server.console_line(":ping nobody12345").await.contains("no peer"));
+    assert!(
+        server
+            .console_line(":ping nobody12345")
+            .await
+            .contains("no peer")
+    );
     server.stop().await;
 }
 
@@ -142,14 +199,28 @@ async fn ping_reports_who_answered() {
 async fn help_mute_clear_and_unknown_commands() {
     let server = start().await;
     let help = server.console_line(":help").await;
-    for command in [":list", ":kill <peer_id>", ":kill all", ":ping", ":info", ":mute", ":unmute", ":cc", ":help", ":exit"] {
+    for command in [
+        ":list",
+        ":kill <peer_id>",
+        ":kill all",
+        ":ping",
+        ":info",
+        ":mute",
+        ":unmute",
+        ":cc",
+        ":help",
+        ":exit",
+    ] {
         assert!(help.contains(command), "help lacks {command}");
     }
     assert_eq!(server.console_line(":mute").await, "frames muted");
     assert_eq!(server.console_line(":unmute").await, "frames unmuted");
     assert!(server.console_line(":cc").await.contains("\x1b[2J"));
     let unknown = server.console_line(":dance").await;
-    assert!(unknown.contains("unknown command") && unknown.contains(":help"), "{unknown}");
+    assert!(
+        unknown.contains("unknown command") && unknown.contains(":help"),
+        "{unknown}"
+    );
     assert_eq!(server.console_line("").await, "");
     server.stop().await;
 }
@@ -167,11 +238,15 @@ async fn exit_ends_every_session_without_ntfy_kill() {
     stranger.expect_error(Action::Msg, Status::BadRequest).await;
     server.console_line(":exit").await;
     for client in [&mut alice, &mut bob] {
-        let end = client.expect_frame(Kind::Res, Action::CommEnd, Status::Ok).await;
+        let end = client
+            .expect_frame(Kind::Res, Action::CommEnd, Status::Ok)
+            .await;
         assert!(end.body.starts_with("server shutting down"), "{end}");
         client.expect_closed().await;
     }
-    let error = stranger.expect_error(Action::None, Status::ServiceUnavailable).await;
+    let error = stranger
+        .expect_error(Action::None, Status::ServiceUnavailable)
+        .await;
     assert_eq!(error.dst, stranger_addr.as_str());
     assert_eq!(error.body, "server shutting down");
     stranger.expect_closed().await;
