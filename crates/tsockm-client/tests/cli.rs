@@ -1,0 +1,365 @@
+//! The `tsockm-client` binary in script mode (standard input and output are
+//! pipes), against the real server: a two-user conversation, `:dm`, `:list`,
+//! `:gp`, `:info`, bad commands, the username prompt, end of input, and the
+//! exit codes.
+
+mod common;
+
+use std::process::Stdio;
+
+use common::{TestServer, next, start, within};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tsockm_client::{Event, PeerId};
+use tsockm_proto::Text;
+
+/// One running `tsockm-client`.
+struct Client {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: Lines<BufReader<ChildStdout>>,
+    /// Every stdout line read so far.
+    seen: Vec<String>,
+}
+
+impl Client {
+    fn spawn(server: &TestServer, args: &[&str]) -> Client {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tsockm-client"))
+            .arg("--addr")
+            .arg(server.addr.to_string())
+            .args(["--reconnect-for", "5"])
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        Client {
+            child,
+            stdin,
+            stdout,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Starts a client registered as `username` and waits for its welcome.
+    async fn joined(server: &TestServer, username: &str) -> Client {
+        let mut client = Client::spawn(server, &["--username", username]);
+        client
+            .expect(&format!("* registered as {username} ("))
+            .await;
+        client
+    }
+
+    async fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(line.as_bytes()).await.unwrap();
+        stdin.write_all(b"\n").await.unwrap();
+        stdin.flush().await.unwrap();
+    }
+
+    /// Reads stdout until a line contains `needle`; returns that line.
+    async fn expect(&mut self, needle: &str) -> String {
+        let found = tokio::time::timeout(common::WAIT, async {
+            while let Some(line) = self.stdout.next_line().await.unwrap() {
+                self.seen.push(line.clone());
+                if line.contains(needle) {
+                    return Some(line);
+                }
+            }
+            None
+        })
+        .await;
+        match found {
+            Ok(Some(line)) => line,
+            Ok(None) => panic!("stdout ended before {needle:?}; seen: {:#?}", self.seen),
+            Err(_) => panic!("timed out waiting for {needle:?}; seen: {:#?}", self.seen),
+        }
+    }
+
+    /// The next stdout line.
+    async fn next_line(&mut self) -> String {
+        let line = within(self.stdout.next_line())
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("stdout ended; seen: {:#?}", self.seen));
+        self.seen.push(line.clone());
+        line
+    }
+
+    /// Closes stdin (end of input).
+    fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Waits for the exit; gives back the code, the rest of stdout, stderr.
+    async fn finish(mut self) -> (i32, Vec<String>, String) {
+        self.close_stdin();
+        let status = within(self.child.wait()).await.unwrap();
+        let mut rest = Vec::new();
+        while let Some(line) = within(self.stdout.next_line()).await.unwrap() {
+            rest.push(line);
+        }
+        let mut stderr = String::new();
+        if let Some(mut err) = self.child.stderr.take() {
+            within(err.read_to_string(&mut stderr)).await.unwrap();
+        }
+        (status.code().unwrap_or(-1), rest, stderr)
+    }
+}
+
+async fn peer_id(server: &TestServer, username: &str) -> PeerId {
+    let peers = server.peers().await;
+    let peer = peers
+        .iter()
+        .find(|p| p.username == username)
+        .unwrap_or_else(|| panic!("{username} not in {peers:?}"));
+    PeerId::new(peer.id.as_str())
+}
+
+#[tokio::test]
+async fn two_users_chat_with_dm_list_and_bad_commands() {
+    let server = start().await;
+    let mut alice = Client::joined(&server, "alice").await;
+    let mut bob = Client::joined(&server, "bob").await;
+    let bob_id = peer_id(&server, "bob").await;
+    alice.expect(&format!("* bob joined ({bob_id})")).await;
+
+    bob.send("hello alice").await;
+    assert_eq!(alice.next_line().await, "bob: hello alice");
+    alice.send(":msg hi bob :)").await;
+    assert_eq!(bob.next_line().await, "alice: hi bob :)");
+
+    alice.send(":dm bob psst").await;
+    assert_eq!(bob.next_line().await, "[dm] alice: psst");
+    let alice_id = peer_id(&server, "alice").await;
+    bob.send(&format!(":dm {alice_id} by id")).await;
+    assert_eq!(alice.next_line().await, "[dm] bob: by id");
+
+    bob.send(":list").await;
+    assert_eq!(bob.next_line().await, "* 2 peers (you included):");
+    // Sorted by username.
+    assert_eq!(bob.next_line().await, format!("  {alice_id}  alice"));
+    assert_eq!(bob.next_line().await, format!("  {bob_id}  bob (you)"));
+
+    bob.send(":frobnicate").await;
+    assert_eq!(bob.next_line().await, "! unknown command `:frobnicate`");
+    assert_eq!(bob.next_line().await, "  commands:");
+    bob.expect(":dm <peer_id|username> <text>").await;
+
+    bob.send(":dm").await;
+    bob.expect("! :dm: missing the peer id or username, and the message text")
+        .await;
+    assert_eq!(
+        bob.next_line().await,
+        "  usage: :dm <peer_id|username> <text>"
+    );
+    bob.send(":dm alice").await;
+    assert_eq!(bob.next_line().await, "! :dm: missing the message text");
+    assert_eq!(
+        bob.next_line().await,
+        "  usage: :dm <peer_id|username> <text>"
+    );
+    bob.send(":msg").await;
+    assert_eq!(bob.next_line().await, "! :msg: missing the message text");
+    assert_eq!(bob.next_line().await, "  usage: :msg <text>");
+    bob.send(":gp").await;
+    assert_eq!(bob.next_line().await, "! :gp: missing the peer id");
+    assert_eq!(bob.next_line().await, "  usage: :gp <peer_id>");
+    bob.send(":dm carol hi").await;
+    assert_eq!(
+        bob.next_line().await,
+        "! no peer with the id or username `carol` (see :list)"
+    );
+    bob.send(":gp nobody1234").await;
+    assert!(
+        bob.next_line()
+            .await
+            .starts_with("! error 404 NOT_FOUND (GET_PEER): ")
+    );
+
+    // End of input: bob ends the session and exits 0; alice sees him leave.
+    bob.send("see you").await;
+    let (code, rest, stderr) = bob.finish().await;
+    assert_eq!(code, 0, "stderr: {stderr}");
+    assert_eq!(rest.last().map(String::as_str), Some("* session ended"));
+    assert_eq!(alice.next_line().await, "bob: see you");
+    assert_eq!(alice.next_line().await, format!("* bob left ({bob_id})"));
+
+    alice.send(":exit").await;
+    let (code, rest, _) = alice.finish().await;
+    assert_eq!(code, 0);
+    assert_eq!(rest, ["* session ended"]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn end_of_input_sends_everything_then_ends() {
+    let server = start().await;
+    let (alice, mut alice_events) = server.connect("alice").await;
+    let mut bob = Client::spawn(&server, &["--username", "bob"]);
+    // The whole script at once, then end of input.
+    let script = "one\n:dm alice two\n\n:msg three\n";
+    let stdin = bob.stdin.as_mut().unwrap();
+    stdin.write_all(script.as_bytes()).await.unwrap();
+    bob.close_stdin();
+    let (code, rest, stderr) = bob.finish().await;
+    assert_eq!(code, 0, "stderr: {stderr}");
+    assert!(rest[0].starts_with("* registered as bob ("), "{rest:?}");
+    assert_eq!(rest.last().map(String::as_str), Some("* session ended"));
+
+    let bob_id = match next(&mut alice_events).await {
+        Event::Joined { id, .. } => id,
+        other => panic!("{other:?}"),
+    };
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        got.push(next(&mut alice_events).await);
+    }
+    let bob_name = Some(Text::from("bob"));
+    assert_eq!(
+        got,
+        [
+            Event::Message {
+                from: bob_id.clone(),
+                username: bob_name.clone(),
+                text: Text::from("one"),
+            },
+            Event::Direct {
+                from: bob_id.clone(),
+                username: bob_name.clone(),
+                text: Text::from("two"),
+            },
+            Event::Message {
+                from: bob_id.clone(),
+                username: bob_name,
+                text: Text::from("three"),
+            },
+            Event::Left {
+                id: bob_id,
+                username: Text::from("bob"),
+            },
+        ]
+    );
+    drop(alice);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn asks_for_a_username_until_the_server_takes_one() {
+    let server = start().await;
+    let (_watcher, mut watcher_events) = server.connect("watcher").await;
+    let mut client = Client::spawn(&server, &[]);
+    client.send("a::b").await;
+    let refused = client.expect("! username refused: ").await;
+    assert!(refused.len() > "! username refused: ".len(), "{refused}");
+    client.send("alice").await;
+    client.expect("* registered as alice (").await;
+    client.send("hi").await;
+    let (code, _, stderr) = client.finish().await;
+    assert_eq!(code, 0);
+    assert_eq!(
+        stderr.matches("Enter your username:").count(),
+        2,
+        "stderr: {stderr}"
+    );
+    assert!(
+        matches!(next(&mut watcher_events).await, Event::Joined { username, .. } if username == "alice")
+    );
+    assert!(matches!(next(&mut watcher_events).await, Event::Message { text, .. } if text == "hi"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn dm_to_a_shared_username_lists_the_ids() {
+    let server = start().await;
+    let (sam1, mut sam1_events) = server.connect("sam").await;
+    let (sam2, _sam2_events) = server.connect("sam").await;
+    let mut carol = Client::joined(&server, "carol").await;
+    let mut ids = [sam1.id().to_string(), sam2.id().to_string()];
+    ids.sort();
+
+    carol.send(":dm sam hello").await;
+    assert_eq!(
+        carol.next_line().await,
+        format!(
+            "! `sam` is ambiguous: 2 peers have that name, ids {}, {}; use an id",
+            ids[0], ids[1]
+        )
+    );
+    carol
+        .send(&format!(":dm {} hello sam one", sam1.id()))
+        .await;
+    let event = wait_for_direct(&mut sam1_events).await;
+    assert_eq!(event, "hello sam one");
+
+    carol.send(&format!(":gp {}", sam2.id())).await;
+    assert_eq!(carol.next_line().await, format!("* {} is sam", sam2.id()));
+
+    carol.send(":info").await;
+    assert!(carol.next_line().await.starts_with("* id:        "));
+    assert_eq!(carol.next_line().await, "  username:  carol");
+    carol
+        .expect("  messages:  1 sent, 0 received, 0 direct")
+        .await;
+    assert_eq!(
+        carol.next_line().await,
+        "  other:     0 errors, 0 reconnections"
+    );
+
+    carol.send(":help").await;
+    assert_eq!(carol.next_line().await, "* commands:");
+    carol.expect(":exit").await;
+    carol.send(":cc").await; // nothing to clear in a script
+    carol.send(":bogus").await;
+    assert_eq!(carol.next_line().await, "! unknown command `:bogus`");
+
+    let (code, _, _) = carol.finish().await;
+    assert_eq!(code, 0);
+    server.stop().await;
+}
+
+async fn wait_for_direct(events: &mut tsockm_client::Events) -> String {
+    match common::wait_for(events, |e| matches!(e, Event::Direct { .. })).await {
+        Event::Direct { text, .. } => text.to_string(),
+        _ => unreachable!(),
+    }
+}
+
+#[tokio::test]
+async fn unreachable_server_exits_non_zero_with_one_line() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let output = within(
+        Command::new(env!("CARGO_BIN_EXE_tsockm-client"))
+            .args(["--addr", &addr.to_string(), "--username", "alice"])
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .output(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("cannot reach the server"), "{stderr}");
+    assert!(output.stdout.is_empty());
+}
+
+#[tokio::test]
+async fn kicked_client_exits_non_zero_with_the_reason() {
+    let server = start().await;
+    let mut bob = Client::joined(&server, "bob").await;
+    server.kill(&peer_id(&server, "bob").await).await;
+    bob.expect("! removed by the server: ").await;
+    let (code, _, stderr) = bob.finish().await;
+    assert_eq!(code, 3);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("removed by the server"), "{stderr}");
+    server.stop().await;
+}
