@@ -167,7 +167,7 @@ async fn resume_delivers_kept_frames_in_order_with_a_new_token() {
         [
             "MSG:*:one".to_owned(),
             format!("MSG:{bob_id}:two"),
-            format!("NTFY_JOIN:*:carol"),
+            "NTFY_JOIN:*:carol".to_owned(),
             "MSG:*:three".to_owned(),
         ]
     );

@@ -76,10 +76,10 @@ impl TestServer {
     ) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
-            if let ConsoleReply::List(peers) = self.console(ConsoleRequest::List).await {
-                if pred(&peers) {
-                    return;
-                }
+            if let ConsoleReply::List(peers) = self.console(ConsoleRequest::List).await
+                && pred(&peers)
+            {
+                return;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
