@@ -2,6 +2,7 @@
 //! `.cargo/config.toml`). Each task is a plain function over `std::process`;
 //! xtask depends on nothing, so it builds in seconds on a fresh machine.
 
+mod bench;
 mod ci;
 
 use std::env;
@@ -12,11 +13,13 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
+  bench [--quick]    TsockM beside ngircd: fan-out and idle load (see `bench --help`)
   ci                 rustfmt check, clippy (warnings denied), cargo test --workspace";
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
+        Some("bench") => bench::bench(&args[1..]),
         Some("ci") => ci::ci(),
         Some("help" | "-h" | "--help") | None => {
             println!("{USAGE}");

@@ -24,6 +24,9 @@ pub enum Dialect {
         /// `name:password` of an `[Operator]` block: the client sends OPER
         /// and sets user mode `+F` (ngircd's relaxed flood protection).
         oper: Option<(String, String)>,
+        /// Whether to JOIN the channel after registering (idle runs only
+        /// register, as a TsockM client does).
+        join: bool,
     },
 }
 
@@ -61,13 +64,15 @@ impl Dialect {
     pub fn after_registration(&self, name: &str) -> Option<Bytes> {
         match self {
             Dialect::Tsockm => None,
-            Dialect::Irc { oper } => {
+            Dialect::Irc { oper, join } => {
                 let mut text = String::new();
                 if let Some((user, password)) = oper {
                     text.push_str(&format!("OPER {user} {password}\r\nMODE {name} +F\r\n"));
                 }
-                text.push_str(&format!("JOIN {IRC_CHANNEL}\r\n"));
-                Some(Bytes::from(text))
+                if *join {
+                    text.push_str(&format!("JOIN {IRC_CHANNEL}\r\n"));
+                }
+                (!text.is_empty()).then(|| Bytes::from(text))
             }
         }
     }
@@ -75,7 +80,7 @@ impl Dialect {
     /// Whether a client is fully set up once registered (TsockM) or only once
     /// it has joined the channel (IRC).
     pub fn needs_join(&self) -> bool {
-        matches!(self, Dialect::Irc { .. })
+        matches!(self, Dialect::Irc { join: true, .. })
     }
 
     /// Appends one broadcast carrying `body` to `out`.
@@ -216,7 +221,10 @@ mod tests {
     use super::*;
 
     fn irc() -> Dialect {
-        Dialect::Irc { oper: None }
+        Dialect::Irc {
+            oper: None,
+            join: true,
+        }
     }
 
     #[test]

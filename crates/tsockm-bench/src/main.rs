@@ -94,7 +94,8 @@ struct Common {
     #[arg(long)]
     irc: Option<String>,
     /// IRC: `name:password` of an operator block; clients OPER and set user
-    /// mode +F (ngircd's relaxed flood protection).
+    /// mode +F (ngircd's relaxed flood protection). Fan-out only: idle IRC
+    /// clients only register (NICK/USER), as TsockM clients do.
     #[arg(long, requires = "irc")]
     irc_oper: Option<String>,
     /// The server's process id, for CPU time (`/proc/<pid>/stat`) and
@@ -123,7 +124,7 @@ impl Common {
                     Some((name, password)) => (name.to_owned(), password.to_owned()),
                     None => (s.clone(), String::new()),
                 });
-                (irc.clone(), Dialect::Irc { oper })
+                (irc.clone(), Dialect::Irc { oper, join: true })
             }
             (Some(addr), None) => (addr.clone(), Dialect::Tsockm),
             // clap requires one of the two.

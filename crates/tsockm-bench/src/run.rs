@@ -235,7 +235,19 @@ pub async fn idle(
         rate: None,
         batch: 1,
     };
-    let run = Run::launch(target, limits, plan)?;
+    // Idle IRC clients register and do nothing else: no OPER, no JOIN.
+    let idle_target = Target {
+        addr: target.addr.clone(),
+        dialect: match target.dialect {
+            Dialect::Tsockm => Dialect::Tsockm,
+            Dialect::Irc { .. } => Dialect::Irc {
+                oper: None,
+                join: false,
+            },
+        },
+        server_pid: target.server_pid,
+    };
+    let run = Run::launch(&idle_target, limits, plan)?;
     let settled = run.setup(limits, deadline).await?;
     let setup = started.elapsed();
     let hold_end = (Instant::now() + hold).min(deadline);
@@ -453,6 +465,7 @@ async fn client(idx: usize, ctx: Rc<Context>, gate: Arc<Semaphore>) {
         registered: false,
         ready: false,
         peers: 0,
+        expects_joins: !matches!(ctx.dialect, Dialect::Irc { join: false, .. }),
         settled: false,
         received: 0,
         last_word: None,
@@ -473,6 +486,9 @@ struct Reader {
     /// Registered (and, for IRC, joined).
     ready: bool,
     peers: usize,
+    /// Whether the server announces joins to this client at all (not to an
+    /// IRC client that joined no channel).
+    expects_joins: bool,
     settled: bool,
     /// Distinct deliveries from other clients.
     received: u64,
@@ -622,7 +638,8 @@ impl Reader {
     }
 
     fn check_settled(&mut self, sh: &mut Shared, clients: usize) {
-        if self.ready && !self.settled && self.peers + 1 >= clients {
+        let all_seen = self.peers + 1 >= clients || !self.expects_joins;
+        if self.ready && !self.settled && all_seen {
             self.settled = true;
             sh.settled += 1;
         }
