@@ -241,7 +241,11 @@ fn script_mode(args: &Args, runtime: &tokio::runtime::Runtime) -> u8 {
         Err(e) => return fail(EXIT_UNREACHABLE, &format!("cannot read input: {e}")),
     };
     let mut out = Output::Stdout;
-    runtime.block_on(chat(session, events, reader, &mut out, ui))
+    let outcome = runtime.block_on(chat(session, events, reader, &mut out, ui));
+    if let Some(closed) = &outcome.closed {
+        out.print(&ui.closed(closed));
+    }
+    exit_code(outcome.closed.as_ref())
 }
 
 fn interactive_mode(args: &Args, runtime: &tokio::runtime::Runtime) -> u8 {
@@ -276,10 +280,18 @@ fn interactive_mode(args: &Args, runtime: &tokio::runtime::Runtime) -> u8 {
         Ok(reader) => reader,
         Err(e) => return fail(EXIT_UNREACHABLE, &format!("cannot read input: {e}")),
     };
-    let code = runtime.block_on(chat(session, events, reader, &mut out, ui));
-    // The editor may be in the middle of reading a line, in raw mode.
+    let outcome = runtime.block_on(chat(session, events, reader, &mut out, ui));
+    // The editor may be in the middle of reading a line, in raw mode: give
+    // the terminal back as it was, and leave the half-typed line.
     terminal::restore(saved);
-    code
+    if outcome.mid_line {
+        println!();
+    }
+    // A failure is said once, on standard error.
+    if let Some(closed @ Closed::Ended) = &outcome.closed {
+        println!("{}", ui.closed(closed));
+    }
+    exit_code(outcome.closed.as_ref())
 }
 
 /// Whether the chat goes on after a line.
@@ -295,20 +307,26 @@ async fn chat(
     mut reader: Reader,
     out: &mut Output,
     ui: Ui,
-) -> u8 {
+) -> Outcome {
     let mut app = App::new();
     out.print(&ui.welcome(&session.state()));
     reader.go();
     let mut reading = true;
+    // Whether the reader is in the middle of reading a line.
+    let mut mid_line = true;
     loop {
         tokio::select! {
             input = reader.line_rx.recv(), if reading => {
+                mid_line = false;
                 let flow = match input {
                     Some(Input::Line(line)) => handle_line(&line, &session, &mut app, out, ui).await,
                     Some(Input::End) | None => Flow::Exit,
                 };
                 match flow {
-                    Flow::Continue => reader.go(),
+                    Flow::Continue => {
+                        reader.go();
+                        mid_line = true;
+                    }
                     Flow::Exit => {
                         reading = false;
                         // Everything typed so far is queued before COMM_END.
@@ -318,30 +336,45 @@ async fn chat(
             }
             event = events.recv() => match event {
                 Some(Event::Closed(closed)) => {
-                    out.print(&ui.closed(&closed));
-                    return exit_code(&closed);
+                    return Outcome {
+                        closed: Some(closed),
+                        mid_line,
+                    };
                 }
                 Some(event) => {
                     app.on_event(&event);
                     out.print(&ui.event(&event));
                 }
-                None => return fail(EXIT_UNREACHABLE, "the session stopped unexpectedly"),
+                None => return Outcome { closed: None, mid_line },
             },
         }
     }
 }
 
-fn exit_code(closed: &Closed) -> u8 {
+/// How the chat ended.
+struct Outcome {
+    /// Why the session closed (`None`: its task stopped without saying).
+    closed: Option<Closed>,
+    /// Whether the line editor was in the middle of reading a line.
+    mid_line: bool,
+}
+
+/// The exit code for how the chat ended, with the one-line reason on
+/// standard error when it is not a success.
+fn exit_code(closed: Option<&Closed>) -> u8 {
+    let Some(closed) = closed else {
+        return fail(EXIT_UNREACHABLE, "the session stopped unexpectedly");
+    };
     match closed {
         Closed::Ended => EXIT_OK,
         Closed::Lost { reason } => fail(EXIT_UNREACHABLE, &format!("connection lost: {reason}")),
         Closed::Kicked { reason } => fail(
             EXIT_ENDED_BY_SERVER,
-            &format!("removed by the server: {reason}"),
+            &format!("kicked by the server: {reason}"),
         ),
         Closed::ShutDown { reason } => fail(
             EXIT_ENDED_BY_SERVER,
-            &format!("the server ended the session: {reason}"),
+            &format!("the server closed: {reason}"),
         ),
         other => fail(EXIT_UNREACHABLE, &format!("session closed: {other:?}")),
     }

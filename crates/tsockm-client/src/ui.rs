@@ -149,8 +149,18 @@ impl Ui {
                 attempt,
                 delay,
                 reason,
+            } if *attempt <= 1 => self.notice(&format!(
+                "connection lost: {}; reconnecting in {} ms",
+                self.clean(reason),
+                delay.as_millis()
+            )),
+            Event::Reconnecting {
+                attempt,
+                delay,
+                reason,
             } => self.notice(&format!(
-                "connection lost: {}; reconnecting in {} ms (attempt {attempt})",
+                "reconnection attempt {} failed: {}; retrying in {} ms",
+                attempt - 1,
                 self.clean(reason),
                 delay.as_millis()
             )),
@@ -179,10 +189,8 @@ impl Ui {
     pub fn closed(&self, closed: &Closed) -> String {
         match closed {
             Closed::Ended => self.notice("session ended"),
-            Closed::Kicked { reason } => self.error(&format!("removed by the server: {reason}")),
-            Closed::ShutDown { reason } => {
-                self.error(&format!("the server ended the session: {reason}"))
-            }
+            Closed::Kicked { reason } => self.error(&format!("kicked by the server: {reason}")),
+            Closed::ShutDown { reason } => self.error(&format!("the server closed: {reason}")),
             Closed::Lost { reason } => self.error(&format!("connection lost for good: {reason}")),
         }
     }
@@ -307,11 +315,19 @@ mod tests {
             ),
             (
                 Event::Reconnecting {
-                    attempt: 2,
+                    attempt: 1,
+                    delay: Duration::from_millis(80),
+                    reason: "reset".into(),
+                },
+                "* connection lost: reset; reconnecting in 80 ms",
+            ),
+            (
+                Event::Reconnecting {
+                    attempt: 3,
                     delay: Duration::from_millis(150),
                     reason: "refused".into(),
                 },
-                "* connection lost: refused; reconnecting in 150 ms (attempt 2)",
+                "* reconnection attempt 2 failed: refused; retrying in 150 ms",
             ),
             (
                 Event::Reconnected { kept_frames: 1 },
@@ -322,7 +338,7 @@ mod tests {
                 Event::Closed(Closed::Kicked {
                     reason: Text::from("bye"),
                 }),
-                "! removed by the server: bye",
+                "! kicked by the server: bye",
             ),
         ];
         for (event, line) in cases {

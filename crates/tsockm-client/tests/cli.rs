@@ -356,10 +356,24 @@ async fn kicked_client_exits_non_zero_with_the_reason() {
     let server = start().await;
     let mut bob = Client::joined(&server, "bob").await;
     server.kill(&peer_id(&server, "bob").await).await;
-    bob.expect("! removed by the server: ").await;
+    bob.expect("! kicked by the server: ").await;
     let (code, _, stderr) = bob.finish().await;
     assert_eq!(code, 3);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("removed by the server"), "{stderr}");
+    assert!(stderr.contains("kicked by the server"), "{stderr}");
     server.stop().await;
+}
+
+#[tokio::test]
+async fn server_shutdown_exits_non_zero_with_the_reason() {
+    let server = start().await;
+    let mut alice = Client::joined(&server, "alice").await;
+    server.stop().await;
+    alice
+        .expect("! the server closed: server shutting down")
+        .await;
+    let (code, _, stderr) = alice.finish().await;
+    assert_eq!(code, 3);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("server shutting down"), "{stderr}");
 }
