@@ -419,6 +419,12 @@ impl Registry {
             return; // Closed by the registry while the frame was queued.
         };
         Stats::add(&self.stats.frames_in, 1);
+        // Every frame takes a token except a registered peer's health-check
+        // answer; being over the rate is only reported at step 8, after the
+        // checks that come first.
+        let is_health_answer = conn.peer.is_some()
+            && matches!(&item, Ok(f) if f.kind == Kind::Res && f.action == Action::Comm);
+        let over_rate = !is_health_answer && !conn.rate.try_take(Instant::now());
         let who = conn.dst().clone();
         let frame = match item {
             Ok(frame) => frame,
@@ -436,8 +442,7 @@ impl Registry {
         };
         self.log.frame(Direction::In, &who, &frame);
         let action = frame.action;
-        let is_health_answer = frame.kind == Kind::Res && action == Action::Comm;
-        let taken = is_health_answer
+        let taken = (frame.kind == Kind::Res && action == Action::Comm)
             || (frame.kind == Kind::Req
                 && matches!(
                     action,
@@ -453,7 +458,7 @@ impl Registry {
         }
         let Some(peer_id) = conn.peer.clone() else {
             if frame.kind == Kind::Req && action == Action::Comm {
-                if !conn.rate.try_take(Instant::now()) {
+                if over_rate {
                     self.rate_limited(conn_id, action);
                     return;
                 }
@@ -488,7 +493,7 @@ impl Registry {
             self.on_health_answer(&peer_id);
             return;
         }
-        if !conn.rate.try_take(Instant::now()) {
+        if over_rate {
             self.rate_limited(conn_id, action);
             return;
         }
