@@ -623,7 +623,7 @@ impl Task {
                 return Err(Closed::Lost { reason });
             }
             debug!(attempt = self.backoff.n_attempts(), ?delay, %reason, "reconnecting");
-            self.pending.push_back(Event::Reconnecting {
+            self.push(Event::Reconnecting {
                 attempt: self.backoff.n_attempts(),
                 delay,
                 reason: reason.clone(),
@@ -680,7 +680,7 @@ impl Task {
                     s.roster.clear();
                     s.roster.insert(id.clone(), s.username.clone());
                 });
-                self.pending.push_back(Event::Reregistered {
+                self.push(Event::Reregistered {
                     old_id,
                     new_id: id,
                     reason,
@@ -701,9 +701,27 @@ impl Task {
     fn keep(&mut self, frame: Frame) {
         if self.outbox.len() < MAX_OUTBOX_FRAMES {
             self.outbox.push_back(frame);
+        } else if let Some(Event::Unsent { n_frames }) = self.pending.back_mut() {
+            *n_frames += 1;
         } else {
-            self.pending.push_back(Event::Unsent { n_frames: 1 });
+            self.push(Event::Unsent { n_frames: 1 });
         }
+    }
+
+    /// Queues an event for the user, unless nobody listens any more.
+    ///
+    /// While connected, reading stops once `MAX_PENDING_EVENTS` wait; only
+    /// the task's own notices (one per reconnection attempt) can come on
+    /// top, and past twice the bound even those are dropped.
+    fn push(&mut self, event: Event) {
+        if self.events_closed {
+            return;
+        }
+        if self.pending.len() >= 2 * MAX_PENDING_EVENTS {
+            warn!("event dropped: the user does not read events");
+            return;
+        }
+        self.pending.push_back(event);
     }
 
     /// Hands the oldest pending event to the user.
@@ -771,7 +789,7 @@ impl Task {
                         text,
                     }
                 };
-                self.pending.push_back(event);
+                self.push(event);
             }
             (Kind::Res, Action::NtfyJoin) => {
                 self.count_kept();
@@ -784,7 +802,7 @@ impl Task {
                 });
                 // One of the roster frames sent to a newcomer is no news.
                 if !to_us && !is_us {
-                    self.pending.push_back(Event::Joined { id, username });
+                    self.push(Event::Joined { id, username });
                 }
             }
             (Kind::Res, Action::NtfyKill) => {
@@ -799,20 +817,20 @@ impl Task {
                     frame.body
                 };
                 if id != self.id {
-                    self.pending.push_back(Event::Left { id, username });
+                    self.push(Event::Left { id, username });
                 }
             }
             (Kind::Res | Kind::Err, Action::GetPeer) if self.sync.is_some() => {
                 // The answer to the marker: everything before it has arrived.
                 if let Some(Marker::Resume { n_kept }) = self.sync.take() {
-                    self.pending.push_back(Event::Reconnected {
+                    self.push(Event::Reconnected {
                         kept_frames: n_kept,
                     });
                 }
             }
             (Kind::Res, Action::GetPeer) => {
                 let id = PeerId::new(frame.sender_id);
-                self.pending.push_back(Event::PeerFound {
+                self.push(Event::PeerFound {
                     id,
                     username: frame.body,
                 });
@@ -830,7 +848,7 @@ impl Task {
                 return Some(Step::Closed(closed));
             }
             (Kind::Err, action) => {
-                self.pending.push_back(Event::Error {
+                self.push(Event::Error {
                     action,
                     status: frame.status,
                     reason: frame.body,

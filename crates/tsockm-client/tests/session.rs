@@ -459,3 +459,46 @@ async fn requests_flow_while_events_are_not_read() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn requests_beyond_the_outbox_are_reported_unsent() {
+    let server = start().await;
+    let proxy = Proxy::start(server.addr).await;
+    let (alice, mut alice_events) = within(Session::connect(client_config(proxy.addr, "alice")))
+        .await
+        .unwrap();
+    let (_bob, mut bob_events) = server.connect("bob").await;
+    next(&mut alice_events).await; // bob joined
+
+    proxy.set_blocked(true);
+    proxy.cut();
+    wait_for(&mut alice_events, |e| {
+        matches!(e, Event::Reconnecting { .. })
+    })
+    .await;
+    // The outbox keeps 256 requests; 10 more are dropped and reported.
+    for i in 0..266 {
+        alice.broadcast(format!("q{i}")).await.unwrap();
+    }
+    let mut n_unsent = 0;
+    while n_unsent < 10 {
+        if let Event::Unsent { n_frames } =
+            wait_for(&mut alice_events, |e| matches!(e, Event::Unsent { .. })).await
+        {
+            n_unsent += n_frames;
+        }
+    }
+    assert_eq!(n_unsent, 10);
+    proxy.set_blocked(false);
+    wait_for(&mut alice_events, |e| {
+        matches!(e, Event::Reconnected { .. })
+    })
+    .await;
+    for i in 0..256 {
+        match next(&mut bob_events).await {
+            Event::Message { text, .. } => assert_eq!(text, format!("q{i}").as_str()),
+            other => panic!("{other:?}"),
+        }
+    }
+    server.stop().await;
+}
