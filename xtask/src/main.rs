@@ -4,6 +4,7 @@
 
 mod bench;
 mod ci;
+mod fuzz;
 
 use std::env;
 use std::path::PathBuf;
@@ -14,13 +15,15 @@ usage: cargo xtask <task>
 
 tasks:
   bench [--quick]    TsockM beside ngircd: fan-out and idle load (see `bench --help`)
-  ci                 rustfmt check, clippy (warnings denied), cargo test --workspace";
+  ci                 rustfmt check, clippy (warnings denied), cargo test --workspace
+  fuzz [SECONDS]     run every fuzz target for SECONDS each (default 60; nightly + cargo-fuzz)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("bench") => bench::bench(&args[1..]),
         Some("ci") => ci::ci(),
+        Some("fuzz") => fuzz::fuzz(&args[1..]),
         Some("help" | "-h" | "--help") | None => {
             println!("{USAGE}");
             Ok(())

@@ -93,8 +93,10 @@ impl Decoder for FrameCodec {
                 }
                 // A line of exactly the limit may still be waiting for "\n"
                 // after its "\r"; anything longer is over the limit for sure.
+                // (`buf.len() > limit` is tested first so that no `limit + 1`
+                // can overflow when the limit is `usize::MAX`.)
                 let limit = self.max_frame_bytes;
-                let over = buf.len() > limit + 1 || (buf.len() == limit + 1 && buf[limit] != b'\r');
+                let over = buf.len() > limit && (buf.len() - limit > 1 || buf[limit] != b'\r');
                 if over {
                     buf.clear();
                     self.next_index = 0;
