@@ -12,7 +12,8 @@
 //! only contenders are the registry and this connection's writer.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
@@ -25,6 +26,38 @@ pub enum PushError {
     Full,
     /// The outbox was closed: the connection is ending.
     Closed,
+}
+
+/// Frames waiting in every outbox of the server, so the registry can tell
+/// when the writers as a whole are behind and stop taking in more work.
+#[derive(Debug, Default)]
+pub struct Backlog {
+    frames: AtomicUsize,
+    /// Notified each time a writer takes frames out of its outbox.
+    drained: Notify,
+}
+
+impl Backlog {
+    /// Frames queued in all outboxes now.
+    pub fn frames(&self) -> usize {
+        self.frames.load(Ordering::Relaxed)
+    }
+
+    /// Resolves after some writer next takes frames out (or at once if one
+    /// did since the last call).
+    pub async fn drained(&self) {
+        self.drained.notified().await;
+    }
+
+    fn add(&self, n: usize) {
+        self.frames.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn sub(&self, n: usize) {
+        if n > 0 {
+            self.frames.fetch_sub(n, Ordering::Relaxed);
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -44,16 +77,25 @@ pub struct Outbox {
     /// Cancelled when the outbox closes, so a writer stuck on a socket that
     /// is not being read can be given a deadline.
     closing: CancellationToken,
+    /// The server-wide count this outbox's frames are part of.
+    backlog: Arc<Backlog>,
 }
 
 impl Outbox {
-    /// An empty outbox holding at most `capacity` frames.
+    /// An empty outbox holding at most `capacity` frames, counted in a
+    /// backlog of its own.
     pub fn new(capacity: usize) -> Self {
+        Outbox::with_backlog(capacity, Arc::default())
+    }
+
+    /// An empty outbox holding at most `capacity` frames, counted in `backlog`.
+    pub fn with_backlog(capacity: usize, backlog: Arc<Backlog>) -> Self {
         Outbox {
             state: Mutex::new(State::default()),
             capacity: capacity.max(1),
             ready: Notify::new(),
             closing: CancellationToken::new(),
+            backlog,
         }
     }
 
@@ -78,6 +120,7 @@ impl Outbox {
             state.queue.push_back(frame);
             state.queue.len() == 1
         };
+        self.backlog.add(1);
         if was_empty {
             self.ready.notify_one();
         }
@@ -95,6 +138,7 @@ impl Outbox {
             state.queue.push_back(frame);
             state.queue.len() == 1
         };
+        self.backlog.add(1);
         if was_empty {
             self.ready.notify_one();
         }
@@ -102,7 +146,9 @@ impl Outbox {
 
     /// Takes back every frame not yet handed to the writer, in order.
     pub fn take_pending(&self) -> VecDeque<Bytes> {
-        std::mem::take(&mut self.lock().queue)
+        let pending = std::mem::take(&mut self.lock().queue);
+        self.backlog.sub(pending.len());
+        pending
     }
 
     /// Closes the outbox: the writer sends what is queued (plus `last`, which
@@ -112,6 +158,7 @@ impl Outbox {
             let mut state = self.lock();
             if let Some(frame) = last {
                 state.queue.push_back(frame);
+                self.backlog.add(1);
             }
             state.closed = true;
         }
@@ -134,14 +181,13 @@ impl Outbox {
         self.lock().queue.len()
     }
 
-    /// Waits until there is something to write, then swaps it into `batch`
-    /// (which must be empty). Returns `false` once closed and drained.
-    pub async fn next_batch(&self, batch: &mut VecDeque<Bytes>) -> bool {
+    /// Waits until there is something to write (`true`), or the outbox is
+    /// closed and drained (`false`).
+    pub async fn wait_ready(&self) -> bool {
         loop {
             {
-                let mut state = self.lock();
+                let state = self.lock();
                 if !state.queue.is_empty() {
-                    std::mem::swap(&mut state.queue, batch);
                     return true;
                 }
                 if state.closed {
@@ -150,6 +196,40 @@ impl Outbox {
             }
             self.ready.notified().await;
         }
+    }
+
+    /// Appends everything queued to `batch`, oldest first.
+    pub fn take_batch(&self, batch: &mut VecDeque<Bytes>) {
+        let n_taken = {
+            let mut state = self.lock();
+            let n_taken = state.queue.len();
+            if batch.is_empty() {
+                std::mem::swap(&mut state.queue, batch);
+            } else {
+                batch.append(&mut state.queue);
+            }
+            n_taken
+        };
+        self.backlog.sub(n_taken);
+        self.backlog.drained.notify_one();
+    }
+
+    /// Waits until there is something to write, then moves it into `batch`.
+    /// Returns `false` once closed and drained.
+    pub async fn next_batch(&self, batch: &mut VecDeque<Bytes>) -> bool {
+        let ready = self.wait_ready().await;
+        if ready {
+            self.take_batch(batch);
+        }
+        ready
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        // Frames never written (the connection ended) leave the backlog.
+        let n_left = self.lock().queue.len();
+        self.backlog.sub(n_left);
     }
 }
 
@@ -181,6 +261,25 @@ mod tests {
         );
         batch.clear();
         assert!(!outbox.next_batch(&mut batch).await);
+    }
+
+    #[tokio::test]
+    async fn the_backlog_counts_queued_frames() {
+        let backlog = Arc::new(Backlog::default());
+        let a = Outbox::with_backlog(8, backlog.clone());
+        let b = Outbox::with_backlog(8, backlog.clone());
+        a.push(Bytes::from_static(b"1")).unwrap();
+        a.push(Bytes::from_static(b"2")).unwrap();
+        b.push_unbounded(Bytes::from_static(b"3"));
+        assert_eq!(backlog.frames(), 3);
+        let mut batch = VecDeque::new();
+        a.take_batch(&mut batch);
+        assert_eq!(backlog.frames(), 1);
+        backlog.drained().await; // The take left a notification.
+        b.close(Some(Bytes::from_static(b"end")));
+        assert_eq!(backlog.frames(), 2);
+        drop(b);
+        assert_eq!(backlog.frames(), 0);
     }
 
     #[tokio::test]

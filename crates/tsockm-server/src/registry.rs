@@ -30,7 +30,7 @@ use crate::addr::wire_addr;
 use crate::config::Config;
 use crate::identity::{IdentityError, IdentityMaker, new_token, token_matches};
 use crate::logging::{Direction, FrameLog};
-use crate::outbox::Outbox;
+use crate::outbox::{Backlog, Outbox};
 use crate::peer::{Delivery, Link, Peer, trim};
 use crate::rate::TokenBucket;
 use crate::stats::Stats;
@@ -42,6 +42,11 @@ pub type ConnId = u64;
 
 /// Commands queued for the registry before connection readers wait.
 pub const COMMAND_QUEUE: usize = 4096;
+
+/// Longest the registry stops taking commands while the writers are behind;
+/// then it handles one anyway, so a few stalled peers can only slow it, and
+/// the send-queue bound cuts them off.
+pub const CONGESTION_PAUSE_MAX: Duration = Duration::from_millis(20);
 
 /// Longest a `:ping` waits for answers (it waits half the health timeout,
 /// up to this).
@@ -300,6 +305,10 @@ pub struct Registry {
     wire: Wire,
     log: FrameLog,
     stats: Arc<Stats>,
+    /// Frames waiting in all outboxes (see [`Registry::congested`]).
+    backlog: Arc<Backlog>,
+    /// Most frames one outbox holds (`--send-queue`).
+    send_queue_frames: usize,
     started: Instant,
     ids: IdentityMaker,
     conns: HashMap<ConnId, Conn>,
@@ -319,6 +328,7 @@ impl Registry {
         local_addr: SocketAddr,
         log: FrameLog,
         stats: Arc<Stats>,
+        backlog: Arc<Backlog>,
     ) -> Result<(Registry, RegistryHandle), IdentityError> {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let registry = Registry {
@@ -336,6 +346,8 @@ impl Registry {
             },
             log,
             stats,
+            backlog,
+            send_queue_frames: config.send_queue_frames,
             started: Instant::now(),
             ids: IdentityMaker::new()?,
             conns: HashMap::new(),
@@ -364,6 +376,17 @@ impl Registry {
         let mut sweep = tokio::time::interval_at(start + sweep_period, sweep_period);
         sweep.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
+            if self.congested() {
+                // The writers are behind as a whole: let them drain before
+                // taking in more frames (readers then wait, and TCP slows the
+                // senders) rather than fill every queue until peers are cut off.
+                tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => break,
+                    () = self.backlog.drained() => {}
+                    () = tokio::time::sleep(CONGESTION_PAUSE_MAX) => {}
+                }
+            }
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
@@ -385,6 +408,21 @@ impl Registry {
             }
         }
         self.shut_down();
+    }
+
+    /// Whether the frames waiting in all outboxes average more than a
+    /// sixteenth of a send queue, on top of one full queue: the writers as a
+    /// whole are behind. One stalled peer never reaches this alone (it is cut
+    /// off at one full queue), and a handful of them are cut off by the very
+    /// next broadcast, which the pause lets through.
+    fn congested(&self) -> bool {
+        let per_conn = self.send_queue_frames / 16;
+        let limit = self
+            .conns
+            .len()
+            .saturating_mul(per_conn)
+            .saturating_add(self.send_queue_frames);
+        self.backlog.frames() > limit
     }
 
     /// Handles one command.
@@ -1171,6 +1209,7 @@ mod tests {
             addr,
             FrameLog::new(LogMode::Silent),
             Arc::new(Stats::default()),
+            Arc::new(Backlog::default()),
         )
         .unwrap();
         let shutdown = CancellationToken::new();

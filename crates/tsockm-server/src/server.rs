@@ -19,6 +19,7 @@ use tracing::Instrument;
 use crate::config::Config;
 use crate::connection::{self, ConnectionContext};
 use crate::logging::FrameLog;
+use crate::outbox::Backlog;
 use crate::registry::{ConsoleReply, ConsoleRequest, Registry, RegistryClosed, RegistryHandle};
 use crate::stats::Stats;
 
@@ -40,6 +41,7 @@ pub struct Server {
     handle: RegistryHandle,
     log: FrameLog,
     stats: Arc<Stats>,
+    backlog: Arc<Backlog>,
 }
 
 impl Server {
@@ -49,8 +51,15 @@ impl Server {
         let local_addr = listener.local_addr()?;
         let log = FrameLog::new(config.log_mode);
         let stats = Arc::new(Stats::default());
-        let (registry, handle) = Registry::new(&config, local_addr, log.clone(), stats.clone())
-            .map_err(io::Error::other)?;
+        let backlog = Arc::new(Backlog::default());
+        let (registry, handle) = Registry::new(
+            &config,
+            local_addr,
+            log.clone(),
+            stats.clone(),
+            backlog.clone(),
+        )
+        .map_err(io::Error::other)?;
         Ok(Server {
             config,
             listener,
@@ -59,6 +68,7 @@ impl Server {
             handle,
             log,
             stats,
+            backlog,
         })
     }
 
@@ -86,6 +96,7 @@ impl Server {
             handle,
             log: _,
             stats,
+            backlog,
         } = self;
         tracing::info!(addr = %local_addr, "listening");
         let tracker = TaskTracker::new();
@@ -101,6 +112,7 @@ impl Server {
         let cx = ConnectionContext {
             registry: handle,
             stats,
+            backlog,
             max_frame_bytes: config.max_frame_bytes,
             send_queue_frames: config.send_queue_frames,
             shutdown: registry_done.clone(),
