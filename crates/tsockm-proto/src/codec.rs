@@ -1,10 +1,12 @@
 //! [`FrameCodec`]: a tokio-util `Decoder` and `Encoder` for frame lines.
 //!
-//! The decoder never buffers more than the frame limit (plus one byte for a
-//! possible `\r` before the terminator) after it returns, never rescans bytes
-//! it has already searched for a terminator, and never returns `Err` for a
-//! bad line: a bad line is the item `Err(FrameError)`, because a `FramedRead`
-//! ends its stream after the first decoder error.
+//! Whenever the decoder asks for more input (returns `Ok(None)`), the buffer
+//! holds at most the frame limit plus one byte (a possible `\r` before the
+//! terminator); lines already buffered behind a returned item are left for
+//! the next call. It never rescans bytes it has already searched for a
+//! terminator, and never returns `Err` for a bad line: a bad line is the item
+//! `Err(FrameError)`, because a `FramedRead` ends its stream after the first
+//! decoder error.
 
 use std::io;
 
