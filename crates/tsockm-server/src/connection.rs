@@ -25,12 +25,19 @@ use crate::outbox::{Backlog, Outbox};
 use crate::registry::{Activity, Command, ConnId, NewConnection, RegistryHandle};
 use crate::stats::Stats;
 
-/// Bytes reserved for one read from a peer; the buffer grows past it only
-/// while a frame is longer, and is released whenever it is empty.
-pub const READ_CHUNK_BYTES: usize = 4096;
+/// Bytes reserved for a read from a quiet peer. Reads that fill the buffer
+/// double it, up to [`READ_CHUNK_MAX_BYTES`]; the buffer is released
+/// whenever it is empty, so an idle peer holds none.
+pub const READ_CHUNK_MIN_BYTES: usize = 512;
+
+/// Largest read reserved for a busy peer.
+pub const READ_CHUNK_MAX_BYTES: usize = 64 * 1024;
 
 /// Most buffers handed to one vectored write.
 pub const MAX_IOVECS: usize = 512;
+
+/// Largest frame deque a writer keeps between batches.
+pub const KEPT_BATCH_CAPACITY: usize = 8;
 
 /// How long a closing connection may take to write what is left for it.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(2);
@@ -52,16 +59,20 @@ pub struct ConnectionContext {
     pub max_frame_bytes: usize,
     /// Send queue bound in frames.
     pub send_queue_frames: usize,
-    /// Server shutdown.
+    /// Server shutdown: every outbox's closing signal is a child of it.
     pub shutdown: CancellationToken,
 }
 
 /// Serves one accepted connection until it ends.
+///
+/// The future is boxed by the caller's `spawn`; keep large buffers out of
+/// its locals, since its size is paid for every idle connection.
 pub async fn serve(mut stream: TcpStream, addr: SocketAddr, conn: ConnId, cx: ConnectionContext) {
     let _ = stream.set_nodelay(true);
     let outbox = Arc::new(Outbox::with_backlog(
         cx.send_queue_frames,
         cx.backlog.clone(),
+        &cx.shutdown,
     ));
     let activity = Arc::new(Activity::new());
     let new = NewConnection {
@@ -74,70 +85,117 @@ pub async fn serve(mut stream: TcpStream, addr: SocketAddr, conn: ConnId, cx: Co
     if cx.registry.send(Command::Connect(new)).await.is_err() {
         return; // Shutting down.
     }
-    {
-        let stream = &stream;
-        let reader = read_frames(stream, conn, &cx, &activity);
-        let writer = write_frames(stream, &outbox, &cx.stats);
-        tokio::pin!(reader, writer);
-        tokio::select! {
-            _ = &mut writer => {}
-            () = outbox.closed() => {
-                let _ = timeout(CLOSE_LINGER, writer.as_mut()).await;
-            }
-            _ = &mut reader => {
-                // EOF or a read error: the registry decides what becomes of
-                // the peer and closes the outbox; then the writer finishes.
-                if cx.registry.send(Command::Disconnected { conn }).await.is_ok() {
-                    tokio::select! {
-                        _ = &mut writer => {}
-                        () = outbox.closed() => {
-                let _ = timeout(CLOSE_LINGER, writer.as_mut()).await;
-            }
-                    }
-                }
-            }
-            () = cx.shutdown.cancelled() => {
-                // The registry ends every session on shutdown; give it and
-                // the writer a bounded time.
-                let _ = timeout(CLOSE_LINGER, async {
-                    outbox.closed().await;
-                    let _ = (&mut writer).await;
-                })
-                .await;
-            }
-        }
+    let wrote_to_the_end = exchange(&stream, conn, &cx, &outbox, &activity).await;
+    if !wrote_to_the_end {
+        // A write failed while the peer was online: tell the registry (it
+        // ignores connections it already closed).
+        let _ = cx.registry.send(Command::Disconnected { conn }).await;
     }
-    // Idempotent: the registry ignores connections it already closed.
-    let _ = cx.registry.send(Command::Disconnected { conn }).await;
     close_gracefully(&mut stream).await;
 }
 
-/// Reads until EOF or error, sending each decoded item to the registry.
+/// Runs the reader and the writer until the connection is done. Returns
+/// `false` if the writer failed (the registry may not know yet).
+async fn exchange(
+    stream: &TcpStream,
+    conn: ConnId,
+    cx: &ConnectionContext,
+    outbox: &Outbox,
+    activity: &Activity,
+) -> bool {
+    let reader = read_frames(stream, conn, cx, activity);
+    let writer = write_frames(stream, outbox, &cx.stats);
+    tokio::pin!(reader, writer);
+    let mut reading = true;
+    loop {
+        tokio::select! {
+            written = &mut writer => return written.is_ok(),
+            // Closed by the registry, or the server is shutting down: the
+            // writer gets a bounded time to write what is left.
+            () = outbox.closed() => {
+                let _ = timeout(CLOSE_LINGER, writer.as_mut()).await;
+                return true;
+            }
+            // EOF or a read error, already told to the registry, which
+            // decides what becomes of the peer and closes the outbox; the
+            // writer goes on until then.
+            registry_open = &mut reader, if reading => {
+                reading = false;
+                if !registry_open {
+                    return true;
+                }
+            }
+        }
+    }
+}
+
+/// Reads until EOF or error, sending each decoded item to the registry, then
+/// tells the registry the connection ended. Returns whether the registry is
+/// still there.
 async fn read_frames(
     stream: &TcpStream,
     conn: ConnId,
     cx: &ConnectionContext,
     activity: &Activity,
-) -> io::Result<()> {
+) -> bool {
+    match read_into_registry(stream, conn, cx, activity).await {
+        Ok(false) => false,
+        Ok(true) | Err(_) => match cx.registry.reserve().await {
+            Ok(place) => {
+                place.send(Command::Disconnected { conn });
+                true
+            }
+            Err(_) => false,
+        },
+    }
+}
+
+/// The reading loop: `Ok(true)` at EOF, `Ok(false)` if the registry is gone.
+async fn read_into_registry(
+    stream: &TcpStream,
+    conn: ConnId,
+    cx: &ConnectionContext,
+    activity: &Activity,
+) -> io::Result<bool> {
     let mut codec = FrameCodec::with_max_frame_bytes(cx.max_frame_bytes);
     let mut buf = BytesMut::new();
+    let mut chunk = READ_CHUNK_MIN_BYTES;
     loop {
         stream.readable().await?;
-        if buf.capacity() - buf.len() < READ_CHUNK_BYTES / 4 {
-            buf.reserve(READ_CHUNK_BYTES);
+        if buf.capacity() - buf.len() < chunk / 2 {
+            buf.reserve(chunk);
         }
+        let spare = buf.capacity() - buf.len();
         let n = match stream.try_read_buf(&mut buf) {
-            Ok(0) => return Ok(()),
+            Ok(0) => return Ok(true),
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // Readiness was stale (a new socket starts "ready"): hold no
+                // buffer while waiting.
+                if buf.is_empty() {
+                    buf = BytesMut::new();
+                }
+                continue;
+            }
             Err(e) => return Err(e),
+        };
+        // A busy peer gets bigger reads; a quiet one goes back to small ones.
+        chunk = if n == spare {
+            (chunk * 2).min(READ_CHUNK_MAX_BYTES)
+        } else {
+            READ_CHUNK_MIN_BYTES
         };
         activity.touch();
         Stats::add(&cx.stats.bytes_in, n as u64);
-        while let Some(item) = codec.decode(&mut buf)? {
-            let command = Command::Frame { conn, item };
-            if cx.registry.send(command).await.is_err() {
-                return Ok(());
+        loop {
+            // Take a place in the registry's queue before decoding, so no
+            // decoded frame is held across the wait (it keeps the task small).
+            let Ok(place) = cx.registry.reserve().await else {
+                return Ok(false);
+            };
+            match codec.decode(&mut buf)? {
+                Some(item) => place.send(Command::Frame { conn, item }),
+                None => break,
             }
         }
         if buf.is_empty() {
@@ -158,6 +216,11 @@ async fn write_frames(stream: &TcpStream, outbox: &Outbox, stats: &Stats) -> io:
         let n_bytes: usize = batch.iter().map(Bytes::len).sum();
         write_batch(stream, &mut batch).await?;
         Stats::add(&stats.bytes_out, n_bytes as u64);
+        if batch.capacity() > KEPT_BATCH_CAPACITY {
+            // A burst grew the deque; do not keep it for an idle peer (it is
+            // swapped with the outbox's, so both would stay large).
+            batch = VecDeque::new();
+        }
     }
     Ok(())
 }
@@ -210,7 +273,9 @@ async fn close_gracefully(stream: &mut TcpStream) {
         return;
     }
     let _ = timeout(CLOSE_DRAIN, async {
-        let mut sink = [0u8; 1024];
+        // On the heap: a buffer here would make every connection's task
+        // that much larger for its whole life.
+        let mut sink = vec![0u8; 1024];
         loop {
             if stream.readable().await.is_err() {
                 return;

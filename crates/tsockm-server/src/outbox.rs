@@ -85,16 +85,21 @@ impl Outbox {
     /// An empty outbox holding at most `capacity` frames, counted in a
     /// backlog of its own.
     pub fn new(capacity: usize) -> Self {
-        Outbox::with_backlog(capacity, Arc::default())
+        Outbox::with_backlog(capacity, Arc::default(), &CancellationToken::new())
     }
 
-    /// An empty outbox holding at most `capacity` frames, counted in `backlog`.
-    pub fn with_backlog(capacity: usize, backlog: Arc<Backlog>) -> Self {
+    /// An empty outbox holding at most `capacity` frames, counted in
+    /// `backlog`, that also counts as closed once `shutdown` is cancelled.
+    pub fn with_backlog(
+        capacity: usize,
+        backlog: Arc<Backlog>,
+        shutdown: &CancellationToken,
+    ) -> Self {
         Outbox {
             state: Mutex::new(State::default()),
             capacity: capacity.max(1),
             ready: Notify::new(),
-            closing: CancellationToken::new(),
+            closing: shutdown.child_token(),
             backlog,
         }
     }
@@ -166,7 +171,7 @@ impl Outbox {
         self.closing.cancel();
     }
 
-    /// Whether [`Outbox::close`] was called.
+    /// Whether [`Outbox::close`] was called (or the server is shutting down).
     pub fn is_closed(&self) -> bool {
         self.closing.is_cancelled()
     }
@@ -266,8 +271,9 @@ mod tests {
     #[tokio::test]
     async fn the_backlog_counts_queued_frames() {
         let backlog = Arc::new(Backlog::default());
-        let a = Outbox::with_backlog(8, backlog.clone());
-        let b = Outbox::with_backlog(8, backlog.clone());
+        let shutdown = CancellationToken::new();
+        let a = Outbox::with_backlog(8, backlog.clone(), &shutdown);
+        let b = Outbox::with_backlog(8, backlog.clone(), &shutdown);
         a.push(Bytes::from_static(b"1")).unwrap();
         a.push(Bytes::from_static(b"2")).unwrap();
         b.push_unbounded(Bytes::from_static(b"3"));

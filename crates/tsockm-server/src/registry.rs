@@ -239,7 +239,15 @@ pub struct RegistryClosed;
 impl RegistryHandle {
     /// Queues a command, waiting while the registry's queue is full.
     pub async fn send(&self, command: Command) -> Result<(), RegistryClosed> {
-        self.tx.send(command).await.map_err(|_| RegistryClosed)
+        // `reserve` first: the command is not held across the wait, which
+        // keeps every connection task's future small.
+        self.reserve().await?.send(command);
+        Ok(())
+    }
+
+    /// Waits for a place in the registry's queue, to fill without waiting.
+    pub async fn reserve(&self) -> Result<mpsc::Permit<'_, Command>, RegistryClosed> {
+        self.tx.reserve().await.map_err(|_| RegistryClosed)
     }
 
     /// Asks a console question and waits for the answer.
