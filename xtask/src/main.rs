@@ -5,6 +5,7 @@
 mod bench;
 mod ci;
 mod fuzz;
+mod soak;
 
 use std::env;
 use std::path::PathBuf;
@@ -16,7 +17,8 @@ usage: cargo xtask <task>
 tasks:
   bench [--quick]    TsockM beside ngircd: fan-out and idle load (see `bench --help`)
   ci                 rustfmt check, clippy (warnings denied), cargo test --workspace
-  fuzz [SECONDS]     run every fuzz target for SECONDS each (default 60; nightly + cargo-fuzz)";
+  fuzz [SECONDS]     run every fuzz target for SECONDS each (default 60; nightly + cargo-fuzz)
+  soak [--minutes N] churn soak against an in-process server, invariants checked (default 2)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -24,6 +26,7 @@ fn main() -> ExitCode {
         Some("bench") => bench::bench(&args[1..]),
         Some("ci") => ci::ci(),
         Some("fuzz") => fuzz::fuzz(&args[1..]),
+        Some("soak") => soak::soak(&args[1..]),
         Some("help" | "-h" | "--help") | None => {
             println!("{USAGE}");
             Ok(())
