@@ -208,11 +208,7 @@ async fn read_into_registry(
 /// Writes everything the outbox is given until it is closed and drained.
 async fn write_frames(stream: &TcpStream, outbox: &Outbox, stats: &Stats) -> io::Result<()> {
     let mut batch = VecDeque::new();
-    while outbox.wait_ready().await {
-        // Let the registry and the readers run first: more frames gather and
-        // go out in one write (one system call, one packet) instead of many.
-        tokio::task::yield_now().await;
-        outbox.take_batch(&mut batch);
+    while outbox.next_batch(&mut batch).await {
         let n_bytes: usize = batch.iter().map(Bytes::len).sum();
         write_batch(stream, &mut batch).await?;
         Stats::add(&stats.bytes_out, n_bytes as u64);
