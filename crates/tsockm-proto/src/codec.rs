@@ -128,7 +128,7 @@ impl Decoder for FrameCodec {
             }
             let mut line = buf.split_to(end + 1);
             line.truncate(len);
-            return Ok(Some(Frame::from_line(line.freeze())));
+            return Ok(Some(Frame::from_owned_line(line)));
         }
     }
 

@@ -41,11 +41,6 @@ pub(crate) fn escape_fmt(s: &str, out: &mut impl std::fmt::Write) -> std::fmt::R
     out.write_str(rest)
 }
 
-/// Whether `s` contains anything to unescape.
-pub(crate) fn needs_unescape(s: &[u8]) -> bool {
-    memchr(b'\\', s).is_some()
-}
-
 /// Turns `\\`, `\n` and `\r` back into `\`, LF and CR.
 ///
 /// Only ASCII bytes are replaced, so valid UTF-8 stays valid UTF-8.
@@ -73,6 +68,38 @@ pub(crate) fn unescape(s: &str) -> String {
     }
     out.push_str(&s[start..]);
     out
+}
+
+/// Turns `\\\\`, `\\n` and `\\r` in `buf` back into `\\`, LF and CR in place;
+/// returns the new length (the bytes after it are left over).
+///
+/// Only ASCII bytes are replaced, so valid UTF-8 stays valid UTF-8. The codec
+/// uses this on the line it owns, so an escaped BODY costs no allocation.
+pub(crate) fn unescape_in_place(buf: &mut [u8]) -> usize {
+    let Some(first) = memchr(b'\\', buf) else {
+        return buf.len();
+    };
+    let mut read = first;
+    let mut write = first;
+    while read < buf.len() {
+        // Here `buf[read]` is a backslash.
+        let (replacement, used) = match buf.get(read + 1) {
+            Some(b'\\') => (b'\\', 2),
+            Some(b'n') => (b'\n', 2),
+            Some(b'r') => (b'\r', 2),
+            // Not an escape we know: keep the backslash as it is.
+            _ => (b'\\', 1),
+        };
+        buf[write] = replacement;
+        write += 1;
+        read += used;
+        // Copy up to the next backslash in one go.
+        let run = memchr(b'\\', &buf[read..]).unwrap_or(buf.len() - read);
+        buf.copy_within(read..read + run, write);
+        write += run;
+        read += run;
+    }
+    write
 }
 
 /// Appends the escaped form of `s` to a new buffer (test helper).
@@ -124,10 +151,44 @@ mod tests {
     }
 
     #[test]
+    fn in_place_agrees_with_unescape() {
+        let cases = [
+            "",
+            "plain",
+            "a\\nb",
+            "\\\\",
+            "\\",
+            "a\\",
+            "\\t\\n\\r\\\\x",
+            "\\\\\\",
+            "é\\n€\\",
+            "\\n\\n\\n",
+            "no escapes at all here",
+        ];
+        for case in cases {
+            let mut buf = case.as_bytes().to_vec();
+            let len = unescape_in_place(&mut buf);
+            assert_eq!(
+                std::str::from_utf8(&buf[..len]),
+                Ok(unescape(case).as_str()),
+                "{case:?}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn in_place_agrees_with_unescape_on_any_text(s in "[\\\\nrt x\u{e9}]{0,30}") {
+            let mut buf = s.as_bytes().to_vec();
+            let len = unescape_in_place(&mut buf);
+            let expected = unescape(&s);
+            proptest::prop_assert_eq!(std::str::from_utf8(&buf[..len]), Ok(expected.as_str()));
+        }
+    }
+
+    #[test]
     fn detection() {
         assert!(!needs_escape(b"hello :: world"));
         assert!(needs_escape(b"a\rb"));
-        assert!(!needs_unescape(b"a\nb"));
-        assert!(needs_unescape(b"a\\b"));
     }
 }

@@ -6,12 +6,12 @@
 use std::fmt;
 use std::str::FromStr;
 
-use bytes::{BufMut, Bytes, BytesMut};
-use memchr::memchr;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::error::quote;
-use crate::escape::{escape_fmt, escape_into, needs_escape, needs_unescape, unescape};
-use crate::{Action, BROADCAST, Field, FrameError, Kind, SEPARATOR, Status, Text};
+use crate::escape::{escape_fmt, escape_into, needs_escape, unescape, unescape_in_place};
+use crate::scan::{N_SEPARATORS, Scan, scan};
+use crate::{Action, BROADCAST, Field, FrameError, Kind, SEPARATOR, SERVER_ID, Status, Text};
 
 /// One frame: `TYPE::ACTION::STATUS::SENDER_ID::SRC::DST::BODY`.
 ///
@@ -136,76 +136,77 @@ impl Frame {
 
     /// Parses one line, without its terminator, sharing `line`'s buffer.
     ///
-    /// This is what [`FrameCodec`](crate::FrameCodec) calls for each line;
+    /// This is what [`FrameCodec`](crate::FrameCodec) uses for each line;
     /// it does not check the length limit or treat blank lines specially.
     /// Errors are checked in the order of the contract: UTF-8, field count,
     /// TYPE, STATUS, then ACTION (so an unknown ACTION is only reported for an
     /// otherwise well-formed frame).
     pub fn from_line(line: Bytes) -> Result<Frame, FrameError> {
-        let s = std::str::from_utf8(&line).map_err(|e| FrameError::InvalidUtf8 {
-            valid_up_to: e.valid_up_to(),
-        })?;
-        let bytes = s.as_bytes();
-        // Start offsets of the first six separators, leftmost first, not overlapping.
-        let mut seps = [0usize; 6];
-        let mut n_seps = 0;
-        let mut from = 0;
-        while n_seps < seps.len() {
-            let Some(j) = memchr(b':', &bytes[from..]) else {
-                break;
-            };
-            let i = from + j;
-            if bytes.get(i + 1) == Some(&b':') {
-                seps[n_seps] = i;
-                n_seps += 1;
-                from = i + 2;
-            } else {
-                from = i + 1;
+        Frame::parse(Line::Shared(line))
+    }
+
+    /// [`Frame::from_line`] for a line the caller owns outright: an escaped
+    /// BODY is resolved in place instead of in a new allocation.
+    pub(crate) fn from_owned_line(line: BytesMut) -> Result<Frame, FrameError> {
+        Frame::parse(Line::Owned(line))
+    }
+
+    fn parse(line: Line) -> Result<Frame, FrameError> {
+        let bytes: &[u8] = match &line {
+            Line::Shared(b) => b,
+            Line::Owned(b) => b,
+        };
+        let scan = scan(bytes);
+        let is_ascii = matches!(scan, Ok(Scan { is_ascii: true, .. }));
+        if !is_ascii {
+            // Invalid UTF-8 is reported before a missing field.
+            check_utf8(bytes)?;
+        }
+        let scan = scan.map_err(|found| FrameError::MissingFields { found })?;
+        // From here on every byte of the line is known to be UTF-8.
+        let seps = scan.starts;
+        // Field `k` (0 to 5) lies between separators `k - 1` and `k`.
+        let range = |k: usize| (if k == 0 { 0 } else { seps[k - 1] + 2 })..seps[k];
+        let quoted = |k: usize| quote(&String::from_utf8_lossy(&bytes[range(k)]));
+        let kind =
+            Kind::from_wire(&bytes[range(0)]).ok_or_else(|| FrameError::UnknownKind(quoted(0)))?;
+        let status = Status::from_wire(&bytes[range(2)])
+            .ok_or_else(|| FrameError::UnknownStatus(quoted(2)))?;
+        let action = Action::from_wire(&bytes[range(1)])
+            .ok_or_else(|| FrameError::UnknownAction(quoted(1)))?;
+
+        let body_start = seps[N_SEPARATORS - 1] + 2;
+        let (line, unescaped) = match line {
+            Line::Shared(line) if scan.has_backslash => {
+                let body = Text::from(unescape(&String::from_utf8_lossy(&line[body_start..])));
+                (line, Some(body))
             }
-        }
-        if n_seps < seps.len() {
-            return Err(FrameError::MissingFields { found: n_seps + 1 });
-        }
-        let field = |k: usize| -> (usize, usize) {
-            let start = if k == 0 { 0 } else { seps[k - 1] + 2 };
-            let end = if k < seps.len() { seps[k] } else { s.len() };
-            (start, end)
+            Line::Shared(line) => (line, None),
+            Line::Owned(mut line) => {
+                if scan.has_backslash {
+                    let body_len = unescape_in_place(&mut line[body_start..]);
+                    line.truncate(body_start + body_len);
+                }
+                (line.freeze(), None)
+            }
         };
-        let str_of = |k: usize| {
-            let (a, b) = field(k);
-            &s[a..b]
-        };
-        let text_of = |k: usize| {
-            let (a, b) = field(k);
-            Text::from_checked(line.slice(a..b))
-        };
-
-        let kind_str = str_of(0);
-        let kind = kind_str
-            .parse::<Kind>()
-            .map_err(|()| FrameError::UnknownKind(quote(kind_str)))?;
-        let status_str = str_of(2);
-        let status = status_str
-            .parse::<Status>()
-            .map_err(|()| FrameError::UnknownStatus(quote(status_str)))?;
-        let action_str = str_of(1);
-        let action = action_str
-            .parse::<Action>()
-            .map_err(|()| FrameError::UnknownAction(quote(action_str)))?;
-
-        let body_str = str_of(6);
-        let body = if needs_unescape(body_str.as_bytes()) {
-            Text::from(unescape(body_str))
-        } else {
-            text_of(6)
-        };
+        let sender_id = header_text(&line, range(3));
+        let src = header_text(&line, range(4));
+        let dst = header_text(&line, range(5));
+        let body = unescaped.unwrap_or_else(|| {
+            // BODY runs to the end of the line: keep the line's own reference
+            // to the buffer rather than taking another one.
+            let mut body = line;
+            body.advance(body_start);
+            Text::from_checked(body)
+        });
         Ok(Frame {
             kind,
             action,
             status,
-            sender_id: text_of(3),
-            src: text_of(4),
-            dst: text_of(5),
+            sender_id,
+            src,
+            dst,
             body,
         })
     }
@@ -278,6 +279,37 @@ impl Frame {
             + self.body.len()
             + 6 * SEPARATOR.len()
             + 1
+    }
+}
+
+/// The line in which to parse a frame: shared, or owned outright (so that
+/// BODY can be unescaped in place).
+enum Line {
+    Shared(Bytes),
+    Owned(BytesMut),
+}
+
+/// Checks that `line` is UTF-8, naming the first invalid byte if not.
+fn check_utf8(line: &[u8]) -> Result<(), FrameError> {
+    match std::str::from_utf8(line) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(FrameError::InvalidUtf8 {
+            valid_up_to: e.valid_up_to(),
+        }),
+    }
+}
+
+/// A header field of a line already checked to be UTF-8, as a [`Text`].
+///
+/// Each slice of the line costs an atomic reference count increment (and a
+/// decrement when dropped), so the values the server repeats in most frames,
+/// `*` and `server`, are given as static texts instead.
+fn header_text(line: &Bytes, range: std::ops::Range<usize>) -> Text {
+    match &line[range.clone()] {
+        b"" => Text::new(),
+        b"*" => Text::from_static(BROADCAST),
+        b"server" => Text::from_static(SERVER_ID),
+        _ => Text::from_checked(line.slice(range)),
     }
 }
 

@@ -15,6 +15,8 @@
 //!   closed vocabularies of the first three fields.
 //! - [`Text`] (`text.rs`): a cheap-to-clone UTF-8 string that shares the
 //!   received buffer, so decoding does not copy field contents.
+//! - `scan.rs` and `escape.rs` (internal): one word-at-a-time pass over a
+//!   received line (separators, ASCII, backslashes), and BODY escaping.
 //! - [`FrameCodec`] (`codec.rs`): a tokio-util `Decoder`/`Encoder` with a
 //!   bounded line length. A bad line is an *item* (`Err(FrameError)`), never a
 //!   stream error, so one bad frame does not end a connection.
@@ -39,6 +41,7 @@ mod codec;
 mod error;
 mod escape;
 mod frame;
+mod scan;
 mod status;
 mod text;
 mod vocabulary;

@@ -121,24 +121,31 @@ impl fmt::Display for Status {
     }
 }
 
+impl Status {
+    /// The status with this exact wire spelling (three digits), as bytes.
+    pub(crate) fn from_wire(s: &[u8]) -> Option<Status> {
+        match s {
+            b"200" => Some(Status::Ok),
+            b"400" => Some(Status::BadRequest),
+            b"403" => Some(Status::Forbidden),
+            b"404" => Some(Status::NotFound),
+            b"405" => Some(Status::MethodNotAllowed),
+            b"408" => Some(Status::RequestTimeout),
+            b"413" => Some(Status::PayloadTooLarge),
+            b"429" => Some(Status::TooManyRequests),
+            b"502" => Some(Status::BadGateway),
+            b"503" => Some(Status::ServiceUnavailable),
+            _ => None,
+        }
+    }
+}
+
 impl FromStr for Status {
     type Err = ();
 
     /// Parses the wire form: exactly the three digits of one of the ten codes.
     fn from_str(s: &str) -> Result<Self, ()> {
-        match s {
-            "200" => Ok(Status::Ok),
-            "400" => Ok(Status::BadRequest),
-            "403" => Ok(Status::Forbidden),
-            "404" => Ok(Status::NotFound),
-            "405" => Ok(Status::MethodNotAllowed),
-            "408" => Ok(Status::RequestTimeout),
-            "413" => Ok(Status::PayloadTooLarge),
-            "429" => Ok(Status::TooManyRequests),
-            "502" => Ok(Status::BadGateway),
-            "503" => Ok(Status::ServiceUnavailable),
-            _ => Err(()),
-        }
+        Status::from_wire(s.as_bytes()).ok_or(())
     }
 }
 

@@ -37,17 +37,24 @@ impl fmt::Display for Kind {
     }
 }
 
+impl Kind {
+    /// The kind with this exact wire spelling, given as bytes.
+    pub(crate) fn from_wire(s: &[u8]) -> Option<Kind> {
+        match s {
+            b"REQ" => Some(Kind::Req),
+            b"RES" => Some(Kind::Res),
+            b"ERR" => Some(Kind::Err),
+            _ => None,
+        }
+    }
+}
+
 impl FromStr for Kind {
     type Err = ();
 
     /// Parses the exact wire spelling (case-sensitive).
     fn from_str(s: &str) -> Result<Self, ()> {
-        match s {
-            "REQ" => Ok(Kind::Req),
-            "RES" => Ok(Kind::Res),
-            "ERR" => Ok(Kind::Err),
-            _ => Err(()),
-        }
+        Kind::from_wire(s.as_bytes()).ok_or(())
     }
 }
 
@@ -102,21 +109,28 @@ impl fmt::Display for Action {
     }
 }
 
+impl Action {
+    /// The action with this exact wire spelling, given as bytes.
+    pub(crate) fn from_wire(s: &[u8]) -> Option<Action> {
+        match s {
+            b"COMM" => Some(Action::Comm),
+            b"COMM_END" => Some(Action::CommEnd),
+            b"MSG" => Some(Action::Msg),
+            b"GET_PEER" => Some(Action::GetPeer),
+            b"NTFY_KILL" => Some(Action::NtfyKill),
+            b"NTFY_JOIN" => Some(Action::NtfyJoin),
+            b"NONE" => Some(Action::None),
+            _ => None,
+        }
+    }
+}
+
 impl FromStr for Action {
     type Err = ();
 
     /// Parses the exact wire spelling (case-sensitive).
     fn from_str(s: &str) -> Result<Self, ()> {
-        match s {
-            "COMM" => Ok(Action::Comm),
-            "COMM_END" => Ok(Action::CommEnd),
-            "MSG" => Ok(Action::Msg),
-            "GET_PEER" => Ok(Action::GetPeer),
-            "NTFY_KILL" => Ok(Action::NtfyKill),
-            "NTFY_JOIN" => Ok(Action::NtfyJoin),
-            "NONE" => Ok(Action::None),
-            _ => Err(()),
-        }
+        Action::from_wire(s.as_bytes()).ok_or(())
     }
 }
 

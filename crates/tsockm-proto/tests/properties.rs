@@ -138,6 +138,77 @@ fn model(limit: usize, input: &[u8]) -> Vec<Item> {
     items
 }
 
+/// Section 1 with `str` methods and nothing clever: the oracle for
+/// `Frame::from_line`'s word-at-a-time scans.
+fn naive_from_line(line: &[u8]) -> Item {
+    let s = std::str::from_utf8(line).map_err(|e| FrameError::InvalidUtf8 {
+        valid_up_to: e.valid_up_to(),
+    })?;
+    let fields: Vec<&str> = s.splitn(7, "::").collect();
+    let [kind, action, status, sender, src, dst, body] = fields[..] else {
+        return Err(FrameError::MissingFields {
+            found: fields.len(),
+        });
+    };
+    let cut = |v: &str| match v.char_indices().nth(40) {
+        Some((end, _)) => format!("{}…", &v[..end]),
+        None => v.to_owned(),
+    };
+    let kind = kind
+        .parse::<Kind>()
+        .map_err(|()| FrameError::UnknownKind(cut(kind)))?;
+    let status = status
+        .parse::<Status>()
+        .map_err(|()| FrameError::UnknownStatus(cut(status)))?;
+    let action = action
+        .parse::<Action>()
+        .map_err(|()| FrameError::UnknownAction(cut(action)))?;
+    let mut unescaped = String::new();
+    let mut chars = body.chars().peekable();
+    while let Some(c) = chars.next() {
+        let replacement = match (c, chars.peek()) {
+            ('\\', Some('\\')) => '\\',
+            ('\\', Some('n')) => '\n',
+            ('\\', Some('r')) => '\r',
+            _ => {
+                unescaped.push(c);
+                continue;
+            }
+        };
+        chars.next();
+        unescaped.push(replacement);
+    }
+    Ok(Frame::new(kind, action, status)
+        .with_sender(sender)
+        .with_src(src)
+        .with_dst(dst)
+        .with_body(unescaped))
+}
+
+/// A line for the oracle: frames and near-frames rich in colons,
+/// backslashes, non-ASCII and invalid bytes, around the 8-byte word size.
+fn line() -> impl Strategy<Value = Vec<u8>> {
+    let byte = prop_oneof![
+        4 => Just(b':'),
+        2 => Just(b'\\'),
+        1 => Just(b'n'),
+        1 => Just(b'x'),
+        1 => Just(0xc3u8),
+        1 => Just(0xa9u8),
+        1 => Just(0xffu8),
+        1 => any::<u8>(),
+    ];
+    let head = select(vec![
+        "REQ::MSG::200::",
+        "RES::COMM::404::",
+        "ERR::NONE::400::",
+        "REQ::",
+        "",
+    ]);
+    (head, prop::collection::vec(byte, 0..48))
+        .prop_map(|(head, tail)| [head.as_bytes(), &tail].concat())
+}
+
 fn cuts(n: usize) -> impl Strategy<Value = Vec<Index>> {
     prop::collection::vec(any::<Index>(), 0..n)
 }
@@ -210,6 +281,12 @@ proptest! {
         let cuts: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
         let items = decode_split(limit, &bytes, &cuts);
         prop_assert_eq!(items, model(limit, &bytes));
+    }
+
+    #[test]
+    fn from_line_agrees_with_a_naive_parser(line in line()) {
+        let line = bytes::Bytes::from(line);
+        prop_assert_eq!(Frame::from_line(line.clone()), naive_from_line(&line));
     }
 
     #[test]
