@@ -304,6 +304,7 @@ fn check_utf8(line: &[u8]) -> Result<(), FrameError> {
 /// Each slice of the line costs an atomic reference count increment (and a
 /// decrement when dropped), so the values the server repeats in most frames,
 /// `*` and `server`, are given as static texts instead.
+#[inline(always)]
 fn header_text(line: &Bytes, range: std::ops::Range<usize>) -> Text {
     match &line[range.clone()] {
         b"" => Text::new(),
