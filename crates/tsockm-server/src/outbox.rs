@@ -132,6 +132,39 @@ impl Outbox {
         Ok(())
     }
 
+    /// Queues frames in order under one lock. If the queue fills up (or is
+    /// closed), the frames that did not fit are given back, in order.
+    pub fn push_all<'a>(
+        &self,
+        frames: impl Iterator<Item = &'a Bytes>,
+    ) -> Result<usize, Vec<Bytes>> {
+        let mut frames = frames.peekable();
+        let (n_pushed, was_empty, refused) = {
+            let mut state = self.lock();
+            let was_empty = state.queue.is_empty();
+            let mut n_pushed = 0;
+            let mut refused = None;
+            while let Some(frame) = frames.peek() {
+                if state.closed || state.queue.len() >= self.capacity {
+                    refused = Some(frames.by_ref().cloned().collect::<Vec<_>>());
+                    break;
+                }
+                state.queue.push_back((*frame).clone());
+                n_pushed += 1;
+                frames.next();
+            }
+            (n_pushed, was_empty, refused)
+        };
+        self.backlog.add(n_pushed);
+        if was_empty && n_pushed > 0 {
+            self.ready.notify_one();
+        }
+        match refused {
+            Some(refused) => Err(refused),
+            None => Ok(n_pushed),
+        }
+    }
+
     /// Queues a frame past the capacity: for the roster and resume replays,
     /// which are bounded by the peer count and the kept bound instead.
     pub fn push_unbounded(&self, frame: Bytes) {

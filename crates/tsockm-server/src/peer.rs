@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use tsockm_proto::Text;
 
-use crate::outbox::{Outbox, PushError};
+use crate::outbox::Outbox;
 use crate::registry::ConnId;
 
 /// A registered peer.
@@ -47,18 +47,19 @@ pub enum Link {
     },
 }
 
-/// What happened to a frame handed to a peer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What happened to frames handed to a peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivery {
-    /// Queued for its connection.
-    Queued,
+    /// Queued for its connection: how many.
+    Queued(u64),
     /// Kept for its resume; `dropped` older kept frames made room.
     Kept {
-        /// How many kept frames were dropped (0 or 1).
+        /// How many kept frames were dropped.
         dropped: u64,
     },
-    /// Its send queue is full: it must be cut off.
-    Overflow,
+    /// Its send queue filled up: it must be cut off, and these frames (the
+    /// ones that did not fit) kept for it.
+    Overflow(Vec<Bytes>),
 }
 
 impl Peer {
@@ -67,16 +68,24 @@ impl Peer {
         matches!(self.link, Link::Online { .. })
     }
 
-    /// Hands a frame to the peer without ever waiting.
-    pub fn deliver(&mut self, frame: &Bytes, kept_frames: usize) -> Delivery {
+    /// Hands frames to the peer, in order, without ever waiting.
+    pub fn deliver_all<'a>(
+        &mut self,
+        frames: impl Iterator<Item = &'a Bytes>,
+        kept_frames: usize,
+    ) -> Delivery {
         match &mut self.link {
-            Link::Online { outbox, .. } => match outbox.push(frame.clone()) {
-                Ok(()) => Delivery::Queued,
-                Err(PushError::Full | PushError::Closed) => Delivery::Overflow,
+            Link::Online { outbox, .. } => match outbox.push_all(frames) {
+                Ok(n) => Delivery::Queued(n as u64),
+                Err(undelivered) => Delivery::Overflow(undelivered),
             },
-            Link::Away { kept, .. } => Delivery::Kept {
-                dropped: keep(kept, frame.clone(), kept_frames),
-            },
+            Link::Away { kept, .. } => {
+                let mut dropped = 0;
+                for frame in frames {
+                    dropped += keep(kept, frame.clone(), kept_frames);
+                }
+                Delivery::Kept { dropped }
+            }
         }
     }
 }

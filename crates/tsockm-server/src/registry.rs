@@ -43,6 +43,9 @@ pub type ConnId = u64;
 /// Commands queued for the registry before connection readers wait.
 pub const COMMAND_QUEUE: usize = 4096;
 
+/// Commands handled back to back before staged broadcasts are pushed.
+pub const COMMAND_BURST: usize = 64;
+
 /// Longest the registry stops taking commands while the writers are behind;
 /// then it handles one anyway, so a few stalled peers can only slow it, and
 /// the send-queue bound cuts them off.
@@ -323,6 +326,12 @@ pub struct Registry {
     /// Registered peers, online and away, in registration order.
     peers: IndexMap<Text, Peer>,
     timers: DelayQueue<Timer>,
+    /// Broadcasts handled but not yet pushed, with the index (in `peers`) of
+    /// the peer to skip. Pushed together once per burst of commands, so each
+    /// recipient's outbox is locked once for all of them; anything else that
+    /// touches an outbox or the peer list flushes them first, so every
+    /// recipient still gets every frame in order.
+    staged: Vec<(Option<usize>, Bytes)>,
     pings: HashMap<u64, PendingPing>,
     next_ping: u64,
     next_generation: u64,
@@ -361,6 +370,7 @@ impl Registry {
             conns: HashMap::new(),
             peers: IndexMap::new(),
             timers: DelayQueue::new(),
+            staged: Vec::new(),
             pings: HashMap::new(),
             next_ping: 0,
             next_generation: 0,
@@ -402,16 +412,26 @@ impl Registry {
                 _ = health.tick() => self.send_health_checks(),
                 _ = sweep.tick() => self.sweep_dead(),
                 command = self.rx.recv() => match command {
-                    Some(command) => self.handle(command),
+                    Some(command) => {
+                        self.handle_one(command);
+                        for _ in 1..COMMAND_BURST {
+                            match self.rx.try_recv() {
+                                Ok(command) => self.handle_one(command),
+                                Err(_) => break,
+                            }
+                        }
+                    }
                     None => break,
                 },
             }
+            // Whatever the branch staged goes out before the next wait.
+            self.flush_broadcasts();
         }
         // Frames already queued were accepted from their connections: handle
         // them before the sessions end, but no more than one queue's worth.
         for _ in 0..COMMAND_QUEUE {
             match self.rx.try_recv() {
-                Ok(command) => self.handle(command),
+                Ok(command) => self.handle_one(command),
                 Err(_) => break,
             }
         }
@@ -433,12 +453,18 @@ impl Registry {
         self.backlog.frames() > limit
     }
 
-    /// Handles one command.
+    /// Handles one command completely (staged broadcasts included).
     pub fn handle(&mut self, command: Command) {
+        self.handle_one(command);
+        self.flush_broadcasts();
+    }
+
+    /// Handles one command; broadcasts may stay staged.
+    fn handle_one(&mut self, command: Command) {
         match command {
             Command::Connect(new) => self.on_connect(new),
             Command::Frame { conn, item } => self.on_frame(conn, item),
-            Command::Disconnected { conn } => self.disconnect(conn, None, None),
+            Command::Disconnected { conn } => self.disconnect(conn, None, Vec::new()),
             Command::Console { request, reply } => self.on_console(request, reply),
         }
     }
@@ -564,6 +590,7 @@ impl Registry {
     }
 
     fn register(&mut self, conn_id: ConnId, username: &Text) {
+        self.flush_broadcasts();
         if let Err(error) = check_username(username) {
             self.reply_error(conn_id, Action::Comm, Status::BadRequest, error.to_string());
             return;
@@ -577,7 +604,7 @@ impl Registry {
                 self.wire
                     .error(Action::Comm, Status::ServiceUnavailable, conn.dst(), reason);
             self.log.frame(Direction::Out, &conn.addr_text, &answer);
-            self.disconnect(conn_id, wire::encode(&answer), None);
+            self.disconnect(conn_id, wire::encode(&answer), Vec::new());
             return;
         }
         let (id, token) = match self
@@ -645,6 +672,7 @@ impl Registry {
     }
 
     fn resume(&mut self, conn_id: ConnId, peer_id: &Text, token: &Text) {
+        self.flush_broadcasts();
         let valid = self
             .peers
             .get(peer_id)
@@ -774,6 +802,7 @@ impl Registry {
 
     /// Queues a frame for one connection (registered or not).
     fn send_to_conn(&mut self, conn_id: ConnId, frame: &Frame) {
+        self.flush_broadcasts();
         let Some(conn) = self.conns.get(&conn_id) else {
             return;
         };
@@ -783,7 +812,7 @@ impl Registry {
         };
         match conn.outbox.push(bytes.clone()) {
             Ok(()) => Stats::add(&self.stats.frames_out, 1),
-            Err(_) => self.cut_off(conn_id, bytes),
+            Err(_) => self.cut_off(conn_id, vec![bytes]),
         }
     }
 
@@ -807,61 +836,75 @@ impl Registry {
 
     /// Delivers to the peer at `index` in the registry (online or away).
     fn deliver_at(&mut self, index: usize, bytes: &Bytes) {
+        self.flush_broadcasts();
         let kept_frames = self.limits.kept_frames;
         let Some((_, peer)) = self.peers.get_index_mut(index) else {
             return;
         };
-        match peer.deliver(bytes, kept_frames) {
-            Delivery::Queued => Stats::add(&self.stats.frames_out, 1),
+        match peer.deliver_all(std::iter::once(bytes), kept_frames) {
+            Delivery::Queued(n) => Stats::add(&self.stats.frames_out, n),
             Delivery::Kept { dropped } => Stats::add(&self.stats.frames_dropped, dropped),
-            Delivery::Overflow => {
+            Delivery::Overflow(undelivered) => {
                 if let Link::Online { conn, .. } = peer.link {
-                    self.cut_off(conn, bytes.clone());
+                    self.cut_off(conn, undelivered);
                 }
             }
         }
     }
 
-    /// Encodes `frame` once and hands it to every peer but `except`.
+    /// Encodes `frame` once and stages it for every peer but `except`.
     fn fan_out(&mut self, frame: &Frame, except: Option<&Text>) {
         self.log.frame(Direction::Out, BROADCAST, frame);
         let Some(bytes) = wire::encode(frame) else {
             return;
         };
         let skip = except.and_then(|id| self.peers.get_index_of(id));
+        self.staged.push((skip, bytes));
+    }
+
+    /// Pushes the staged broadcasts: per recipient, one lock for all of them.
+    fn flush_broadcasts(&mut self) {
+        if self.staged.is_empty() {
+            return;
+        }
+        let mut staged = std::mem::take(&mut self.staged);
         let kept_frames = self.limits.kept_frames;
         let mut n_queued = 0;
         let mut n_dropped = 0;
         let mut overflowed = Vec::new();
         for (index, peer) in self.peers.values_mut().enumerate() {
-            if Some(index) == skip {
-                continue;
-            }
-            match peer.deliver(&bytes, kept_frames) {
-                Delivery::Queued => n_queued += 1,
+            let frames = staged
+                .iter()
+                .filter(|(skip, _)| *skip != Some(index))
+                .map(|(_, bytes)| bytes);
+            match peer.deliver_all(frames, kept_frames) {
+                Delivery::Queued(n) => n_queued += n,
                 Delivery::Kept { dropped } => n_dropped += dropped,
-                Delivery::Overflow => {
+                Delivery::Overflow(undelivered) => {
                     if let Link::Online { conn, .. } = peer.link {
-                        overflowed.push(conn);
+                        overflowed.push((conn, undelivered));
                     }
                 }
             }
         }
         Stats::add(&self.stats.frames_out, n_queued);
         Stats::add(&self.stats.frames_dropped, n_dropped);
-        for conn in overflowed {
-            self.cut_off(conn, bytes.clone());
+        // Give the allocation back for the next burst.
+        staged.clear();
+        self.staged = staged;
+        for (conn, undelivered) in overflowed {
+            self.cut_off(conn, undelivered);
         }
     }
 
     /// A connection whose send queue is full: disconnect it; `undelivered`
     /// is kept for the peer with what was still queued.
-    fn cut_off(&mut self, conn_id: ConnId, undelivered: Bytes) {
+    fn cut_off(&mut self, conn_id: ConnId, undelivered: Vec<Bytes>) {
         Stats::add(&self.stats.peers_cut_off, 1);
         if let Some(conn) = self.conns.get(&conn_id) {
             tracing::warn!(who = %conn.dst(), "send queue full: disconnecting a peer that does not read");
         }
-        self.disconnect(conn_id, None, Some(undelivered));
+        self.disconnect(conn_id, None, undelivered);
     }
 
     // ---- Connections ending and peers leaving -------------------------------
@@ -870,7 +913,8 @@ impl Registry {
     /// If a registered peer was online on it, the peer goes away: what was
     /// still queued (plus `undelivered`) is kept for its resume instead of
     /// being written, and its removal timer starts.
-    fn disconnect(&mut self, conn_id: ConnId, last: Option<Bytes>, undelivered: Option<Bytes>) {
+    fn disconnect(&mut self, conn_id: ConnId, last: Option<Bytes>, undelivered: Vec<Bytes>) {
+        self.flush_broadcasts();
         let Some(conn) = self.conns.remove(&conn_id) else {
             return; // Already closed by the registry.
         };
@@ -908,6 +952,7 @@ impl Registry {
     /// Removes a peer at once (COMM_END, `:kill`): `last` goes to its
     /// connection after what is queued, then every other peer gets NTFY_KILL.
     fn remove_peer(&mut self, peer_id: &Text, last: Option<&Frame>) -> Option<PeerSummary> {
+        self.flush_broadcasts();
         let peer = self.peers.shift_remove(peer_id)?;
         let summary = summarize(&peer);
         if let Link::Online { conn, outbox } = &peer.link {
@@ -929,6 +974,7 @@ impl Registry {
     // ---- Timers -----------------------------------------------------------------
 
     fn on_timer(&mut self, timer: Timer) {
+        self.flush_broadcasts();
         match timer {
             Timer::Handshake(conn_id) => {
                 let Some(conn) = self.conns.get(&conn_id) else {
@@ -945,7 +991,7 @@ impl Registry {
                     self.wire
                         .error(Action::Comm, Status::RequestTimeout, conn.dst(), reason);
                 self.log.frame(Direction::Out, &conn.addr_text, &answer);
-                self.disconnect(conn_id, wire::encode(&answer), None);
+                self.disconnect(conn_id, wire::encode(&answer), Vec::new());
             }
             Timer::Removal { peer, generation } => {
                 let due = self.peers.get(&peer).is_some_and(
@@ -960,6 +1006,7 @@ impl Registry {
     }
 
     fn send_health_checks(&mut self) {
+        self.flush_broadcasts();
         let mut overflowed = Vec::new();
         let mut n_queued = 0;
         for peer in self.peers.values() {
@@ -977,7 +1024,7 @@ impl Registry {
         }
         Stats::add(&self.stats.frames_out, n_queued);
         for (conn, bytes) in overflowed {
-            self.cut_off(conn, bytes);
+            self.cut_off(conn, vec![bytes]);
         }
     }
 
@@ -1003,13 +1050,14 @@ impl Registry {
             );
             self.log.frame(Direction::Out, conn.dst(), &answer);
             tracing::info!(who = %conn.dst(), "health check timed out");
-            self.disconnect(conn_id, wire::encode(&answer), None);
+            self.disconnect(conn_id, wire::encode(&answer), Vec::new());
         }
     }
 
     // ---- Console ----------------------------------------------------------------
 
     fn on_console(&mut self, request: ConsoleRequest, reply: oneshot::Sender<ConsoleReply>) {
+        self.flush_broadcasts();
         let answer = match request {
             ConsoleRequest::List => {
                 ConsoleReply::List(self.peers.values().map(summarize).collect())
@@ -1042,6 +1090,7 @@ impl Registry {
     }
 
     fn ping(&mut self, target: Target, reply: oneshot::Sender<ConsoleReply>) {
+        self.flush_broadcasts();
         let ids: Vec<Text> = match &target {
             Target::All => self.peers.keys().cloned().collect(),
             Target::Peer(id) => match self.peers.get_key_value(id.as_str()) {
@@ -1077,7 +1126,7 @@ impl Registry {
             }
         }
         for (conn, bytes) in overflowed {
-            self.cut_off(conn, bytes);
+            self.cut_off(conn, vec![bytes]);
         }
         let key = self.next_ping;
         self.next_ping += 1;
@@ -1139,6 +1188,7 @@ impl Registry {
 
     /// COMM_END to every online peer, 503 to unregistered connections; no NTFY_KILL.
     fn shut_down(&mut self) {
+        self.flush_broadcasts();
         tracing::info!(
             n_peers = self.peers.len(),
             "shutting down: ending every session"
