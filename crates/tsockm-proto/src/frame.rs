@@ -316,11 +316,23 @@ fn header_text(line: &Bytes, range: std::ops::Range<usize>) -> Text {
 
 /// Why a header field value cannot be written, if it cannot.
 fn header_problem(value: &str) -> Option<&'static str> {
-    if value.contains(SEPARATOR) {
+    // One pass over the (short) value; the problems are reported in this
+    // order of precedence.
+    let bytes = value.as_bytes();
+    let mut has_separator = false;
+    let mut has_line_break = false;
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b':' => has_separator |= bytes.get(i + 1) == Some(&b':'),
+            b'\r' | b'\n' => has_line_break = true,
+            _ => {}
+        }
+    }
+    if has_separator {
         Some("contains `::`")
-    } else if value.contains(['\r', '\n']) {
+    } else if has_line_break {
         Some("contains a line break")
-    } else if value.starts_with(':') || value.ends_with(':') {
+    } else if bytes.first() == Some(&b':') || bytes.last() == Some(&b':') {
         Some("begins or ends with `:`")
     } else {
         None

@@ -119,6 +119,9 @@ fn ambiguous_header_fields_are_refused() {
         (":a", "begins or ends with `:`"),
         ("a:", "begins or ends with `:`"),
         (":", "begins or ends with `:`"),
+        // More than one problem: `::` first, then a line break.
+        (":a\n::", "contains `::`"),
+        (":a\r", "contains a line break"),
     ];
     let fields = [Field::SenderId, Field::Src, Field::Dst];
     for (value, problem) in cases {

@@ -284,6 +284,28 @@ proptest! {
     }
 
     #[test]
+    fn validate_agrees_with_the_contract(value in "[:\r\nab]{0,6}") {
+        let problem = if value.contains("::") {
+            Some("contains `::`")
+        } else if value.contains(['\r', '\n']) {
+            Some("contains a line break")
+        } else if value.starts_with(':') || value.ends_with(':') {
+            Some("begins or ends with `:`")
+        } else {
+            None
+        };
+        let expected = match problem {
+            Some(problem) => Err(FrameError::InvalidField {
+                field: tsockm_proto::Field::Dst,
+                value: value.clone(),
+                problem,
+            }),
+            None => Ok(()),
+        };
+        prop_assert_eq!(Frame::broadcast("x").with_dst(value.as_str()).validate(), expected);
+    }
+
+    #[test]
     fn from_line_agrees_with_a_naive_parser(line in line()) {
         let line = bytes::Bytes::from(line);
         prop_assert_eq!(Frame::from_line(line.clone()), naive_from_line(&line));
