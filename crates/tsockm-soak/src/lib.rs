@@ -189,6 +189,8 @@ pub async fn run(config: SoakConfig) -> Report {
     let console = server.console();
     let shutdown = CancellationToken::new();
     let server_task = tokio::spawn(server.run(shutdown.clone()));
+    // Once the registry answers, the server's own tasks are all running.
+    let _ = wait_info(&console, WIND_DOWN, |_| true).await;
     let tasks_with_server = alive_tasks();
 
     let counters = Arc::new(Counters::default());
