@@ -26,6 +26,20 @@ pub(crate) fn escape_into(s: &[u8], dst: &mut BytesMut) {
     dst.put_slice(rest);
 }
 
+/// Appends a BODY to `dst` as it is written on the wire: `\` as `\\`, LF as
+/// `\n`, CR as `\r`.
+///
+/// For programs that write frames piecewise (a server writing one roster
+/// line per peer, say); [`Frame::encode`](crate::Frame::encode) does this
+/// for whole frames.
+pub fn escape_body(body: &str, dst: &mut BytesMut) {
+    if needs_escape(body.as_bytes()) {
+        escape_into(body.as_bytes(), dst);
+    } else {
+        dst.extend_from_slice(body.as_bytes());
+    }
+}
+
 /// Appends `s` to `out` with `\`, LF and CR escaped (the `fmt` path).
 pub(crate) fn escape_fmt(s: &str, out: &mut impl std::fmt::Write) -> std::fmt::Result {
     let mut rest = s;

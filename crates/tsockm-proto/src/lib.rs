@@ -48,6 +48,7 @@ mod vocabulary;
 
 pub use codec::{CodecError, FrameCodec};
 pub use error::{Field, FrameError};
+pub use escape::escape_body;
 pub use frame::Frame;
 pub use status::Status;
 pub use text::Text;

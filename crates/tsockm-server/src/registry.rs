@@ -637,18 +637,18 @@ impl Registry {
         // The roster: one NTFY_JOIN per peer already registered, written as
         // one buffer so a large roster takes one queue slot.
         let mut roster = bytes::BytesMut::new();
-        let mut n_roster = 0;
         for other in self.peers.values() {
-            let join = self
-                .wire
-                .about_peer(Action::NtfyJoin, &other.id, &id, &other.username);
-            self.log.frame(Direction::Out, &id, &join);
-            if join.encode(&mut roster).is_ok() {
-                n_roster += 1;
+            if self.log.enabled() {
+                let join = self
+                    .wire
+                    .about_peer(Action::NtfyJoin, &other.id, &id, &other.username);
+                self.log.frame(Direction::Out, &id, &join);
             }
+            self.wire
+                .roster_line(&mut roster, &other.id, &other.username, &id);
         }
-        if n_roster > 0 {
-            Stats::add(&self.stats.frames_out, n_roster);
+        if !self.peers.is_empty() {
+            Stats::add(&self.stats.frames_out, self.peers.len() as u64);
             outbox.push_unbounded(roster.freeze());
         }
 

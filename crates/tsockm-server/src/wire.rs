@@ -2,8 +2,8 @@
 //! section 3 of the contract: SRC is the server's address, SENDER_ID is
 //! `server` when the server speaks for itself, DST is the recipient.
 
-use bytes::Bytes;
-use tsockm_proto::{Action, BROADCAST, Frame, Kind, SERVER_ID, Status, Text};
+use bytes::{BufMut, Bytes, BytesMut};
+use tsockm_proto::{Action, BROADCAST, Frame, Kind, SERVER_ID, Status, Text, escape_body};
 
 /// Builds server frames with the server's listening address as SRC.
 #[derive(Debug, Clone)]
@@ -81,6 +81,25 @@ impl Wire {
             .with_body(body.clone())
     }
 
+    /// Appends one roster line for a newcomer to `out`:
+    /// `RES::NTFY_JOIN::200::<peer id>::<srv>::<newcomer id>::<username>\n`.
+    ///
+    /// The same bytes [`Wire::about_peer`] encodes, written piecewise: a
+    /// roster is one line per registered peer for every newcomer, so it is
+    /// on the path of every registration. Ids and the server address are the
+    /// server's own and need no checking.
+    pub fn roster_line(&self, out: &mut BytesMut, peer_id: &str, username: &str, newcomer: &str) {
+        out.put_slice(b"RES::NTFY_JOIN::200::");
+        out.put_slice(peer_id.as_bytes());
+        out.put_slice(b"::");
+        out.put_slice(self.srv.as_bytes());
+        out.put_slice(b"::");
+        out.put_slice(newcomer.as_bytes());
+        out.put_slice(b"::");
+        escape_body(username, out);
+        out.put_u8(b'\n');
+    }
+
     /// NTFY_JOIN / NTFY_KILL announced to everyone: DST `*`.
     pub fn announce(&self, action: Action, peer_id: &Text, username: &Text) -> Frame {
         self.about_peer(action, peer_id, &Text::from_static(BROADCAST), username)
@@ -96,6 +115,29 @@ pub fn encode(frame: &Frame) -> Option<Bytes> {
         Err(error) => {
             tracing::error!(%error, %frame, "bug: the server built a frame it cannot encode");
             None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roster_lines_are_the_encoded_frames() {
+        let wire = Wire {
+            srv: Text::from("127.0.0.1:6969"),
+        };
+        for username in ["alice", "back\\slash", "é::?"] {
+            let mut out = BytesMut::new();
+            wire.roster_line(&mut out, "peerA12345", username, "newB123456");
+            let frame = wire.about_peer(
+                Action::NtfyJoin,
+                &Text::from("peerA12345"),
+                &Text::from("newB123456"),
+                &Text::from(username),
+            );
+            assert_eq!(out.freeze(), frame.to_bytes().unwrap());
         }
     }
 }
