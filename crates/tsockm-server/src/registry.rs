@@ -43,8 +43,12 @@ pub type ConnId = u64;
 /// Commands queued for the registry before connection readers wait.
 pub const COMMAND_QUEUE: usize = 4096;
 
-/// Commands handled back to back before staged broadcasts are pushed.
+/// Most commands handled back to back before staged broadcasts are pushed.
 pub const COMMAND_BURST: usize = 64;
+
+/// Pushes (broadcasts × recipients) a burst of commands may stage before the
+/// registry pushes them and lets the writers run.
+pub const BURST_PUSHES: usize = 8192;
 
 /// Longest the registry stops taking commands while the writers are behind;
 /// then it handles one anyway, so a few stalled peers can only slow it, and
@@ -414,7 +418,10 @@ impl Registry {
                 command = self.rx.recv() => match command {
                     Some(command) => {
                         self.handle_one(command);
-                        for _ in 1..COMMAND_BURST {
+                        // Bound the work between two yields: a burst of
+                        // broadcasts costs one push per recipient each.
+                        let burst = (BURST_PUSHES / self.peers.len().max(1)).clamp(1, COMMAND_BURST);
+                        for _ in 1..burst {
                             match self.rx.try_recv() {
                                 Ok(command) => self.handle_one(command),
                                 Err(_) => break,
@@ -438,13 +445,13 @@ impl Registry {
         self.shut_down();
     }
 
-    /// Whether the frames waiting in all outboxes average more than a
-    /// sixteenth of a send queue, on top of one full queue: the writers as a
-    /// whole are behind. One stalled peer never reaches this alone (it is cut
-    /// off at one full queue), and a handful of them are cut off by the very
-    /// next broadcast, which the pause lets through.
+    /// Whether the frames waiting in all outboxes average more than 1/64 of
+    /// a send queue (64 frames by default), on top of one full queue: the
+    /// writers as a whole are behind. One stalled peer never reaches this
+    /// alone (it is cut off at one full queue); a few of them can slow
+    /// intake until they are cut off, which the pause bounds.
     fn congested(&self) -> bool {
-        let per_conn = self.send_queue_frames / 16;
+        let per_conn = self.send_queue_frames / 64;
         let limit = self
             .conns
             .len()
