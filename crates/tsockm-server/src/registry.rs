@@ -401,12 +401,20 @@ impl Registry {
             if self.congested() {
                 // The writers are behind as a whole: let them drain before
                 // taking in more frames (readers then wait, and TCP slows the
-                // senders) rather than fill every queue until peers are cut off.
-                tokio::select! {
-                    biased;
-                    () = shutdown.cancelled() => break,
-                    () = self.backlog.drained() => {}
-                    () = tokio::time::sleep(CONGESTION_PAUSE_MAX) => {}
+                // senders) rather than fill every queue until peers are cut
+                // off. Each writer's progress wakes us to look again; the
+                // pause ends when enough has drained, or at the deadline.
+                let deadline = Instant::now() + CONGESTION_PAUSE_MAX;
+                while self.congested() {
+                    tokio::select! {
+                        biased;
+                        () = shutdown.cancelled() => break,
+                        () = self.backlog.drained() => {}
+                        () = tokio::time::sleep_until(deadline) => break,
+                    }
+                }
+                if shutdown.is_cancelled() {
+                    break;
                 }
             }
             tokio::select! {
