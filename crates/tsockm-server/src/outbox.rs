@@ -215,13 +215,14 @@ impl Outbox {
     }
 
     /// Frames queued now.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.lock().queue.len()
     }
 
     /// Waits until there is something to write (`true`), or the outbox is
     /// closed and drained (`false`).
-    pub async fn wait_ready(&self) -> bool {
+    async fn wait_ready(&self) -> bool {
         loop {
             {
                 let state = self.lock();
@@ -237,7 +238,7 @@ impl Outbox {
     }
 
     /// Appends everything queued to `batch`, oldest first.
-    pub fn take_batch(&self, batch: &mut VecDeque<Bytes>) {
+    fn take_batch(&self, batch: &mut VecDeque<Bytes>) {
         let n_taken = {
             let mut state = self.lock();
             let n_taken = state.queue.len();

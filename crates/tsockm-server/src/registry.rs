@@ -523,7 +523,7 @@ impl Registry {
                 let answer =
                     self.wire
                         .error(error.action(), error.status(), &dst, error.to_string());
-                self.reply(conn_id, &answer);
+                self.send_to_conn(conn_id, &answer);
                 return;
             }
         };
@@ -831,10 +831,6 @@ impl Registry {
         }
     }
 
-    fn reply(&mut self, conn_id: ConnId, frame: &Frame) {
-        self.send_to_conn(conn_id, frame);
-    }
-
     fn reply_error(
         &mut self,
         conn_id: ConnId,
@@ -846,7 +842,7 @@ impl Registry {
             return;
         };
         let answer = self.wire.error(action, status, conn.dst(), reason);
-        self.reply(conn_id, &answer);
+        self.send_to_conn(conn_id, &answer);
     }
 
     /// Delivers to the peer at `index` in the registry (online or away).
