@@ -122,6 +122,11 @@ async fn exchange(
             registry_open = &mut reader, if reading => {
                 reading = false;
                 if !registry_open {
+                    // The registry has stopped (shutdown): nothing more will
+                    // be queued, but what it queued last (COMM_END) must
+                    // still be written.
+                    outbox.close(None);
+                    let _ = timeout(CLOSE_LINGER, writer.as_mut()).await;
                     return true;
                 }
             }
