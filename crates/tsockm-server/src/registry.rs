@@ -651,7 +651,14 @@ impl Registry {
 
         // The roster: one NTFY_JOIN per peer already registered, written as
         // one buffer so a large roster takes one queue slot.
-        let mut roster = bytes::BytesMut::new();
+        // Sized up front: growing it by doubling leaves freed blocks of
+        // every size behind, which the allocator keeps as resident memory.
+        let roster_len: usize = self
+            .peers
+            .values()
+            .map(|other| self.wire.roster_line_len(&other.id, &other.username, &id))
+            .sum();
+        let mut roster = bytes::BytesMut::with_capacity(roster_len);
         for other in self.peers.values() {
             if self.log.enabled() {
                 let join = self
@@ -667,6 +674,10 @@ impl Registry {
             outbox.push_unbounded(roster.freeze());
         }
 
+        // A copy of its own: the frame's text is a slice of the connection's
+        // read buffer, which would otherwise stay allocated for the whole
+        // session of an idle peer.
+        let username = &Text::from(username.as_str());
         let announcement = self.wire.announce(Action::NtfyJoin, &id, username);
         self.peers.insert(
             id.clone(),

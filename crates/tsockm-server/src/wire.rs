@@ -19,6 +19,9 @@ pub const SHUTTING_DOWN: &str = "server shutting down";
 /// The 408 reason for a peer that stopped answering health checks.
 pub const HEALTH_TIMED_OUT: &str = "health check timed out";
 
+/// How every roster line starts.
+const ROSTER_LINE_PREFIX: &[u8] = b"RES::NTFY_JOIN::200::";
+
 impl Wire {
     fn server(&self, kind: Kind, action: Action, status: Status, dst: &Text, body: Text) -> Frame {
         Frame::new(kind, action, status)
@@ -89,7 +92,7 @@ impl Wire {
     /// on the path of every registration. Ids and the server address are the
     /// server's own and need no checking.
     pub fn roster_line(&self, out: &mut BytesMut, peer_id: &str, username: &str, newcomer: &str) {
-        out.put_slice(b"RES::NTFY_JOIN::200::");
+        out.put_slice(ROSTER_LINE_PREFIX);
         out.put_slice(peer_id.as_bytes());
         out.put_slice(b"::");
         out.put_slice(self.srv.as_bytes());
@@ -98,6 +101,20 @@ impl Wire {
         out.put_slice(b"::");
         escape_body(username, out);
         out.put_u8(b'\n');
+    }
+
+    /// The length of [`Wire::roster_line`]'s output when the username needs
+    /// no escaping (a little more when it does).
+    pub fn roster_line_len(&self, peer_id: &str, username: &str, newcomer: &str) -> usize {
+        let separators = "::".len() * 3;
+        let terminator = 1;
+        ROSTER_LINE_PREFIX.len()
+            + peer_id.len()
+            + self.srv.len()
+            + newcomer.len()
+            + username.len()
+            + separators
+            + terminator
     }
 
     /// NTFY_JOIN / NTFY_KILL announced to everyone: DST `*`.
@@ -137,6 +154,12 @@ mod tests {
                 &Text::from("newB123456"),
                 &Text::from(username),
             );
+            if !username.contains('\\') {
+                assert_eq!(
+                    out.len(),
+                    wire.roster_line_len("peerA12345", username, "newB123456")
+                );
+            }
             assert_eq!(out.freeze(), frame.to_bytes().unwrap());
         }
     }
