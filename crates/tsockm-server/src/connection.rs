@@ -89,7 +89,13 @@ pub async fn serve(mut stream: TcpStream, addr: SocketAddr, conn: ConnId, cx: Co
     if !wrote_to_the_end {
         // A write failed while the peer was online: tell the registry (it
         // ignores connections it already closed).
-        let _ = cx.registry.send(Command::Disconnected { conn }).await;
+        let _ = cx
+            .registry
+            .send(Command::Disconnected {
+                conn,
+                input_ended: false,
+            })
+            .await;
     }
     close_gracefully(&mut stream).await;
 }
@@ -143,15 +149,17 @@ async fn read_frames(
     cx: &ConnectionContext,
     activity: &Activity,
 ) -> bool {
-    match read_into_registry(stream, conn, cx, activity).await {
-        Ok(false) => false,
-        Ok(true) | Err(_) => match cx.registry.reserve().await {
-            Ok(place) => {
-                place.send(Command::Disconnected { conn });
-                true
-            }
-            Err(_) => false,
-        },
+    let input_ended = match read_into_registry(stream, conn, cx, activity).await {
+        Ok(false) => return false,
+        Ok(true) => true,
+        Err(_) => false,
+    };
+    match cx.registry.reserve().await {
+        Ok(place) => {
+            place.send(Command::Disconnected { conn, input_ended });
+            true
+        }
+        Err(_) => false,
     }
 }
 

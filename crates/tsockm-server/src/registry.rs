@@ -11,7 +11,7 @@
 //! (section 9), so the answers to one connection's frames come out in the
 //! order the frames came in.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -128,6 +128,9 @@ pub enum Command {
     Disconnected {
         /// The connection.
         conn: ConnId,
+        /// Whether it ended in an orderly EOF: the peer sends nothing more
+        /// but may still be reading, so what is queued for it is written.
+        input_ended: bool,
     },
     /// An operator command from the console.
     Console {
@@ -271,6 +274,17 @@ enum Timer {
     Handshake(ConnId),
     Removal { peer: Text, generation: u64 },
     PingWindow(u64),
+}
+
+/// What becomes of the frames still queued for a connection that ends.
+#[derive(Debug)]
+enum Queued {
+    /// Taken back and kept for the peer's resume, followed by these frames
+    /// that did not fit in the queue.
+    Keep(Vec<Bytes>),
+    /// Written to the connection before it closes: the peer only stopped
+    /// sending (EOF) and may still be reading.
+    Write,
 }
 
 /// One accepted connection.
@@ -479,7 +493,14 @@ impl Registry {
         match command {
             Command::Connect(new) => self.on_connect(new),
             Command::Frame { conn, item } => self.on_frame(conn, item),
-            Command::Disconnected { conn } => self.disconnect(conn, None, Vec::new()),
+            Command::Disconnected { conn, input_ended } => {
+                let queued = if input_ended {
+                    Queued::Write
+                } else {
+                    Queued::Keep(Vec::new())
+                };
+                self.disconnect(conn, None, queued);
+            }
             Command::Console { request, reply } => self.on_console(request, reply),
         }
     }
@@ -619,7 +640,7 @@ impl Registry {
                 self.wire
                     .error(Action::Comm, Status::ServiceUnavailable, conn.dst(), reason);
             self.log.frame(Direction::Out, &conn.addr_text, &answer);
-            self.disconnect(conn_id, wire::encode(&answer), Vec::new());
+            self.disconnect(conn_id, wire::encode(&answer), Queued::Keep(Vec::new()));
             return;
         }
         let (id, token) = match self
@@ -926,16 +947,16 @@ impl Registry {
         if let Some(conn) = self.conns.get(&conn_id) {
             tracing::warn!(who = %conn.dst(), "send queue full: disconnecting a peer that does not read");
         }
-        self.disconnect(conn_id, None, undelivered);
+        self.disconnect(conn_id, None, Queued::Keep(undelivered));
     }
 
     // ---- Connections ending and peers leaving -------------------------------
 
     /// Ends a connection the registry knows, writing `last` before closing.
-    /// If a registered peer was online on it, the peer goes away: what was
-    /// still queued (plus `undelivered`) is kept for its resume instead of
-    /// being written, and its removal timer starts.
-    fn disconnect(&mut self, conn_id: ConnId, last: Option<Bytes>, undelivered: Vec<Bytes>) {
+    /// If a registered peer was online on it, the peer goes away and its
+    /// removal timer starts; what was still queued for the connection is
+    /// written or kept for the resume, as `queued` says.
+    fn disconnect(&mut self, conn_id: ConnId, last: Option<Bytes>, queued: Queued) {
         self.flush_broadcasts();
         let Some(conn) = self.conns.remove(&conn_id) else {
             return; // Already closed by the registry.
@@ -944,9 +965,15 @@ impl Registry {
             conn.outbox.close(last);
             return;
         };
-        let mut pending = conn.outbox.take_pending();
+        let mut pending = match queued {
+            Queued::Keep(undelivered) => {
+                let mut pending = conn.outbox.take_pending();
+                pending.extend(undelivered);
+                pending
+            }
+            Queued::Write => VecDeque::new(),
+        };
         conn.outbox.close(last);
-        pending.extend(undelivered);
         let Some(peer) = self.peers.get_mut(&peer_id) else {
             return;
         };
@@ -1013,7 +1040,7 @@ impl Registry {
                     self.wire
                         .error(Action::Comm, Status::RequestTimeout, conn.dst(), reason);
                 self.log.frame(Direction::Out, &conn.addr_text, &answer);
-                self.disconnect(conn_id, wire::encode(&answer), Vec::new());
+                self.disconnect(conn_id, wire::encode(&answer), Queued::Keep(Vec::new()));
             }
             Timer::Removal { peer, generation } => {
                 let due = self.peers.get(&peer).is_some_and(
@@ -1072,7 +1099,7 @@ impl Registry {
             );
             self.log.frame(Direction::Out, conn.dst(), &answer);
             tracing::info!(who = %conn.dst(), "health check timed out");
-            self.disconnect(conn_id, wire::encode(&answer), Vec::new());
+            self.disconnect(conn_id, wire::encode(&answer), Queued::Keep(Vec::new()));
         }
     }
 
@@ -1362,7 +1389,10 @@ mod tests {
         }
 
         async fn lose(&self, conn: &TestConn) {
-            let command = Command::Disconnected { conn: conn.conn };
+            let command = Command::Disconnected {
+                conn: conn.conn,
+                input_ended: false,
+            };
             self.handle.send(command).await.unwrap();
             self.settle().await;
         }

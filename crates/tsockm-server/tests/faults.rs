@@ -130,6 +130,61 @@ async fn a_half_closed_client_is_away_then_can_resume_or_is_removed() {
     server.stop().await;
 }
 
+/// The way `printf ... | nc` talks: every request in one write, then a
+/// half-close. The server still answers every request sent before the EOF
+/// (the socket can still be written), then closes; the peer goes away and
+/// is removed after the delay like any connection that ended without
+/// COMM_END. Repeated, since the EOF races the answers being written.
+#[tokio::test]
+async fn requests_sent_before_a_half_close_are_all_answered() {
+    let server = start_with(Config {
+        removal_delay: Duration::from_millis(200),
+        ..config()
+    })
+    .await;
+    let mut alice = server.joined("alice", 0).await;
+    for round in 0..10 {
+        let mut nc = server.client().await;
+        let lookups = 3;
+        let mut script = Frame::register(format!("nc{round}"))
+            .to_bytes()
+            .unwrap()
+            .to_vec();
+        for _ in 0..lookups {
+            script.extend_from_slice(&Frame::get_peer(alice.id.clone()).to_bytes().unwrap());
+        }
+        script.extend_from_slice(&Frame::broadcast("bye").to_bytes().unwrap());
+        nc.send_raw(&script).await;
+        nc.shutdown_write().await;
+        let welcome = nc.expect_frame(Kind::Res, Action::Comm, Status::Ok).await;
+        let (nc_id, _) = split_welcome(&welcome);
+        let roster = nc
+            .expect_frame(Kind::Res, Action::NtfyJoin, Status::Ok)
+            .await;
+        assert_eq!(roster.sender_id, alice.id, "round {round}: {roster}");
+        for _ in 0..lookups {
+            let found = nc
+                .expect_frame(Kind::Res, Action::GetPeer, Status::Ok)
+                .await;
+            assert_eq!(found.body, "alice", "round {round}");
+        }
+        nc.expect_closed().await;
+        alice
+            .expect_where("the join", |f| f.action == Action::NtfyJoin)
+            .await;
+        let bye = alice.expect_frame(Kind::Res, Action::Msg, Status::Ok).await;
+        assert_eq!(
+            (bye.sender_id.as_str(), bye.body.as_str()),
+            (nc_id.as_str(), "bye")
+        );
+        let kill = alice
+            .expect_frame(Kind::Res, Action::NtfyKill, Status::Ok)
+            .await;
+        assert_eq!(kill.sender_id, nc_id, "round {round}");
+    }
+    server.stop().await;
+}
+
 /// A raw client for the load test: a read half decoded on its own task.
 struct Loaded {
     id: String,
