@@ -52,4 +52,4 @@ pub use backoff::Backoff;
 pub use error::{ConnectError, SessionError};
 pub use event::{Closed, Event};
 pub use roster::{PeerId, Roster};
-pub use session::{Config, Events, Session, State};
+pub use session::{Config, Events, MAX_FRAME_FROM_SERVER_BYTES, Session, State};

@@ -24,12 +24,14 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_util::codec::Framed;
 use tracing::{Instrument, debug, info_span, warn};
-use tsockm_proto::{
-    Action, BROADCAST, CodecError, DEFAULT_MAX_FRAME_BYTES, Frame, FrameCodec, Kind, Status, Text,
-};
+use tsockm_proto::{Action, BROADCAST, CodecError, Frame, FrameCodec, Kind, Status, Text};
 
 use crate::backoff::Backoff;
 use crate::{Closed, ConnectError, Event, PeerId, Roster, SessionError};
+
+/// The default for [`Config::max_frame_bytes`]: 1 MiB, enough for whatever a
+/// server with a 16 KiB input limit (or a much larger one) relays.
+pub const MAX_FRAME_FROM_SERVER_BYTES: usize = 1 << 20;
 
 /// Requests queued from the [`Session`] handles to the session task.
 const COMMAND_CAPACITY: usize = 64;
@@ -61,7 +63,10 @@ pub struct Config {
     pub reconnect_for: Duration,
     /// How long to wait for the server's answer to this client's `COMM_END`.
     pub end_timeout: Duration,
-    /// The longest frame accepted from the server, in bytes.
+    /// The longest frame accepted from the server, in bytes. Larger than
+    /// any server's input limit on purpose: a relayed message gains the
+    /// author's id and the server's address, and re-escaping can double a
+    /// body, so a message the server accepted comes back longer.
     pub max_frame_bytes: usize,
     /// How many events may wait in the [`Events`] channel.
     pub event_capacity: usize,
@@ -78,7 +83,7 @@ impl Config {
             backoff_max: Duration::from_secs(5),
             reconnect_for: Duration::from_secs(60),
             end_timeout: Duration::from_secs(5),
-            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            max_frame_bytes: MAX_FRAME_FROM_SERVER_BYTES,
             event_capacity: 256,
         }
     }

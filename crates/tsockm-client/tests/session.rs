@@ -93,6 +93,29 @@ async fn broadcast_and_direct_messages_carry_the_author_name() {
     server.stop().await;
 }
 
+/// A message as long as the server takes comes back longer (the relay adds
+/// the author's id and the server's address): the client must still take it.
+#[tokio::test]
+async fn a_message_at_the_servers_limit_is_received() {
+    let server = start().await;
+    let (alice, _alice_events) = server.connect("alice").await;
+    let (_bob, mut bob_events) = server.connect("bob").await;
+    let body = "x".repeat(16_340);
+    let relay_len =
+        format!("RES::MSG::200::{}::{}::*::", alice.id(), server.addr).len() + body.len();
+    assert!(
+        relay_len > tsockm_proto::DEFAULT_MAX_FRAME_BYTES,
+        "the test needs a relay over the input limit, not {relay_len} bytes"
+    );
+    alice.broadcast(body.as_str()).await.unwrap();
+    let event = wait_for(&mut bob_events, |e| matches!(e, Event::Message { .. })).await;
+    let Event::Message { text, .. } = event else {
+        unreachable!()
+    };
+    assert_eq!(text.len(), body.len());
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn get_peer_answers_and_errors_carry_status_and_reason() {
     let server = start().await;
