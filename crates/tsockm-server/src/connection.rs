@@ -198,8 +198,8 @@ async fn read_into_registry(
         } else {
             READ_CHUNK_MIN_BYTES
         };
-        activity.touch();
         Stats::add(&cx.stats.bytes_in, n as u64);
+        let unconsumed = buf.len();
         loop {
             // Take a place in the registry's queue before decoding, so no
             // decoded frame is held across the wait (it keeps the task small).
@@ -210,6 +210,12 @@ async fn read_into_registry(
                 Some(item) => place.send(Command::Frame { conn, item }),
                 None => break,
             }
+        }
+        if buf.len() < unconsumed {
+            // A line ended (a frame, a blank or a bad one) or an over-long
+            // one was cut: a sign of life. Bytes of an unfinished line are
+            // not, or a peer could stay alive by trickling a partial frame.
+            activity.touch();
         }
         if buf.is_empty() {
             // Let an idle connection hold no read buffer at all.

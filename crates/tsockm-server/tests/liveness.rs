@@ -63,6 +63,61 @@ async fn health_checks_are_sent_and_silent_peers_time_out() {
     server.stop().await;
 }
 
+/// A sign of life is a frame, not a byte: trickling an unfinished line
+/// does not keep a peer alive, while a blank line does.
+#[tokio::test]
+async fn a_trickled_partial_frame_is_no_sign_of_life() {
+    let server = start_with(Config {
+        health_interval: Duration::from_millis(100),
+        health_timeout: Duration::from_millis(400),
+        removal_delay: Duration::from_secs(30),
+        ..config()
+    })
+    .await;
+    let mut blank = server.joined("blank", 0).await;
+    let mut trickle = server.joined("trickle", 1).await;
+    blank
+        .expect_where("trickle joined", |f| f.body == "trickle")
+        .await;
+    // Bounded: 24 ticks of 50 ms, three health timeouts.
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    let mut timed_out = None;
+    for _ in 0..24 {
+        tick.tick().await;
+        blank.send_raw(b"\n").await;
+        if timed_out.is_some() {
+            continue; // Closed by now: writing could meet a reset.
+        }
+        trickle.send_raw(b"R").await;
+        // What the server sent since (health checks, then the 408).
+        while let Ok(Some(Ok(frame))) =
+            tokio::time::timeout(Duration::from_millis(10), trickle.next_item()).await
+        {
+            if frame.kind == Kind::Err {
+                timed_out = Some(frame);
+                break;
+            }
+        }
+    }
+    let error = timed_out.expect("the trickling peer timed out");
+    assert_eq!(
+        (error.action, error.status, error.body.as_str()),
+        (
+            Action::Comm,
+            Status::RequestTimeout,
+            "health check timed out"
+        )
+    );
+    let (blank_id, trickle_id) = (blank.id.clone(), trickle.id.clone());
+    server
+        .wait_for_peers("trickle away, blank online", |peers| {
+            peers.iter().any(|p| p.id == trickle_id && !p.online)
+                && peers.iter().any(|p| p.id == blank_id && p.online)
+        })
+        .await;
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_lost_connection_is_away_until_the_delay_then_removed_once() {
     let server = start_with(Config {
