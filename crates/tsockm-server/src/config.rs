@@ -129,7 +129,8 @@ pub struct Cli {
     #[arg(long, default_value_t = DEFAULT_KEPT_FRAMES)]
     pub kept_frames: usize,
 
-    /// Log only warnings and errors.
+    /// Log only warnings and errors (unless RUST_LOG says otherwise; then
+    /// frames it lets through are logged in full).
     #[arg(short, long, conflicts_with = "tiny")]
     pub silent: bool,
 

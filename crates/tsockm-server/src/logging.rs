@@ -12,7 +12,7 @@ use tsockm_proto::Frame;
 use crate::config::LogMode;
 
 /// Installs the global subscriber: `warn` in silent mode, `info` otherwise;
-/// `RUST_LOG`, when set, overrides either.
+/// `RUST_LOG`, when set, overrides either (frames included).
 pub fn init(mode: LogMode) {
     let default = match mode {
         LogMode::Silent => "warn",
@@ -60,9 +60,11 @@ impl FrameLog {
         self.muted.store(muted, Ordering::Relaxed);
     }
 
-    /// Whether frames are printed at all.
+    /// Whether frames are printed at all: not muted, and the filter lets
+    /// `info` through (the mode sets it, unless `RUST_LOG` overrides it, so
+    /// `-s` with `RUST_LOG=info` prints frames in full).
     pub fn enabled(&self) -> bool {
-        self.mode != LogMode::Silent && !self.muted.load(Ordering::Relaxed)
+        !self.muted.load(Ordering::Relaxed) && tracing::enabled!(tracing::Level::INFO)
     }
 
     /// Logs one frame; `who` names the peer or client address.
@@ -75,7 +77,6 @@ impl FrameLog {
             Direction::Out => "->",
         };
         match self.mode {
-            LogMode::Silent => {}
             LogMode::Tiny => tracing::info!(
                 "{arrow} {who} {} {} {} ({} body bytes)",
                 frame.kind,
@@ -83,7 +84,7 @@ impl FrameLog {
                 frame.status,
                 frame.body.len()
             ),
-            LogMode::Dev => tracing::info!("{arrow} {who} {frame}"),
+            LogMode::Dev | LogMode::Silent => tracing::info!("{arrow} {who} {frame}"),
         }
     }
 }

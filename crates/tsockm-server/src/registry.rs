@@ -680,8 +680,9 @@ impl Registry {
             .map(|other| self.wire.roster_line_len(&other.id, &other.username, &id))
             .sum();
         let mut roster = bytes::BytesMut::with_capacity(roster_len);
+        let log_frames = self.log.enabled();
         for other in self.peers.values() {
-            if self.log.enabled() {
+            if log_frames {
                 let join = self
                     .wire
                     .about_peer(Action::NtfyJoin, &other.id, &id, &other.username);

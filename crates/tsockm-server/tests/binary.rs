@@ -159,6 +159,86 @@ async fn exit_on_the_console_exits_zero() {
     assert_eq!(exit_code(&mut server.child).await, 0);
 }
 
+/// Runs the server with `args` (and `RUST_LOG` if given), lets alice and
+/// bob exchange one message, ends it with `:exit`, and returns its stderr.
+async fn log_of_a_session(args: &[&str], rust_log: Option<&str>) -> String {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tsockm-server"));
+    command
+        .args(["--addr", "127.0.0.1:0"])
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(filter) = rust_log {
+        command.env("RUST_LOG", filter);
+    }
+    let mut child = command.spawn().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stderr = child.stderr.take().unwrap();
+    let collected = tokio::spawn(async move {
+        let mut all = String::new();
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut all).await;
+        all
+    });
+    let first = next_line(&mut stdout).await;
+    let addr: SocketAddr = first
+        .strip_prefix("tsockm-server listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+        .parse()
+        .unwrap();
+    let mut alice = TestClient::joined(addr, "alice", 0).await;
+    let mut bob = TestClient::joined(addr, "bob", 1).await;
+    alice
+        .send(tsockm_proto::Frame::broadcast("hello log"))
+        .await;
+    bob.expect_where("alice's message", |f| f.body == "hello log")
+        .await;
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b":exit\n").await.unwrap();
+    assert_eq!(exit_code(&mut child).await, 0);
+    tokio::time::timeout(TIMEOUT, collected)
+        .await
+        .expect("stderr ends when the server exits")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn logging_modes_print_frames_in_full_in_one_line_or_not_at_all() {
+    let relayed = "RES::MSG::200::";
+    let dev = log_of_a_session(&[], None).await;
+    assert!(
+        dev.lines()
+            .any(|l| l.contains("REQ::MSG::200::") && l.contains("hello log")),
+        "dev mode logs every frame in full:\n{dev}"
+    );
+    assert!(dev.contains(relayed), "{dev}");
+
+    let tiny = log_of_a_session(&["--tiny"], None).await;
+    assert!(
+        !tiny.contains("hello log"),
+        "tiny mode prints no bodies:\n{tiny}"
+    );
+    assert!(
+        tiny.lines()
+            .any(|l| l.contains("MSG") && l.contains("9 body bytes")),
+        "tiny mode prints one line per frame:\n{tiny}"
+    );
+
+    let silent = log_of_a_session(&["--silent"], None).await;
+    assert!(
+        !silent.contains("MSG"),
+        "silent mode prints no frames:\n{silent}"
+    );
+
+    let overridden = log_of_a_session(&["--silent"], Some("info")).await;
+    assert!(
+        overridden.contains(relayed) && overridden.contains("hello log"),
+        "RUST_LOG overrides the silent filter:\n{overridden}"
+    );
+}
+
 #[tokio::test]
 async fn a_taken_address_is_a_clear_error() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
