@@ -8,6 +8,8 @@
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -98,21 +100,33 @@ pub fn parse(line: &str) -> Result<Option<ConsoleCommand>, ConsoleError> {
 /// Reads console lines until they end or the server shuts down, printing
 /// each answer to `out`. `:exit` cancels `shutdown`. When the lines end
 /// (standard input closed) the server keeps serving.
+///
+/// Commands run concurrently: a `:ping` waiting for answers does not hold
+/// up the lines typed after it (an `:exit`, say); each answer is printed
+/// when it is ready.
 pub async fn run(
     console: Console,
     mut lines: mpsc::Receiver<String>,
     mut out: impl AsyncWrite + Unpin,
     shutdown: CancellationToken,
 ) {
+    let mut running = FuturesUnordered::new();
+    let mut reading = true;
     loop {
-        let line = tokio::select! {
+        let answer = tokio::select! {
             () = shutdown.cancelled() => return,
-            line = lines.recv() => match line {
-                Some(line) => line,
-                None => return,
+            line = lines.recv(), if reading => match line {
+                Some(line) => {
+                    running.push(execute_owned(console.clone(), line, shutdown.clone()));
+                    continue;
+                }
+                None => {
+                    reading = false;
+                    continue;
+                }
             },
+            Some(answer) = running.next() => answer,
         };
-        let answer = execute(&console, &line, &shutdown).await;
         if !answer.is_empty() {
             let text = format!("{answer}\n");
             if out.write_all(text.as_bytes()).await.is_err() || out.flush().await.is_err() {
@@ -120,6 +134,10 @@ pub async fn run(
             }
         }
     }
+}
+
+async fn execute_owned(console: Console, line: String, shutdown: CancellationToken) -> String {
+    execute(&console, &line, &shutdown).await
 }
 
 /// Runs one console line and returns the text to print.

@@ -125,6 +125,25 @@ async fn console_answers_on_stdout_and_the_server_outlives_stdin() {
     server.child.start_kill().unwrap();
 }
 
+/// A `:ping` waiting for its window does not hold up the next command.
+#[tokio::test]
+async fn a_pending_ping_does_not_block_the_console() {
+    let mut server = spawn(&["--health-timeout", "4s"]).await;
+    let silent = TestClient::joined(server.addr, "quiet", 0).await;
+    let mut stdin = server.child.stdin.take().unwrap();
+    stdin.write_all(b":ping all\n:list\n").await.unwrap();
+    assert_eq!(next_line(&mut server.stdout).await, "1 peer(s):");
+    let listed = next_line(&mut server.stdout).await;
+    assert!(listed.contains(&silent.id), "{listed}");
+    let report = next_line(&mut server.stdout).await;
+    assert!(
+        report.contains(&silent.id) && report.contains("did not answer"),
+        "{report}"
+    );
+    stdin.write_all(b":exit\n").await.unwrap();
+    assert_eq!(exit_code(&mut server.child).await, 0);
+}
+
 #[tokio::test]
 async fn sigterm_ends_every_session_and_exits_zero() {
     let mut server = spawn(&[]).await;
