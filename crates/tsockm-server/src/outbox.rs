@@ -10,14 +10,20 @@
 //! frames then follow the peer, in order. The lock is held only to push one
 //! frame or to swap the whole deque out; never across an `.await`, and the
 //! only contenders are the registry and this connection's writer.
+//!
+//! The connection task waits on it through wakers kept under the same lock
+//! (one for "something to write", one for "closed"), not a `Notify` or a
+//! cancellation token: a waiting task then holds no waiter node, and an
+//! outbox allocates nothing beyond itself. Every idle peer has one.
 
 use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
 /// Why a push did not queue the frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +70,20 @@ impl Backlog {
 struct State {
     queue: VecDeque<Bytes>,
     closed: bool,
+    /// Woken when the queue stops being empty, or on close.
+    writer: Option<Waker>,
+    /// Woken on close.
+    closer: Option<Waker>,
+}
+
+impl State {
+    /// Remembers `cx`'s waker in `slot` (unless it is already there).
+    fn park(slot: &mut Option<Waker>, cx: &Context<'_>) {
+        match slot {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            _ => *slot = Some(cx.waker().clone()),
+        }
+    }
 }
 
 /// A bounded queue of frames for one connection's writer.
@@ -72,11 +92,6 @@ pub struct Outbox {
     state: Mutex<State>,
     /// Most frames queued at once.
     capacity: usize,
-    /// Wakes the writer when the queue stops being empty, or on close.
-    ready: Notify,
-    /// Cancelled when the outbox closes, so a writer stuck on a socket that
-    /// is not being read can be given a deadline.
-    closing: CancellationToken,
     /// The server-wide count this outbox's frames are part of.
     backlog: Arc<Backlog>,
 }
@@ -85,21 +100,15 @@ impl Outbox {
     /// An empty outbox holding at most `capacity` frames, counted in a
     /// backlog of its own.
     pub fn new(capacity: usize) -> Self {
-        Outbox::with_backlog(capacity, Arc::default(), &CancellationToken::new())
+        Outbox::with_backlog(capacity, Arc::default())
     }
 
     /// An empty outbox holding at most `capacity` frames, counted in
-    /// `backlog`, that also counts as closed once `shutdown` is cancelled.
-    pub fn with_backlog(
-        capacity: usize,
-        backlog: Arc<Backlog>,
-        shutdown: &CancellationToken,
-    ) -> Self {
+    /// `backlog`.
+    pub fn with_backlog(capacity: usize, backlog: Arc<Backlog>) -> Self {
         Outbox {
             state: Mutex::new(State::default()),
             capacity: capacity.max(1),
-            ready: Notify::new(),
-            closing: shutdown.child_token(),
             backlog,
         }
     }
@@ -114,7 +123,7 @@ impl Outbox {
 
     /// Queues a frame, unless the queue is full or closed.
     pub fn push(&self, frame: Bytes) -> Result<(), PushError> {
-        let was_empty = {
+        let writer = {
             let mut state = self.lock();
             if state.closed {
                 return Err(PushError::Closed);
@@ -123,12 +132,10 @@ impl Outbox {
                 return Err(PushError::Full);
             }
             state.queue.push_back(frame);
-            state.queue.len() == 1
+            state.writer.take()
         };
         self.backlog.add(1);
-        if was_empty {
-            self.ready.notify_one();
-        }
+        wake(writer);
         Ok(())
     }
 
@@ -139,9 +146,8 @@ impl Outbox {
         frames: impl Iterator<Item = &'a Bytes>,
     ) -> Result<usize, Vec<Bytes>> {
         let mut frames = frames.peekable();
-        let (n_pushed, was_empty, refused) = {
+        let (n_pushed, writer, refused) = {
             let mut state = self.lock();
-            let was_empty = state.queue.is_empty();
             let mut n_pushed = 0;
             let mut refused = None;
             while let Some(frame) = frames.peek() {
@@ -153,12 +159,15 @@ impl Outbox {
                 n_pushed += 1;
                 frames.next();
             }
-            (n_pushed, was_empty, refused)
+            let writer = if n_pushed > 0 {
+                state.writer.take()
+            } else {
+                None
+            };
+            (n_pushed, writer, refused)
         };
         self.backlog.add(n_pushed);
-        if was_empty && n_pushed > 0 {
-            self.ready.notify_one();
-        }
+        wake(writer);
         match refused {
             Some(refused) => Err(refused),
             None => Ok(n_pushed),
@@ -168,18 +177,16 @@ impl Outbox {
     /// Queues a frame past the capacity: for the roster and resume replays,
     /// which are bounded by the peer count and the kept bound instead.
     pub fn push_unbounded(&self, frame: Bytes) {
-        let was_empty = {
+        let writer = {
             let mut state = self.lock();
             if state.closed {
                 return;
             }
             state.queue.push_back(frame);
-            state.queue.len() == 1
+            state.writer.take()
         };
         self.backlog.add(1);
-        if was_empty {
-            self.ready.notify_one();
-        }
+        wake(writer);
     }
 
     /// Takes back every frame not yet handed to the writer, in order.
@@ -192,26 +199,35 @@ impl Outbox {
     /// Closes the outbox: the writer sends what is queued (plus `last`, which
     /// goes past the capacity) and then the connection ends.
     pub fn close(&self, last: Option<Bytes>) {
-        {
+        let (writer, closer) = {
             let mut state = self.lock();
             if let Some(frame) = last {
                 state.queue.push_back(frame);
                 self.backlog.add(1);
             }
             state.closed = true;
-        }
-        self.ready.notify_one();
-        self.closing.cancel();
+            (state.writer.take(), state.closer.take())
+        };
+        wake(writer);
+        wake(closer);
     }
 
-    /// Whether [`Outbox::close`] was called (or the server is shutting down).
+    /// Whether [`Outbox::close`] was called.
     pub fn is_closed(&self) -> bool {
-        self.closing.is_cancelled()
+        self.lock().closed
     }
 
     /// Resolves once the outbox is closed.
     pub async fn closed(&self) {
-        self.closing.cancelled().await;
+        poll_fn(|cx| {
+            let mut state = self.lock();
+            if state.closed {
+                return Poll::Ready(());
+            }
+            State::park(&mut state.closer, cx);
+            Poll::Pending
+        })
+        .await;
     }
 
     /// Frames queued now.
@@ -223,18 +239,18 @@ impl Outbox {
     /// Waits until there is something to write (`true`), or the outbox is
     /// closed and drained (`false`).
     async fn wait_ready(&self) -> bool {
-        loop {
-            {
-                let state = self.lock();
-                if !state.queue.is_empty() {
-                    return true;
-                }
-                if state.closed {
-                    return false;
-                }
+        poll_fn(|cx| {
+            let mut state = self.lock();
+            if !state.queue.is_empty() {
+                return Poll::Ready(true);
             }
-            self.ready.notified().await;
-        }
+            if state.closed {
+                return Poll::Ready(false);
+            }
+            State::park(&mut state.writer, cx);
+            Poll::Pending
+        })
+        .await
     }
 
     /// Appends everything queued to `batch`, oldest first.
@@ -261,6 +277,13 @@ impl Outbox {
             self.take_batch(batch);
         }
         ready
+    }
+}
+
+/// Wakes a task taken out of the state, after the lock is released.
+fn wake(waker: Option<Waker>) {
+    if let Some(waker) = waker {
+        waker.wake();
     }
 }
 
@@ -305,9 +328,8 @@ mod tests {
     #[tokio::test]
     async fn the_backlog_counts_queued_frames() {
         let backlog = Arc::new(Backlog::default());
-        let shutdown = CancellationToken::new();
-        let a = Outbox::with_backlog(8, backlog.clone(), &shutdown);
-        let b = Outbox::with_backlog(8, backlog.clone(), &shutdown);
+        let a = Outbox::with_backlog(8, backlog.clone());
+        let b = Outbox::with_backlog(8, backlog.clone());
         a.push(Bytes::from_static(b"1")).unwrap();
         a.push(Bytes::from_static(b"2")).unwrap();
         b.push_unbounded(Bytes::from_static(b"3"));
@@ -350,5 +372,30 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(batch, [Bytes::from_static(b"x")]);
+    }
+
+    #[tokio::test]
+    async fn closing_wakes_both_the_writer_and_the_closed_waiter() {
+        let outbox = Arc::new(Outbox::new(8));
+        let spawn_waiter = |closed: bool| {
+            let outbox = outbox.clone();
+            tokio::spawn(async move {
+                if closed {
+                    outbox.closed().await;
+                    true
+                } else {
+                    outbox.next_batch(&mut VecDeque::new()).await
+                }
+            })
+        };
+        let (closed, writer) = (spawn_waiter(true), spawn_waiter(false));
+        tokio::task::yield_now().await;
+        assert!(!closed.is_finished() && !writer.is_finished());
+        outbox.close(None);
+        let limit = std::time::Duration::from_secs(5);
+        assert!(tokio::time::timeout(limit, closed).await.unwrap().unwrap());
+        // Closed and empty: the writer is told there is nothing more.
+        assert!(!tokio::time::timeout(limit, writer).await.unwrap().unwrap());
+        assert!(outbox.is_closed());
     }
 }

@@ -256,8 +256,18 @@ impl RegistryHandle {
     }
 
     /// Waits for a place in the registry's queue, to fill without waiting.
+    ///
+    /// The waiting future is large (a semaphore waiter) and is only needed
+    /// when the queue is full, so it lives on the heap for as long as the
+    /// wait lasts instead of in every connection task.
     pub async fn reserve(&self) -> Result<mpsc::Permit<'_, Command>, RegistryClosed> {
-        self.tx.reserve().await.map_err(|_| RegistryClosed)
+        match self.tx.try_reserve() {
+            Ok(permit) => Ok(permit),
+            Err(mpsc::error::TrySendError::Full(())) => Box::pin(self.tx.reserve())
+                .await
+                .map_err(|_| RegistryClosed),
+            Err(mpsc::error::TrySendError::Closed(())) => Err(RegistryClosed),
+        }
     }
 
     /// Asks a console question and waits for the answer.
