@@ -59,10 +59,12 @@ pub const CONGESTION_PAUSE_MAX: Duration = Duration::from_millis(20);
 /// up to this).
 pub const PING_WINDOW_MAX: Duration = Duration::from_secs(5);
 
-/// The last sign of life of a connection: any bytes read from it.
+/// The last sign of life of a connection: the last line read from it to its
+/// end (a frame, a blank, a malformed or over-long line).
 ///
-/// Written by the connection's reader on every read, read by the registry's
-/// liveness sweep, so it is an atomic rather than a message per read.
+/// Written by the connection's reader after each read that ended a line,
+/// read by the registry's liveness sweep, so it is an atomic rather than a
+/// message per line.
 #[derive(Debug)]
 pub struct Activity {
     epoch: Instant,
