@@ -7,13 +7,12 @@
 //! connection never decides anything about peers: it only moves bytes, and
 //! it never waits on anything but its own socket and the registry's queue.
 
-use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
@@ -236,60 +235,122 @@ async fn write_ready(stream: &TcpStream) -> io::Result<()> {
 }
 
 /// Writes everything the outbox is given until it is closed and drained.
+///
+/// Frames leave the outbox only once written in full, so if the registry
+/// takes the queue back meanwhile (a resume elsewhere, a cut-off), it gets
+/// every frame this socket has not had. The writer then finishes only the
+/// frame it is part-way through, so the stream stays whole, and goes on
+/// with what is queued now (the closing frame).
 async fn write_frames(stream: &TcpStream, outbox: &Outbox, stats: &Stats) -> io::Result<()> {
-    let mut batch = VecDeque::new();
-    while outbox.next_batch(&mut batch).await {
-        let n_bytes: usize = batch.iter().map(Bytes::len).sum();
-        write_batch(stream, &mut batch).await?;
-        Stats::add(&stats.bytes_out, n_bytes as u64);
+    let mut batch = Vec::new();
+    while let Some(lease) = outbox.next_batch(&mut batch, MAX_IOVECS).await {
+        let mut at = Position {
+            frame: 0,
+            offset: lease.offset,
+        };
+        while at.frame < batch.len() {
+            let written = write_some(stream, &batch, at, || outbox.holds(&lease)).await?;
+            let next = match written {
+                Some(n) => {
+                    Stats::add(&stats.bytes_out, n as u64);
+                    at.advanced(&batch, n)
+                }
+                None => at,
+            };
+            if written.is_none() || !outbox.written(&lease, next.frame - at.frame, next.offset) {
+                // Taken back: finish the frame under way, leave the rest.
+                if let Some(frame) = batch.get(next.frame).filter(|_| next.offset > 0) {
+                    write_rest(stream, frame, next.offset).await?;
+                }
+                break;
+            }
+            at = next;
+        }
+        batch.clear();
         if batch.capacity() > KEPT_BATCH_CAPACITY {
-            // A burst grew the deque; do not keep it for an idle peer (it is
-            // swapped with the outbox's, so both would stay large).
-            batch = VecDeque::new();
+            // A burst grew it; do not keep it for an idle peer.
+            batch = Vec::new();
         }
     }
     Ok(())
 }
 
-/// Writes and empties `batch` with as few system calls as the socket allows.
-async fn write_batch(stream: &TcpStream, batch: &mut VecDeque<Bytes>) -> io::Result<()> {
-    while !batch.is_empty() {
+/// Where a writer is in its batch: which frame, and how many of its bytes
+/// are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Position {
+    frame: usize,
+    offset: usize,
+}
+
+impl Position {
+    /// The position `n` written bytes further on.
+    fn advanced(self, batch: &[Bytes], mut n: usize) -> Position {
+        let Position {
+            mut frame,
+            mut offset,
+        } = self;
+        while n > 0 && frame < batch.len() {
+            let left = batch[frame].len() - offset;
+            if n < left {
+                offset += n;
+                n = 0;
+            } else {
+                n -= left;
+                frame += 1;
+                offset = 0;
+            }
+        }
+        Position { frame, offset }
+    }
+}
+
+/// One vectored write of `batch` from `at`, waiting until the socket takes
+/// something; returns the number of bytes written, or `None` if `still_ours`
+/// says no once the socket is ready (the frames were taken back meanwhile).
+async fn write_some(
+    stream: &TcpStream,
+    batch: &[Bytes],
+    at: Position,
+    still_ours: impl Fn() -> bool,
+) -> io::Result<Option<usize>> {
+    loop {
         write_ready(stream).await?;
-        let written = {
+        if !still_ours() {
+            return Ok(None);
+        }
+        let result = {
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
             let mut n_slices = 0;
-            for (slot, bytes) in slices.iter_mut().zip(batch.iter()) {
-                *slot = IoSlice::new(bytes);
+            for (slot, (k, bytes)) in slices
+                .iter_mut()
+                .zip(batch.iter().enumerate().skip(at.frame))
+            {
+                let from = if k == at.frame { at.offset } else { 0 };
+                *slot = IoSlice::new(&bytes[from..]);
                 n_slices += 1;
             }
-            match stream.try_write_vectored(&slices[..n_slices]) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
-            }
+            stream.try_write_vectored(&slices[..n_slices])
         };
-        if written == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
+        match result {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => return Ok(Some(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
         }
-        consume(batch, written);
     }
-    Ok(())
 }
 
-/// Drops `n` written bytes from the front of `batch`.
-fn consume(batch: &mut VecDeque<Bytes>, mut n: usize) {
-    while n > 0 {
-        let Some(front) = batch.front_mut() else {
-            return;
-        };
-        if front.len() <= n {
-            n -= front.len();
-            batch.pop_front();
-        } else {
-            front.advance(n);
-            n = 0;
+/// Writes what is left of one frame from `offset`.
+async fn write_rest(stream: &TcpStream, frame: &Bytes, offset: usize) -> io::Result<()> {
+    let rest = std::slice::from_ref(frame);
+    let mut at = Position { frame: 0, offset };
+    while at.frame < rest.len() {
+        if let Some(n) = write_some(stream, rest, at, || true).await? {
+            at = at.advanced(rest, n);
         }
     }
+    Ok(())
 }
 
 /// Sends FIN, then reads and discards whatever the peer still sends for a
@@ -322,17 +383,49 @@ mod tests {
     use super::*;
 
     #[test]
-    fn consume_handles_partial_writes() {
-        let mut batch: VecDeque<Bytes> =
-            [Bytes::from_static(b"abc"), Bytes::from_static(b"defg")].into();
-        consume(&mut batch, 2);
+    fn positions_advance_across_frames_and_partial_writes() {
+        let batch = [Bytes::from_static(b"abc"), Bytes::from_static(b"defg")];
+        let start = Position {
+            frame: 0,
+            offset: 0,
+        };
+        let p = start.advanced(&batch, 2);
         assert_eq!(
-            batch,
-            [Bytes::from_static(b"c"), Bytes::from_static(b"defg")]
+            p,
+            Position {
+                frame: 0,
+                offset: 2
+            }
         );
-        consume(&mut batch, 3);
-        assert_eq!(batch, [Bytes::from_static(b"fg")]);
-        consume(&mut batch, 2);
-        assert!(batch.is_empty());
+        let p = p.advanced(&batch, 1);
+        assert_eq!(
+            p,
+            Position {
+                frame: 1,
+                offset: 0
+            }
+        );
+        let p = p.advanced(&batch, 3);
+        assert_eq!(
+            p,
+            Position {
+                frame: 1,
+                offset: 3
+            }
+        );
+        assert_eq!(
+            p.advanced(&batch, 1),
+            Position {
+                frame: 2,
+                offset: 0
+            }
+        );
+        assert_eq!(
+            start.advanced(&batch, 7),
+            Position {
+                frame: 2,
+                offset: 0
+            }
+        );
     }
 }

@@ -1,15 +1,17 @@
 //! [`Outbox`]: one connection's bounded queue of encoded frames.
 //!
 //! The registry pushes shared `Bytes` (one encoding per broadcast, cloned per
-//! recipient) without ever waiting; the connection's writer takes everything
-//! queued at once and writes it in as few system calls as it can.
+//! recipient) without ever waiting; the connection's writer leases copies of
+//! the handles of up to a batch of queued frames, writes them in as few
+//! system calls as it can, and only then removes what was written.
 //!
 //! It is a small mutex-guarded deque rather than an mpsc channel because the
-//! registry must be able to take back what was not yet handed to the writer,
+//! registry must be able to take back what the socket has not had,
 //! synchronously, when a peer goes away or is taken over by a resume: those
-//! frames then follow the peer, in order. The lock is held only to push one
-//! frame or to swap the whole deque out; never across an `.await`, and the
-//! only contenders are the registry and this connection's writer.
+//! frames then follow the peer, in order. The lock is held only to push a
+//! frame, to lease or remove a batch, or to take the queue back; never
+//! across an `.await` or a system call, and the only contenders are the
+//! registry and this connection's writer.
 //!
 //! The connection task waits on it through wakers kept under the same lock
 //! (one for "something to write", one for "closed"), not a `Notify` or a
@@ -24,6 +26,9 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
+
+/// Largest empty deque an outbox keeps once a burst is written.
+const KEPT_QUEUE_CAPACITY: usize = 8;
 
 /// Why a push did not queue the frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,7 +73,16 @@ impl Backlog {
 
 #[derive(Debug, Default)]
 struct State {
+    /// Frames not yet written in full, oldest first. The writer works on
+    /// copies of the handles and removes a frame only once it is written,
+    /// so what is taken back (for a resume) is exactly what the socket has
+    /// not had yet.
     queue: VecDeque<Bytes>,
+    /// Bytes of the first frame already written to the socket.
+    front_written: usize,
+    /// Changes each time the queue is taken back, so a writer's report of
+    /// progress on frames it no longer owns is recognised and ignored.
+    epoch: u64,
     closed: bool,
     /// Woken when the queue stops being empty, or on close.
     writer: Option<Waker>,
@@ -189,9 +203,16 @@ impl Outbox {
         wake(writer);
     }
 
-    /// Takes back every frame not yet handed to the writer, in order.
+    /// Takes back every frame not yet written in full, in order (a frame
+    /// the writer is part-way through is given back whole: its start went
+    /// to a socket that is being abandoned).
     pub fn take_pending(&self) -> VecDeque<Bytes> {
-        let pending = std::mem::take(&mut self.lock().queue);
+        let pending = {
+            let mut state = self.lock();
+            state.front_written = 0;
+            state.epoch = state.epoch.wrapping_add(1);
+            std::mem::take(&mut state.queue)
+        };
         self.backlog.sub(pending.len());
         pending
     }
@@ -253,31 +274,67 @@ impl Outbox {
         .await
     }
 
-    /// Appends everything queued to `batch`, oldest first.
-    fn take_batch(&self, batch: &mut VecDeque<Bytes>) {
-        let n_taken = {
-            let mut state = self.lock();
-            let n_taken = state.queue.len();
-            if batch.is_empty() {
-                std::mem::swap(&mut state.queue, batch);
-            } else {
-                batch.append(&mut state.queue);
-            }
-            n_taken
-        };
-        self.backlog.sub(n_taken);
-        self.backlog.drained.notify_one();
+    /// Copies the handles of up to `max` of the oldest frames into `batch`
+    /// (which must be empty); the frames stay queued until
+    /// [`Outbox::written`] reports them.
+    fn lease(&self, batch: &mut Vec<Bytes>, max: usize) -> Lease {
+        let state = self.lock();
+        batch.extend(state.queue.iter().take(max).cloned());
+        Lease {
+            epoch: state.epoch,
+            offset: state.front_written,
+        }
     }
 
-    /// Waits until there is something to write, then moves it into `batch`.
-    /// Returns `false` once closed and drained.
-    pub async fn next_batch(&self, batch: &mut VecDeque<Bytes>) -> bool {
-        let ready = self.wait_ready().await;
-        if ready {
-            self.take_batch(batch);
+    /// Waits until there is something to write, then copies up to `max` of
+    /// the oldest frames' handles into `batch` (which must be empty). Gives
+    /// `None` once closed and drained.
+    pub async fn next_batch(&self, batch: &mut Vec<Bytes>, max: usize) -> Option<Lease> {
+        if self.wait_ready().await {
+            Some(self.lease(batch, max))
+        } else {
+            None
         }
-        ready
     }
+
+    /// Whether `lease`'s frames are still this outbox's to write (they were
+    /// not taken back since).
+    pub fn holds(&self, lease: &Lease) -> bool {
+        self.lock().epoch == lease.epoch
+    }
+
+    /// Reports that the first `n_frames` frames of `lease`'s batch are now
+    /// written in full, and `offset` bytes of the next one. Returns `false`
+    /// (and changes nothing) if the queue was taken back since the lease:
+    /// the rest of the batch is no longer this writer's to write.
+    pub fn written(&self, lease: &Lease, n_frames: usize, offset: usize) -> bool {
+        {
+            let mut state = self.lock();
+            if state.epoch != lease.epoch {
+                return false;
+            }
+            let n_frames = n_frames.min(state.queue.len());
+            state.queue.drain(..n_frames);
+            state.front_written = offset;
+            if state.queue.is_empty() && state.queue.capacity() > KEPT_QUEUE_CAPACITY {
+                // A burst grew the deque: do not keep it for an idle peer.
+                state.queue = VecDeque::new();
+            }
+            self.backlog.sub(n_frames);
+        }
+        if n_frames > 0 {
+            self.backlog.drained.notify_one();
+        }
+        true
+    }
+}
+
+/// What a writer was given by [`Outbox::next_batch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    epoch: u64,
+    /// Bytes of the first frame already written.
+    pub offset: usize,
 }
 
 /// Wakes a task taken out of the state, after the lock is released.
@@ -299,56 +356,86 @@ impl Drop for Outbox {
 mod tests {
     use super::*;
 
+    fn b(s: &'static str) -> Bytes {
+        Bytes::from_static(s.as_bytes())
+    }
+
+    /// Leases up to `max` frames and reports them all written.
+    async fn write_all(outbox: &Outbox, max: usize) -> Option<Vec<Bytes>> {
+        let mut batch = Vec::new();
+        let lease = outbox.next_batch(&mut batch, max).await?;
+        assert!(outbox.written(&lease, batch.len(), 0));
+        Some(batch)
+    }
+
     #[tokio::test]
     async fn bounded_ordered_and_closable() {
         let outbox = Outbox::new(2);
-        assert_eq!(outbox.push(Bytes::from_static(b"a")), Ok(()));
-        assert_eq!(outbox.push(Bytes::from_static(b"b")), Ok(()));
-        assert_eq!(outbox.push(Bytes::from_static(b"c")), Err(PushError::Full));
-        let mut batch = VecDeque::new();
-        assert!(outbox.next_batch(&mut batch).await);
-        assert_eq!(batch, [Bytes::from_static(b"a"), Bytes::from_static(b"b")]);
-        batch.clear();
-        outbox.push(Bytes::from_static(b"c")).unwrap();
-        outbox.close(Some(Bytes::from_static(b"end")));
-        assert_eq!(
-            outbox.push(Bytes::from_static(b"d")),
-            Err(PushError::Closed)
-        );
+        assert_eq!(outbox.push(b("a")), Ok(()));
+        assert_eq!(outbox.push(b("b")), Ok(()));
+        assert_eq!(outbox.push(b("c")), Err(PushError::Full));
+        assert_eq!(write_all(&outbox, 8).await, Some(vec![b("a"), b("b")]));
+        outbox.push(b("c")).unwrap();
+        outbox.close(Some(b("end")));
+        assert_eq!(outbox.push(b("d")), Err(PushError::Closed));
         assert!(outbox.is_closed());
-        assert!(outbox.next_batch(&mut batch).await);
-        assert_eq!(
-            batch,
-            [Bytes::from_static(b"c"), Bytes::from_static(b"end")]
-        );
+        assert_eq!(write_all(&outbox, 8).await, Some(vec![b("c"), b("end")]));
+        assert_eq!(write_all(&outbox, 8).await, None);
+    }
+
+    #[tokio::test]
+    async fn frames_stay_queued_until_written() {
+        let outbox = Outbox::new(8);
+        for frame in ["one", "two", "three"] {
+            outbox.push(b(frame)).unwrap();
+        }
+        let mut batch = Vec::new();
+        let lease = outbox.next_batch(&mut batch, 2).await.unwrap();
+        assert_eq!(batch, [b("one"), b("two")]);
+        assert_eq!(lease.offset, 0);
+        // "one" written, two bytes of "two".
+        assert!(outbox.written(&lease, 1, 2));
+        assert_eq!(outbox.len(), 2);
         batch.clear();
-        assert!(!outbox.next_batch(&mut batch).await);
+        let lease = outbox.next_batch(&mut batch, 8).await.unwrap();
+        assert_eq!(batch, [b("two"), b("three")]);
+        assert_eq!(lease.offset, 2);
+        // Taken back meanwhile: the part-written frame comes back whole, and
+        // the writer's later report changes nothing.
+        let pending = outbox.take_pending();
+        assert_eq!(pending, [b("two"), b("three")]);
+        assert!(!outbox.written(&lease, 2, 0));
+        outbox.close(Some(b("end")));
+        assert_eq!(write_all(&outbox, 8).await, Some(vec![b("end")]));
     }
 
     #[tokio::test]
     async fn the_backlog_counts_queued_frames() {
         let backlog = Arc::new(Backlog::default());
         let a = Outbox::with_backlog(8, backlog.clone());
-        let b = Outbox::with_backlog(8, backlog.clone());
-        a.push(Bytes::from_static(b"1")).unwrap();
-        a.push(Bytes::from_static(b"2")).unwrap();
-        b.push_unbounded(Bytes::from_static(b"3"));
+        let b_ = Outbox::with_backlog(8, backlog.clone());
+        a.push(b("1")).unwrap();
+        a.push(b("2")).unwrap();
+        b_.push_unbounded(b("3"));
         assert_eq!(backlog.frames(), 3);
-        let mut batch = VecDeque::new();
-        a.take_batch(&mut batch);
+        // Leased frames still count until they are written.
+        let mut batch = Vec::new();
+        let lease = a.next_batch(&mut batch, 8).await.unwrap();
+        assert_eq!(backlog.frames(), 3);
+        assert!(a.written(&lease, 2, 0));
         assert_eq!(backlog.frames(), 1);
-        backlog.drained().await; // The take left a notification.
-        b.close(Some(Bytes::from_static(b"end")));
+        backlog.drained().await; // The write left a notification.
+        b_.close(Some(b("end")));
         assert_eq!(backlog.frames(), 2);
-        drop(b);
+        drop(b_);
         assert_eq!(backlog.frames(), 0);
     }
 
     #[tokio::test]
     async fn pending_frames_can_be_taken_back() {
         let outbox = Outbox::new(8);
-        outbox.push(Bytes::from_static(b"a")).unwrap();
-        outbox.push(Bytes::from_static(b"b")).unwrap();
+        outbox.push(b("a")).unwrap();
+        outbox.push(b("b")).unwrap();
         let pending = outbox.take_pending();
         assert_eq!(pending.len(), 2);
         assert_eq!(outbox.len(), 0);
@@ -356,46 +443,41 @@ mod tests {
 
     #[tokio::test]
     async fn a_push_wakes_a_waiting_writer() {
-        let outbox = std::sync::Arc::new(Outbox::new(8));
+        let outbox = Arc::new(Outbox::new(8));
         let writer = {
             let outbox = outbox.clone();
-            tokio::spawn(async move {
-                let mut batch = VecDeque::new();
-                outbox.next_batch(&mut batch).await;
-                batch
-            })
+            tokio::spawn(async move { write_all(&outbox, 8).await })
         };
         tokio::task::yield_now().await;
-        outbox.push(Bytes::from_static(b"x")).unwrap();
+        outbox.push(b("x")).unwrap();
         let batch = tokio::time::timeout(std::time::Duration::from_secs(5), writer)
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(batch, [Bytes::from_static(b"x")]);
+        assert_eq!(batch, Some(vec![b("x")]));
     }
 
     #[tokio::test]
     async fn closing_wakes_both_the_writer_and_the_closed_waiter() {
         let outbox = Arc::new(Outbox::new(8));
-        let spawn_waiter = |closed: bool| {
+        let closed = {
             let outbox = outbox.clone();
-            tokio::spawn(async move {
-                if closed {
-                    outbox.closed().await;
-                    true
-                } else {
-                    outbox.next_batch(&mut VecDeque::new()).await
-                }
-            })
+            tokio::spawn(async move { outbox.closed().await })
         };
-        let (closed, writer) = (spawn_waiter(true), spawn_waiter(false));
+        let writer = {
+            let outbox = outbox.clone();
+            tokio::spawn(async move { write_all(&outbox, 8).await })
+        };
         tokio::task::yield_now().await;
         assert!(!closed.is_finished() && !writer.is_finished());
         outbox.close(None);
         let limit = std::time::Duration::from_secs(5);
-        assert!(tokio::time::timeout(limit, closed).await.unwrap().unwrap());
+        tokio::time::timeout(limit, closed).await.unwrap().unwrap();
         // Closed and empty: the writer is told there is nothing more.
-        assert!(!tokio::time::timeout(limit, writer).await.unwrap().unwrap());
+        assert_eq!(
+            tokio::time::timeout(limit, writer).await.unwrap().unwrap(),
+            None
+        );
         assert!(outbox.is_closed());
     }
 }

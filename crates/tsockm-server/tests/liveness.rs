@@ -299,6 +299,91 @@ async fn kept_frames_are_bounded_oldest_dropped_first() {
     server.stop().await;
 }
 
+/// Takeover of a connection whose socket is full: every frame the old
+/// socket did not take arrives on the new connection, in order, none lost.
+/// The old one gets what its socket held (at most the frame it was part-way
+/// through comes on both), then `resumed elsewhere`.
+#[tokio::test]
+async fn takeover_hands_over_every_frame_the_old_socket_did_not_take() {
+    const N: usize = 3000;
+    let server = start_with(Config {
+        max_rate: 0,
+        send_queue_frames: 8192,
+        ..config()
+    })
+    .await;
+    let mut alice = server.joined("alice", 0).await;
+    let mut old = server.joined("bob", 1).await;
+    alice.expect_where("bob joined", |f| f.body == "bob").await;
+    // Bob stops reading; alice sends him far more than sockets buffer.
+    let padding = "p".repeat(1500);
+    let mut script = Vec::new();
+    for i in 0..N {
+        let frame = Frame::direct(old.id.clone(), format!("m{i} {padding}"));
+        script.extend_from_slice(&frame.to_bytes().unwrap());
+    }
+    alice.send_raw(&script).await;
+    // A frame alice sends after all of them, echoed to herself, tells when
+    // the server has relayed everything.
+    alice.send(Frame::direct(alice.id.clone(), "relayed")).await;
+    alice
+        .expect_where("the marker", |f| f.body == "relayed")
+        .await;
+
+    let mut new = server.client().await;
+    new.send(Frame::resume(old.id.clone(), old.token.clone()))
+        .await;
+    // The old connection must be read now: it has 2 s to finish writing.
+    let old_frames = tokio::spawn(async move {
+        let mut seqs = Vec::new();
+        let mut last = None;
+        while let Some(item) = old.next_item().await {
+            let frame = item.expect("well-formed frames on the old connection");
+            if frame.action == Action::Msg {
+                seqs.push(seq_of(&frame));
+            } else {
+                last = Some(frame);
+            }
+        }
+        (seqs, last)
+    });
+    new.expect_frame(Kind::Res, Action::Comm, Status::Ok).await;
+    let mut new_seqs = Vec::new();
+    while new_seqs.last() != Some(&(N - 1)) {
+        let frame = new
+            .expect_where("a handed-over message", |f| f.action == Action::Msg)
+            .await;
+        new_seqs.push(seq_of(&frame));
+    }
+    let (old_seqs, last) = old_frames.await.unwrap();
+    let end = last.expect("a closing frame on the old connection");
+    assert_eq!(end.body, "resumed elsewhere", "{end}");
+    assert_eq!(
+        old_seqs,
+        (0..old_seqs.len()).collect::<Vec<_>>(),
+        "old in order"
+    );
+    let first_new = new_seqs[0];
+    assert_eq!(new_seqs, (first_new..N).collect::<Vec<_>>(), "new in order");
+    assert!(
+        first_new <= old_seqs.len() && old_seqs.len() <= first_new + 1,
+        "old got m0..m{}, new from m{first_new}: a gap or more than one frame twice",
+        old_seqs.len()
+    );
+    assert!(
+        first_new > 0 && first_new < N - 1,
+        "the test needs frames on both sides"
+    );
+    server.stop().await;
+}
+
+fn seq_of(frame: &Frame) -> usize {
+    let word = frame.body.split(' ').next().unwrap_or_default();
+    word.strip_prefix('m')
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not a numbered message: {frame}"))
+}
+
 #[tokio::test]
 async fn resume_of_an_online_peer_takes_over() {
     let server = start_with(config()).await;
