@@ -55,6 +55,10 @@ pub const BURST_PUSHES: usize = 8192;
 /// the send-queue bound cuts them off.
 pub const CONGESTION_PAUSE_MAX: Duration = Duration::from_millis(20);
 
+/// How many liveness sweeps run per health timeout: a silent peer is found
+/// dead at most this fraction of the timeout late (1 s at the default 20 s).
+const SWEEPS_PER_TIMEOUT: u32 = 20;
+
 /// Longest a `:ping` waits for answers (it waits half the health timeout,
 /// up to this).
 pub const PING_WINDOW_MAX: Duration = Duration::from_secs(5);
@@ -419,7 +423,7 @@ impl Registry {
             self.limits.health_interval,
         );
         health.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let sweep_period = (self.limits.health_timeout / 4)
+        let sweep_period = (self.limits.health_timeout / SWEEPS_PER_TIMEOUT)
             .clamp(Duration::from_millis(10), self.limits.health_interval);
         let mut sweep = tokio::time::interval_at(start + sweep_period, sweep_period);
         sweep.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -1482,11 +1486,11 @@ mod tests {
             )
         );
         // No sign of life since registering (t = 0): dead once TIMEOUT has
-        // passed, found by the next sweep (every TIMEOUT / 4).
+        // passed, found by the next sweep (every TIMEOUT / SWEEPS_PER_TIMEOUT).
         tokio::time::sleep(TIMEOUT - INTERVAL - Duration::from_millis(2)).await;
         h.settle().await;
         assert!(!alice.outbox.is_closed(), "dead too early");
-        tokio::time::sleep(TIMEOUT / 4 + Duration::from_millis(2)).await;
+        tokio::time::sleep(TIMEOUT / SWEEPS_PER_TIMEOUT + Duration::from_millis(2)).await;
         h.settle().await;
         assert!(alice.outbox.is_closed(), "not found dead in time");
         let frames = drain(&alice.outbox);
