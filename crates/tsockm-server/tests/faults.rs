@@ -5,6 +5,8 @@ mod common;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::{config, start_with};
@@ -12,6 +14,7 @@ use futures::SinkExt;
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 use tokio_util::codec::{Framed, FramedRead};
 use tsockm_proto::{Action, Frame, FrameCodec, Kind, Status};
 use tsockm_server::Config;
@@ -192,8 +195,25 @@ struct Loaded {
     frames: tokio::task::JoinHandle<Vec<Frame>>,
 }
 
-/// Connects, registers, and collects every frame until EOF.
-async fn loaded_client(addr: SocketAddr, name: &str) -> Loaded {
+/// Counts messages received by all loaded clients, and wakes the test once
+/// the count reaches `target`.
+struct Progress {
+    received: AtomicUsize,
+    target: usize,
+    reached: Notify,
+}
+
+impl Progress {
+    fn count_one(&self) {
+        if self.received.fetch_add(1, Ordering::Relaxed) + 1 == self.target {
+            self.reached.notify_one();
+        }
+    }
+}
+
+/// Connects, registers, and collects every frame until EOF, counting the
+/// messages in `progress`.
+async fn loaded_client(addr: SocketAddr, name: &str, progress: Arc<Progress>) -> Loaded {
     let stream = TcpStream::connect(addr).await.unwrap();
     let (read, mut write) = stream.into_split();
     let mut frames = FramedRead::new(read, FrameCodec::with_max_frame_bytes(1 << 20));
@@ -212,6 +232,9 @@ async fn loaded_client(addr: SocketAddr, name: &str) -> Loaded {
         while let Ok(Some(Ok(Ok(frame)))) =
             tokio::time::timeout(Duration::from_secs(20), frames.next()).await
         {
+            if frame.action == Action::Msg {
+                progress.count_one();
+            }
             all.push(frame);
         }
         all
@@ -236,9 +259,16 @@ async fn shutdown_under_load_ends_every_session_after_everything_accepted() {
         ..config()
     })
     .await;
+    // Shut down once each author's first 200 messages (or as many in all)
+    // have reached the others: under load, not before it.
+    let progress = Arc::new(Progress {
+        received: AtomicUsize::new(0),
+        target: N_CLIENTS * (N_CLIENTS - 1) * 200,
+        reached: Notify::new(),
+    });
     let mut clients = Vec::new();
     for i in 0..N_CLIENTS {
-        clients.push(loaded_client(server.addr, &format!("c{i}")).await);
+        clients.push(loaded_client(server.addr, &format!("c{i}"), progress.clone()).await);
     }
     server
         .wait_for_peers("every client registered", |peers| peers.len() == N_CLIENTS)
@@ -266,8 +296,10 @@ async fn shutdown_under_load_ends_every_session_after_everything_accepted() {
             20_000
         }));
     }
-    // Let the load run, then shut down while it goes on.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Let the load build up, then shut down while it goes on.
+    tokio::time::timeout(Duration::from_secs(20), progress.reached.notified())
+        .await
+        .expect("the load is relayed");
     server.shutdown.cancel();
     let mut n_sent = Vec::new();
     for author in authors {
