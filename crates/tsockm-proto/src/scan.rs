@@ -73,21 +73,42 @@ pub(crate) fn scan(line: &[u8]) -> Result<Scan, usize> {
         *start = separators.trailing_zeros() as usize;
         separators &= separators - 1;
     }
-    // The rest of the line: only ASCII and backslashes matter.
-    for word in words.get(n_window_words..).unwrap_or_default() {
+    Ok(finish(
+        starts,
+        words,
+        last,
+        n_window_words,
+        high_bits,
+        backslashes,
+    ))
+}
+
+/// The [`Scan`] of a line whose separators are found, once the words from
+/// `first` on (and the partial `last` one, unless already seen) are looked
+/// at: only ASCII and backslashes matter there.
+#[inline(always)]
+fn finish(
+    starts: [usize; N_SEPARATORS],
+    words: &[[u8; 8]],
+    last: u64,
+    first: usize,
+    mut high_bits: u64,
+    mut backslashes: u64,
+) -> Scan {
+    for word in words.get(first..).unwrap_or_default() {
         let word = u64::from_le_bytes(*word);
         high_bits |= word;
         backslashes |= has_zero_lane(word ^ BACKSLASHES);
     }
-    if n_window_words <= words.len() {
+    if first <= words.len() {
         high_bits |= last;
         backslashes |= has_zero_lane(last ^ BACKSLASHES);
     }
-    Ok(Scan {
+    Scan {
         starts,
         is_ascii: high_bits & HIGH_BITS == 0,
         has_backslash: backslashes & HIGH_BITS != 0,
-    })
+    }
 }
 
 /// Of the bits of `pairs` (each a `::` starting there), those the leftmost,
@@ -155,21 +176,7 @@ fn scan_long(line: &[u8]) -> Result<Scan, usize> {
     if n_seps < N_SEPARATORS {
         return Err(n_seps + 1);
     }
-    // The rest of BODY: only ASCII and backslashes matter.
-    for word in words.get(k..).unwrap_or_default() {
-        let word = u64::from_le_bytes(*word);
-        high_bits |= word;
-        backslashes |= has_zero_lane(word ^ BACKSLASHES);
-    }
-    if k <= words.len() {
-        high_bits |= last;
-        backslashes |= has_zero_lane(last ^ BACKSLASHES);
-    }
-    Ok(Scan {
-        starts,
-        is_ascii: high_bits & HIGH_BITS == 0,
-        has_backslash: backslashes & HIGH_BITS != 0,
-    })
+    Ok(finish(starts, words, last, k, high_bits, backslashes))
 }
 
 /// The last `tail_len` (0 to 7) bytes of `line` as a word, in its low lanes,
