@@ -35,7 +35,7 @@ pub const READ_CHUNK_MAX_BYTES: usize = 64 * 1024;
 /// Most buffers handed to one vectored write.
 pub const MAX_IOVECS: usize = 512;
 
-/// Largest frame deque a writer keeps between batches.
+/// Largest batch vector a writer keeps between batches.
 pub const KEPT_BATCH_CAPACITY: usize = 8;
 
 /// How long a closing connection may take to write what is left for it.

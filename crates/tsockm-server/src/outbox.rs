@@ -20,7 +20,7 @@
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
@@ -80,9 +80,6 @@ struct State {
     queue: VecDeque<Bytes>,
     /// Bytes of the first frame already written to the socket.
     front_written: usize,
-    /// Changes each time the queue is taken back, so a writer's report of
-    /// progress on frames it no longer owns is recognised and ignored.
-    epoch: u64,
     closed: bool,
     /// Woken when the queue stops being empty, or on close.
     writer: Option<Waker>,
@@ -104,6 +101,11 @@ impl State {
 #[derive(Debug)]
 pub struct Outbox {
     state: Mutex<State>,
+    /// Changes each time the queue is taken back, so a writer's report of
+    /// progress on frames it no longer owns is recognised and ignored.
+    /// Changed only under the state's lock; read without it by a writer
+    /// about to write, which must not take the lock for that.
+    epoch: AtomicU64,
     /// Most frames queued at once.
     capacity: usize,
     /// The server-wide count this outbox's frames are part of.
@@ -122,6 +124,7 @@ impl Outbox {
     pub fn with_backlog(capacity: usize, backlog: Arc<Backlog>) -> Self {
         Outbox {
             state: Mutex::new(State::default()),
+            epoch: AtomicU64::new(0),
             capacity: capacity.max(1),
             backlog,
         }
@@ -210,7 +213,7 @@ impl Outbox {
         let pending = {
             let mut state = self.lock();
             state.front_written = 0;
-            state.epoch = state.epoch.wrapping_add(1);
+            self.epoch.fetch_add(1, Ordering::Release);
             std::mem::take(&mut state.queue)
         };
         self.backlog.sub(pending.len());
@@ -281,7 +284,7 @@ impl Outbox {
         let state = self.lock();
         batch.extend(state.queue.iter().take(max).cloned());
         Lease {
-            epoch: state.epoch,
+            epoch: self.epoch.load(Ordering::Relaxed),
             offset: state.front_written,
         }
     }
@@ -300,7 +303,7 @@ impl Outbox {
     /// Whether `lease`'s frames are still this outbox's to write (they were
     /// not taken back since).
     pub fn holds(&self, lease: &Lease) -> bool {
-        self.lock().epoch == lease.epoch
+        self.epoch.load(Ordering::Acquire) == lease.epoch
     }
 
     /// Reports that the first `n_frames` frames of `lease`'s batch are now
@@ -310,7 +313,7 @@ impl Outbox {
     pub fn written(&self, lease: &Lease, n_frames: usize, offset: usize) -> bool {
         {
             let mut state = self.lock();
-            if state.epoch != lease.epoch {
+            if self.epoch.load(Ordering::Relaxed) != lease.epoch {
                 return false;
             }
             let n_frames = n_frames.min(state.queue.len());
