@@ -248,8 +248,13 @@ async fn write_frames(stream: &TcpStream, outbox: &Outbox, stats: &Stats) -> io:
             frame: 0,
             offset: lease.offset,
         };
-        while at.frame < batch.len() {
-            let written = write_some(stream, &batch, at, || outbox.holds(&lease)).await?;
+        // `None` once the frames were taken back; then only the frame under
+        // way is finished (up to `end`), so the stream stays whole.
+        let mut lease = Some(lease);
+        let mut end = batch.len();
+        while at.frame < end {
+            let still_ours = || lease.as_ref().is_none_or(|lease| outbox.holds(lease));
+            let written = write_some(stream, &batch[..end], at, still_ours).await?;
             let next = match written {
                 Some(n) => {
                     Stats::add(&stats.bytes_out, n as u64);
@@ -257,12 +262,11 @@ async fn write_frames(stream: &TcpStream, outbox: &Outbox, stats: &Stats) -> io:
                 }
                 None => at,
             };
-            if written.is_none() || !outbox.written(&lease, next.frame - at.frame, next.offset) {
-                // Taken back: finish the frame under way, leave the rest.
-                if let Some(frame) = batch.get(next.frame).filter(|_| next.offset > 0) {
-                    write_rest(stream, frame, next.offset).await?;
-                }
-                break;
+            if let Some(held) = &lease
+                && (written.is_none() || !outbox.written(held, next.frame - at.frame, next.offset))
+            {
+                lease = None;
+                end = next.frame + usize::from(next.offset > 0);
             }
             at = next;
         }
@@ -339,18 +343,6 @@ async fn write_some(
             Err(e) => return Err(e),
         }
     }
-}
-
-/// Writes what is left of one frame from `offset`.
-async fn write_rest(stream: &TcpStream, frame: &Bytes, offset: usize) -> io::Result<()> {
-    let rest = std::slice::from_ref(frame);
-    let mut at = Position { frame: 0, offset };
-    while at.frame < rest.len() {
-        if let Some(n) = write_some(stream, rest, at, || true).await? {
-            at = at.advanced(rest, n);
-        }
-    }
-    Ok(())
 }
 
 /// Sends FIN, then reads and discards whatever the peer still sends for a
