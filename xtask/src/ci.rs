@@ -1,9 +1,11 @@
 //! `cargo xtask ci`: what CI checks, runnable by anyone. Must need nothing a
 //! fresh machine with the pinned toolchain lacks.
 
-use crate::run;
+use crate::{run, run_with_env};
 
-/// rustfmt, clippy with warnings denied, then every test of the workspace.
+/// rustfmt, clippy with warnings denied, the API docs with warnings denied
+/// (no broken intra-doc link), then every test of the workspace (the tidy
+/// checks of `tidy.rs` among them).
 pub fn ci() -> Result<(), String> {
     run("cargo", &["fmt", "--all", "--check"])?;
     run(
@@ -16,6 +18,11 @@ pub fn ci() -> Result<(), String> {
             "-D",
             "warnings",
         ],
+    )?;
+    run_with_env(
+        "cargo",
+        &["doc", "--workspace", "--no-deps"],
+        &[("RUSTDOCFLAGS", "-D warnings")],
     )?;
     run("cargo", &["test", "--workspace"])
 }

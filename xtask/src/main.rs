@@ -6,6 +6,8 @@ mod bench;
 mod ci;
 mod fuzz;
 mod soak;
+#[cfg(test)]
+mod tidy;
 
 use std::env;
 use std::path::PathBuf;
@@ -53,9 +55,16 @@ fn project_root() -> PathBuf {
 
 /// Runs `program args...` in the project root; an error names the command.
 fn run(program: &str, args: &[&str]) -> Result<(), String> {
-    eprintln!("$ {program} {}", args.join(" "));
+    run_with_env(program, args, &[])
+}
+
+/// [`run`] with extra environment variables.
+fn run_with_env(program: &str, args: &[&str], env: &[(&str, &str)]) -> Result<(), String> {
+    let shown: Vec<String> = env.iter().map(|(k, v)| format!("{k}='{v}' ")).collect();
+    eprintln!("$ {}{program} {}", shown.concat(), args.join(" "));
     let status = std::process::Command::new(program)
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(project_root())
         .status()
         .map_err(|e| format!("cannot start `{program}`: {e}"))?;

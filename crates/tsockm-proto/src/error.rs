@@ -9,7 +9,7 @@ use std::fmt;
 use crate::{Action, Status};
 
 /// The longest field value, in characters, quoted in an error message.
-pub const QUOTE_MAX_CHARS: usize = 40;
+pub(crate) const QUOTE_MAX_CHARS: usize = 40;
 
 /// One of the seven fields of a frame, named as on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -76,12 +76,15 @@ pub enum FrameError {
     /// TYPE is not `REQ`, `RES` or `ERR`.
     #[error("unknown TYPE `{0}` (expected REQ, RES or ERR)")]
     UnknownKind(String),
-    /// STATUS is not one of the ten codes.
-    #[error("unknown STATUS `{0}` (expected 200, 400, 403, 404, 405, 408, 413, 429, 502 or 503)")]
+    /// STATUS is not one of the known codes.
+    #[error(
+        "unknown STATUS `{0}` (expected 200, 400, 401, 403, 404, 405, 408, 413, 429, 502 or 503)"
+    )]
     UnknownStatus(String),
     /// ACTION is not one of the known actions (the frame is otherwise well formed).
     #[error(
-        "unknown ACTION `{0}` (expected COMM, COMM_END, MSG, GET_PEER, NTFY_KILL, NTFY_JOIN or NONE)"
+        "unknown ACTION `{0}` (expected COMM, COMM_END, MSG, GET_PEER, NTFY_KILL, NTFY_JOIN, \
+         JOIN, PART, ROOMS, HISTORY, AUTH or NONE)"
     )]
     UnknownAction(String),
     /// A header field holds something it never may (when encoding).
@@ -89,7 +92,7 @@ pub enum FrameError {
     InvalidField {
         /// The offending field.
         field: Field,
-        /// Its value, cut to [`QUOTE_MAX_CHARS`] characters.
+        /// Its value, cut to 40 characters.
         value: String,
         /// What is wrong with it.
         problem: &'static str,

@@ -103,6 +103,16 @@ impl Frame {
             .with_body(resume_token)
     }
 
+    /// Resume naming the last message id received (v2):
+    /// `REQ::COMM::200::<peer_id>::<last_msg_id>::::<resume_token>`.
+    pub fn resume_after(
+        peer_id: impl Into<Text>,
+        last_msg_id: impl Into<Text>,
+        resume_token: impl Into<Text>,
+    ) -> Self {
+        Frame::resume(peer_id, resume_token).with_src(last_msg_id)
+    }
+
     /// Broadcast message: `REQ::MSG::200::::::*::<text>`.
     pub fn broadcast(text: impl Into<Text>) -> Self {
         Frame::request(Action::Msg)
@@ -120,6 +130,35 @@ impl Frame {
     /// Lookup: `REQ::GET_PEER::200::::::::<peer_id>`.
     pub fn get_peer(peer_id: impl Into<Text>) -> Self {
         Frame::request(Action::GetPeer).with_body(peer_id)
+    }
+
+    /// Join a room (v2): `REQ::JOIN::200::::::<#room>::`.
+    pub fn join(room: impl Into<Text>) -> Self {
+        Frame::request(Action::Join).with_dst(room)
+    }
+
+    /// Leave a room (v2): `REQ::PART::200::::::<#room>::`.
+    pub fn part(room: impl Into<Text>) -> Self {
+        Frame::request(Action::Part).with_dst(room)
+    }
+
+    /// List the rooms (v2): `REQ::ROOMS::200::::::::`.
+    pub const fn rooms() -> Self {
+        Frame::request(Action::Rooms)
+    }
+
+    /// Stored messages (v2): `REQ::HISTORY::200::::::<conversation>::<query>`,
+    /// the conversation `*`, a `#room` or a peer id, the query `<n>`,
+    /// `<n> before <msg_id>` or `<n> after <msg_id>`.
+    pub fn history(conversation: impl Into<Text>, query: impl Into<Text>) -> Self {
+        Frame::request(Action::History)
+            .with_dst(conversation)
+            .with_body(query)
+    }
+
+    /// The server password (v2): `REQ::AUTH::200::::::::<password>`.
+    pub fn auth(password: impl Into<Text>) -> Self {
+        Frame::request(Action::Auth).with_body(password)
     }
 
     /// End of session: `REQ::COMM_END::200::::::::`.
@@ -391,6 +430,18 @@ mod tests {
             "REQ::GET_PEER::200::::::::id2"
         );
         assert_eq!(Frame::comm_end().to_string(), "REQ::COMM_END::200::::::::");
+        assert_eq!(
+            Frame::resume_after("id1", "m1", "tok").to_string(),
+            "REQ::COMM::200::id1::m1::::tok"
+        );
+        assert_eq!(Frame::join("#a").to_string(), "REQ::JOIN::200::::::#a::");
+        assert_eq!(Frame::part("#a").to_string(), "REQ::PART::200::::::#a::");
+        assert_eq!(Frame::rooms().to_string(), "REQ::ROOMS::200::::::::");
+        assert_eq!(
+            Frame::history("*", "5 before m1").to_string(),
+            "REQ::HISTORY::200::::::*::5 before m1"
+        );
+        assert_eq!(Frame::auth("pw").to_string(), "REQ::AUTH::200::::::::pw");
         assert_eq!(
             Frame::health_answer("id1").to_string(),
             "RES::COMM::200::id1::::::OK"

@@ -34,6 +34,29 @@
 //! assert_eq!(frame.to_string(), "REQ::MSG::200::::::*::hello :: world");
 //! # Ok::<(), tsockm_proto::FrameError>(())
 //! ```
+//!
+//! Over a socket, [`FrameCodec`] turns a byte stream into frames and back
+//! (here an in-memory pipe stands in for the TCP connection):
+//!
+//! ```
+//! use futures::{SinkExt, StreamExt};
+//! use tokio_util::codec::Framed;
+//! use tsockm_proto::{Action, Frame, FrameCodec};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let (client, server) = tokio::io::duplex(1024);
+//! let mut client = Framed::new(client, FrameCodec::new());
+//! let mut server = Framed::new(server, FrameCodec::new());
+//!
+//! client.send(Frame::join("#rust")).await?;
+//! let frame = server.next().await.expect("a frame")??;
+//! assert_eq!(frame.action, Action::Join);
+//! assert_eq!(frame.dst, "#rust");
+//! assert_eq!(frame.to_string(), "REQ::JOIN::200::::::#rust::");
+//! # Ok(())
+//! # }
+//! ```
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 #![warn(missing_docs)]
 
@@ -65,3 +88,17 @@ pub const BROADCAST: &str = "*";
 
 /// Default maximum length of one frame in bytes, not counting its terminator.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 * 1024;
+
+/// The literal texts the contract fixes, so that a client can tell why a
+/// session ended without guessing at words.
+pub mod reason {
+    /// The start of the COMM_END reason (and of the 503 reason) every peer
+    /// gets when the server shuts down.
+    pub const SHUTTING_DOWN: &str = "server shutting down";
+    /// The COMM_END reason of a connection whose session was resumed on
+    /// another connection.
+    pub const RESUMED_ELSEWHERE: &str = "resumed elsewhere";
+    /// The reason of the 408 a peer gets when it stopped answering health
+    /// checks.
+    pub const HEALTH_TIMED_OUT: &str = "health check timed out";
+}

@@ -1,15 +1,21 @@
-//! The STATUS field: the ten status codes, each with its number and name.
+//! The STATUS field: the status codes, each with its number and name.
 
 use std::fmt;
 use std::str::FromStr;
 
+use crate::FrameError;
+use crate::error::quote;
+
 /// A status code. On the wire it is written as its number, e.g. `404`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum Status {
     /// 200: success.
     Ok,
     /// 400: malformed frame, invalid username, or request before registration.
     BadRequest,
+    /// 401 (v2): the server password is missing or wrong.
+    Unauthorized,
     /// 403: SENDER_ID names another peer.
     Forbidden,
     /// 404: unknown peer id.
@@ -30,9 +36,10 @@ pub enum Status {
 
 impl Status {
     /// Every status, in ascending order of code.
-    pub const ALL: [Status; 10] = [
+    pub const ALL: [Status; 11] = [
         Status::Ok,
         Status::BadRequest,
+        Status::Unauthorized,
         Status::Forbidden,
         Status::NotFound,
         Status::MethodNotAllowed,
@@ -48,6 +55,7 @@ impl Status {
         match self {
             Status::Ok => 200,
             Status::BadRequest => 400,
+            Status::Unauthorized => 401,
             Status::Forbidden => 403,
             Status::NotFound => 404,
             Status::MethodNotAllowed => 405,
@@ -64,6 +72,7 @@ impl Status {
         match self {
             Status::Ok => "200",
             Status::BadRequest => "400",
+            Status::Unauthorized => "401",
             Status::Forbidden => "403",
             Status::NotFound => "404",
             Status::MethodNotAllowed => "405",
@@ -80,6 +89,7 @@ impl Status {
         match self {
             Status::Ok => "OK",
             Status::BadRequest => "BAD_REQUEST",
+            Status::Unauthorized => "UNAUTHORIZED",
             Status::Forbidden => "FORBIDDEN",
             Status::NotFound => "NOT_FOUND",
             Status::MethodNotAllowed => "METHOD_NOT_ALLOWED",
@@ -91,11 +101,12 @@ impl Status {
         }
     }
 
-    /// The status with this numeric code, if it is one of the ten.
+    /// The status with this numeric code, if it is one of the known ones.
     pub const fn from_code(code: u16) -> Option<Status> {
         match code {
             200 => Some(Status::Ok),
             400 => Some(Status::BadRequest),
+            401 => Some(Status::Unauthorized),
             403 => Some(Status::Forbidden),
             404 => Some(Status::NotFound),
             405 => Some(Status::MethodNotAllowed),
@@ -127,6 +138,7 @@ impl Status {
         match s {
             b"200" => Some(Status::Ok),
             b"400" => Some(Status::BadRequest),
+            b"401" => Some(Status::Unauthorized),
             b"403" => Some(Status::Forbidden),
             b"404" => Some(Status::NotFound),
             b"405" => Some(Status::MethodNotAllowed),
@@ -141,11 +153,11 @@ impl Status {
 }
 
 impl FromStr for Status {
-    type Err = ();
+    type Err = FrameError;
 
-    /// Parses the wire form: exactly the three digits of one of the ten codes.
-    fn from_str(s: &str) -> Result<Self, ()> {
-        Status::from_wire(s.as_bytes()).ok_or(())
+    /// Parses the wire form: exactly the three digits of one of the codes.
+    fn from_str(s: &str) -> Result<Self, FrameError> {
+        Status::from_wire(s.as_bytes()).ok_or_else(|| FrameError::UnknownStatus(quote(s)))
     }
 }
 
@@ -169,6 +181,7 @@ mod tests {
         let table = [
             (200, "OK"),
             (400, "BAD_REQUEST"),
+            (401, "UNAUTHORIZED"),
             (403, "FORBIDDEN"),
             (404, "NOT_FOUND"),
             (405, "METHOD_NOT_ALLOWED"),
@@ -195,7 +208,7 @@ mod tests {
             "-200",
             "99999999999999999999",
         ] {
-            assert_eq!(s.parse::<Status>(), Err(()), "{s:?}");
+            assert!(s.parse::<Status>().is_err(), "{s:?}");
         }
         assert_eq!(Status::from_code(418), None);
     }

@@ -6,8 +6,12 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::FrameError;
+use crate::error::quote;
+
 /// The TYPE field: what kind of frame this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Kind {
     /// `REQ`: a request.
     Req,
@@ -50,16 +54,17 @@ impl Kind {
 }
 
 impl FromStr for Kind {
-    type Err = ();
+    type Err = FrameError;
 
     /// Parses the exact wire spelling (case-sensitive).
-    fn from_str(s: &str) -> Result<Self, ()> {
-        Kind::from_wire(s.as_bytes()).ok_or(())
+    fn from_str(s: &str) -> Result<Self, FrameError> {
+        Kind::from_wire(s.as_bytes()).ok_or_else(|| FrameError::UnknownKind(quote(s)))
     }
 }
 
 /// The ACTION field: what the frame is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Action {
     /// `COMM`: registration, its answer, resume, and the health check.
     Comm,
@@ -73,19 +78,34 @@ pub enum Action {
     NtfyKill,
     /// `NTFY_JOIN`: a peer registered (also the roster sent to a newcomer).
     NtfyJoin,
+    /// `JOIN` (v2): join a room; a peer is in a room.
+    Join,
+    /// `PART` (v2): leave a room; a peer left a room.
+    Part,
+    /// `ROOMS` (v2): list the rooms.
+    Rooms,
+    /// `HISTORY` (v2): stored messages.
+    History,
+    /// `AUTH` (v2): the server password.
+    Auth,
     /// `NONE`: no action; used in errors about frames whose action is unknown.
     None,
 }
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 7] = [
+    pub const ALL: [Action; 12] = [
         Action::Comm,
         Action::CommEnd,
         Action::Msg,
         Action::GetPeer,
         Action::NtfyKill,
         Action::NtfyJoin,
+        Action::Join,
+        Action::Part,
+        Action::Rooms,
+        Action::History,
+        Action::Auth,
         Action::None,
     ];
 
@@ -98,6 +118,11 @@ impl Action {
             Action::GetPeer => "GET_PEER",
             Action::NtfyKill => "NTFY_KILL",
             Action::NtfyJoin => "NTFY_JOIN",
+            Action::Join => "JOIN",
+            Action::Part => "PART",
+            Action::Rooms => "ROOMS",
+            Action::History => "HISTORY",
+            Action::Auth => "AUTH",
             Action::None => "NONE",
         }
     }
@@ -119,6 +144,11 @@ impl Action {
             b"GET_PEER" => Some(Action::GetPeer),
             b"NTFY_KILL" => Some(Action::NtfyKill),
             b"NTFY_JOIN" => Some(Action::NtfyJoin),
+            b"JOIN" => Some(Action::Join),
+            b"PART" => Some(Action::Part),
+            b"ROOMS" => Some(Action::Rooms),
+            b"HISTORY" => Some(Action::History),
+            b"AUTH" => Some(Action::Auth),
             b"NONE" => Some(Action::None),
             _ => None,
         }
@@ -126,11 +156,11 @@ impl Action {
 }
 
 impl FromStr for Action {
-    type Err = ();
+    type Err = FrameError;
 
     /// Parses the exact wire spelling (case-sensitive).
-    fn from_str(s: &str) -> Result<Self, ()> {
-        Action::from_wire(s.as_bytes()).ok_or(())
+    fn from_str(s: &str) -> Result<Self, FrameError> {
+        Action::from_wire(s.as_bytes()).ok_or_else(|| FrameError::UnknownAction(quote(s)))
     }
 }
 
@@ -144,8 +174,11 @@ mod tests {
             assert_eq!(kind.as_str().parse::<Kind>(), Ok(kind));
             assert_eq!(kind.to_string(), kind.as_str());
         }
-        assert_eq!("req".parse::<Kind>(), Err(()));
-        assert_eq!("".parse::<Kind>(), Err(()));
+        assert_eq!(
+            "req".parse::<Kind>(),
+            Err(FrameError::UnknownKind("req".into()))
+        );
+        assert!("".parse::<Kind>().is_err());
     }
 
     #[test]
@@ -154,7 +187,10 @@ mod tests {
             assert_eq!(action.as_str().parse::<Action>(), Ok(action));
             assert_eq!(action.to_string(), action.as_str());
         }
-        assert_eq!("PING".parse::<Action>(), Err(()));
-        assert_eq!("msg".parse::<Action>(), Err(()));
+        assert_eq!(
+            "PING".parse::<Action>(),
+            Err(FrameError::UnknownAction("PING".into()))
+        );
+        assert!("msg".parse::<Action>().is_err());
     }
 }

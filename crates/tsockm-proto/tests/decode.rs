@@ -565,36 +565,36 @@ fn unknown_type_status_and_action() {
         ),
         (
             b"REQ::MSG::201::::::*::hi\n",
-            "400 unknown STATUS `201` (expected 200, 400, 403, 404, 405, 408, 413, 429, 502 or 503)",
+            "400 unknown STATUS `201` (expected 200, 400, 401, 403, 404, 405, 408, 413, 429, 502 or 503)",
         ),
         (
             b"REQ::MSG::OK::::::*::hi\n",
-            "400 unknown STATUS `OK` (expected 200, 400, 403, 404, 405, 408, 413, 429, 502 or 503)",
+            "400 unknown STATUS `OK` (expected 200, 400, 401, 403, 404, 405, 408, 413, 429, 502 or 503)",
         ),
         (
             b"REQ::MSG::0200::::::*::hi\n",
-            "400 unknown STATUS `0200` (expected 200, 400, 403, 404, 405, 408, 413, 429, 502 or 503)",
+            "400 unknown STATUS `0200` (expected 200, 400, 401, 403, 404, 405, 408, 413, 429, 502 or 503)",
         ),
         (
             b"REQ::MSG:: 200::::::*::hi\n",
-            "400 unknown STATUS ` 200` (expected 200, 400, 403, 404, 405, 408, 413, 429, 502 or 503)",
+            "400 unknown STATUS ` 200` (expected 200, 400, 401, 403, 404, 405, 408, 413, 429, 502 or 503)",
         ),
         (
             b"REQ::PING::200::::::*::hi\n",
-            "405 unknown ACTION `PING` (expected COMM, COMM_END, MSG, GET_PEER, NTFY_KILL, NTFY_JOIN or NONE)",
+            "405 unknown ACTION `PING` (expected COMM, COMM_END, MSG, GET_PEER, NTFY_KILL, NTFY_JOIN, JOIN, PART, ROOMS, HISTORY, AUTH or NONE)",
         ),
         (
             b"REQ::msg::200::::::*::hi\n",
-            "405 unknown ACTION `msg` (expected COMM, COMM_END, MSG, GET_PEER, NTFY_KILL, NTFY_JOIN or NONE)",
+            "405 unknown ACTION `msg` (expected COMM, COMM_END, MSG, GET_PEER, NTFY_KILL, NTFY_JOIN, JOIN, PART, ROOMS, HISTORY, AUTH or NONE)",
         ),
         (
             b"REQ::::200::::::*::hi\n",
-            "405 unknown ACTION `` (expected COMM, COMM_END, MSG, GET_PEER, NTFY_KILL, NTFY_JOIN or NONE)",
+            "405 unknown ACTION `` (expected COMM, COMM_END, MSG, GET_PEER, NTFY_KILL, NTFY_JOIN, JOIN, PART, ROOMS, HISTORY, AUTH or NONE)",
         ),
         // Precedence: a malformed frame (400) beats an unknown action (405).
         (
             b"REQ::PING::999::::::*::hi\n",
-            "400 unknown STATUS `999` (expected 200, 400, 403, 404, 405, 408, 413, 429, 502 or 503)",
+            "400 unknown STATUS `999` (expected 200, 400, 401, 403, 404, 405, 408, 413, 429, 502 or 503)",
         ),
         (
             b"XXX::PING::200::::::*::hi\n",
@@ -620,7 +620,7 @@ fn long_values_are_cut_in_messages() {
     check(
         input.as_bytes(),
         &format!(
-            "405 unknown ACTION `{}…` (expected COMM, COMM_END, MSG, GET_PEER, NTFY_KILL, NTFY_JOIN or NONE)",
+            "405 unknown ACTION `{}…` (expected COMM, COMM_END, MSG, GET_PEER, NTFY_KILL, NTFY_JOIN, JOIN, PART, ROOMS, HISTORY, AUTH or NONE)",
             "A".repeat(40)
         ),
     );
@@ -640,7 +640,7 @@ fn every_type_action_and_status() {
             }
         }
     }
-    assert_eq!(expected.len(), 3 * 7 * 10);
+    assert_eq!(expected.len(), 3 * 12 * 11);
     check(input.as_bytes(), &expected.join("\n"));
 }
 
@@ -658,6 +658,11 @@ fn the_vocabulary_of_the_contract() {
             "GET_PEER",
             "NTFY_KILL",
             "NTFY_JOIN",
+            "JOIN",
+            "PART",
+            "ROOMS",
+            "HISTORY",
+            "AUTH",
             "NONE"
         ]
     );
@@ -667,6 +672,7 @@ fn the_vocabulary_of_the_contract() {
         [
             (200, "OK"),
             (400, "BAD_REQUEST"),
+            (401, "UNAUTHORIZED"),
             (403, "FORBIDDEN"),
             (404, "NOT_FOUND"),
             (405, "METHOD_NOT_ALLOWED"),
@@ -797,7 +803,7 @@ async fn framed_read_over_a_slice_keeps_going_after_bad_lines() {
         r#"
 REQ MSG 200 "" "" "*" "one"
 400 frame is not valid UTF-8 (invalid byte at offset 0)
-405 unknown ACTION `PING` (expected COMM, COMM_END, MSG, GET_PEER, NTFY_KILL, NTFY_JOIN or NONE)
+405 unknown ACTION `PING` (expected COMM, COMM_END, MSG, GET_PEER, NTFY_KILL, NTFY_JOIN, JOIN, PART, ROOMS, HISTORY, AUTH or NONE)
 400 frame has 1 of the 7 fields TYPE::ACTION::STATUS::SENDER_ID::SRC::DST::BODY
 413 frame longer than the maximum of 64 bytes
 REQ MSG 200 "" "" "*" "two"

@@ -156,13 +156,13 @@ fn naive_from_line(line: &[u8]) -> Item {
     };
     let kind = kind
         .parse::<Kind>()
-        .map_err(|()| FrameError::UnknownKind(cut(kind)))?;
+        .map_err(|_| FrameError::UnknownKind(cut(kind)))?;
     let status = status
         .parse::<Status>()
-        .map_err(|()| FrameError::UnknownStatus(cut(status)))?;
+        .map_err(|_| FrameError::UnknownStatus(cut(status)))?;
     let action = action
         .parse::<Action>()
-        .map_err(|()| FrameError::UnknownAction(cut(action)))?;
+        .map_err(|_| FrameError::UnknownAction(cut(action)))?;
     let mut unescaped = String::new();
     let mut chars = body.chars().peekable();
     while let Some(c) = chars.next() {

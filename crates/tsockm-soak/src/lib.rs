@@ -3,7 +3,7 @@
 //! drop without COMM_END, resume in time or too late, stall, flood past the
 //! rate limit and leave cleanly, at random from one seed.
 //!
-//! Every client records what it receives; when the run ends, [`check`]
+//! Every client records what it receives; when the run ends, [`check()`]
 //! verifies the contract's guarantees over all records:
 //! - per recipient and author, broadcasts and direct messages arrive exactly
 //!   once and in the author's order;
