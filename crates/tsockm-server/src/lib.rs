@@ -40,6 +40,7 @@ pub mod registry;
 mod server;
 pub mod shutdown;
 mod stats;
+pub mod store;
 mod username;
 mod wire;
 
