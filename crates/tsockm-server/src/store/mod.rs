@@ -381,6 +381,15 @@ pub enum StoreError {
         /// more than SQLite's code: empty, or ` (<file>: <cause>)`.
         hint: String,
     },
+    /// The file is another program's SQLite database.
+    #[error(
+        "the database {} is not TsockM's (it has other tables and no TsockM schema version): refusing to start",
+        .path.display()
+    )]
+    Foreign {
+        /// The database file.
+        path: PathBuf,
+    },
     /// The database holds something this build cannot read back.
     #[error("the database {} holds a damaged {what}: {detail}", .path.display())]
     Damaged {

@@ -37,7 +37,7 @@ use super::{
     StoredMessage, wal_path, write_hint,
 };
 
-/// The newest schema this build knows: the number of [`MIGRATIONS`].
+/// The newest schema this build knows (the number of migrations).
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// `MIGRATIONS[i]` takes a database from schema version `i` to `i + 1`.
@@ -240,13 +240,7 @@ impl SqliteStore {
                     .query_row("SELECT COUNT(*) FROM sqlite_master", [], |row| row.get(0))
                     .map_err(|e| open_error(&path, e))?;
                 if n_tables > 0 {
-                    return Err(StoreError::Damaged {
-                        path,
-                        what: "schema",
-                        detail: "it has tables but no TsockM schema version \
-                                 (another program's database?): refusing to start"
-                            .to_owned(),
-                    });
+                    return Err(StoreError::Foreign { path });
                 }
                 0
             }
@@ -977,11 +971,14 @@ mod tests {
             .unwrap()
             .execute_batch("CREATE TABLE bookmarks (url TEXT)")
             .unwrap();
-        let error = SqliteStore::open(&other, 10).unwrap_err().to_string();
-        assert!(error.contains("another program's database"), "{error}");
-        assert!(
-            error.starts_with(&format!("the database {}", other.display())),
-            "{error}"
+        let error = SqliteStore::open(&other, 10).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "the database {} is not TsockM's (it has other tables and no TsockM \
+                 schema version): refusing to start",
+                other.display()
+            )
         );
     }
 

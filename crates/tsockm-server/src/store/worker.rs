@@ -195,8 +195,10 @@ impl StoreHandle {
 
     /// Asks for a page of history. `reply` gets it on the store thread,
     /// after every message appended before this call. If the request cannot
-    /// be queued (queue full, store closed), `reply` is called at once, on
+    /// be queued (queue full, store closing), `reply` is called at once, on
     /// this thread, with [`StoreError::Busy`] or [`StoreError::Closed`].
+    /// (A request racing with [`close`](StoreHandle::close) from another
+    /// thread may be dropped with the queue, `reply` uncalled.)
     pub fn history(&self, conversation: Conversation, query: Query, reply: HistoryReply) {
         let request = Box::new(HistoryRequest {
             conversation,
@@ -250,6 +252,9 @@ impl StoreHandle {
     /// Queues a request that is not an append (no byte accounting), or
     /// gives it back with the reason.
     fn send(&self, request: Request) -> Result<(), (Request, Refusal)> {
+        if self.shared.closing.load(Ordering::Relaxed) && !matches!(request, Request::Close) {
+            return Err((request, Refusal::Closed));
+        }
         let stats = &self.shared.stats;
         stats.queued.fetch_add(1, Ordering::Relaxed);
         self.requests_tx.try_send(request).map_err(|e| {
@@ -351,43 +356,47 @@ impl StoreWorker {
         let batch_max = self.shared.limits.batch_messages.max(1);
         self.batch.reserve(batch_max);
         while let Ok(first) = self.requests_rx.recv() {
-            let mut next = Some(first);
-            let mut close = false;
-            // Everything waiting now: appends gather into batches, any other
-            // request first writes the appends queued before it.
-            while let Some(request) = next {
-                self.dequeued(&request);
-                match request {
-                    Request::Append(message) => {
-                        self.batch.push(*message);
-                        if self.batch.len() >= batch_max {
-                            self.write();
-                        }
-                    }
-                    Request::History(request) => {
-                        self.write();
-                        let answer = self.store.history(&request.conversation, &request.query);
-                        (request.reply)(answer);
-                    }
-                    Request::SaveSessions(request) => {
-                        self.write();
-                        let outcome = self.store.save_sessions(&request.sessions);
-                        if let Err(error) = &outcome {
-                            tracing::error!(%error, "cannot save the sessions");
-                        }
-                        (request.done)(outcome);
-                    }
-                    Request::Close => close = true,
-                }
-                next = self.requests_rx.try_recv().ok();
-            }
-            self.write();
-            if close || self.shared.closing.load(Ordering::Relaxed) {
+            self.serve(first, batch_max);
+            if self.shared.closing.load(Ordering::Relaxed) {
                 break;
             }
         }
-        self.write();
         tracing::debug!(store = %self.shared.describe, "store thread ends");
+    }
+
+    /// Serves `first` and everything queued behind it until the queue is
+    /// empty: appends gather into batches, and any other request first
+    /// writes the appends queued before it. Ends with the batch written.
+    fn serve(&mut self, first: Request, batch_max: usize) {
+        let mut next = Some(first);
+        while let Some(request) = next {
+            self.dequeued(&request);
+            match request {
+                Request::Append(message) => {
+                    self.batch.push(*message);
+                    if self.batch.len() >= batch_max {
+                        self.write();
+                    }
+                }
+                Request::History(request) => {
+                    self.write();
+                    let answer = self.store.history(&request.conversation, &request.query);
+                    call_back(move || (request.reply)(answer));
+                }
+                Request::SaveSessions(request) => {
+                    self.write();
+                    let outcome = self.store.save_sessions(&request.sessions);
+                    if let Err(error) = &outcome {
+                        tracing::error!(%error, "cannot save the sessions");
+                    }
+                    call_back(move || (request.done)(outcome));
+                }
+                // The flag is set; `run` stops once the queue is drained.
+                Request::Close => {}
+            }
+            next = self.requests_rx.try_recv().ok();
+        }
+        self.write();
     }
 
     /// Takes a request's share off the queue's counters.
@@ -463,6 +472,14 @@ impl StoreWorker {
         // Keep the allocation for the next batch.
         self.batch = batch;
         self.batch.clear();
+    }
+}
+
+/// Calls a caller's reply; a panic in it is the caller's bug, logged, and
+/// must not end the store thread.
+fn call_back(reply: impl FnOnce()) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(reply)).is_err() {
+        tracing::error!("a store reply panicked");
     }
 }
 
@@ -687,6 +704,28 @@ mod tests {
         let page = store.history(&lobby, &Query::Latest { n: 500 }).unwrap();
         assert_eq!(seqs(&page), ((1..=500).collect(), false));
         assert_eq!(store.take_sessions().unwrap(), Some(sample_sessions(7)));
+    }
+
+    #[test]
+    fn a_panicking_reply_does_not_end_the_thread() {
+        let (handle, thread) =
+            StoreWorker::spawn(Box::new(MemoryStore::new(100)), WorkerLimits::default()).unwrap();
+        let lobby = Conversation::Lobby;
+        handle.history(
+            lobby.clone(),
+            Query::Latest { n: 1 },
+            Box::new(|_| panic!("a caller's bug")),
+        );
+        handle.append(message(1, &lobby)).unwrap();
+        let page = history(&handle, &lobby, Query::Latest { n: 5 }).unwrap();
+        assert_eq!(seqs(&page), (vec![1], false));
+        handle.close();
+        let answer = history(&handle, &lobby, Query::Latest { n: 5 });
+        assert!(
+            matches!(answer, Err(HistoryError::Store(StoreError::Closed))),
+            "{answer:?}"
+        );
+        thread.join().unwrap();
     }
 
     #[test]
