@@ -1103,8 +1103,10 @@ mod tests {
         let store = SqliteStore::open(Path::new(&path), 1_000_000).unwrap();
         let (handle, _thread) =
             StoreWorker::spawn(Box::new(store), WorkerLimits::default()).unwrap();
+        // Bounded, should the parent fail to kill it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
         let mut seq = 1;
-        loop {
+        while std::time::Instant::now() < deadline {
             // Never skip a seq: wait for room instead.
             while handle.append(crash_message(seq)).is_err() {
                 std::thread::yield_now();
@@ -1120,22 +1122,34 @@ mod tests {
         }
     }
 
+    /// Kills the child if the test fails before it does.
+    struct KillOnDrop(std::process::Child);
+
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
     #[test]
     fn a_kill_during_heavy_writes_keeps_a_prefix() {
         let dir = temp_dir();
         let path = dir.path().join("tsockm.db");
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "store::sqlite::tests::crash_child_writer",
-                "--nocapture",
-            ])
-            .env(CRASH_CHILD_DB, &path)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
+        let mut child = KillOnDrop(
+            Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "store::sqlite::tests::crash_child_writer",
+                    "--nocapture",
+                ])
+                .env(CRASH_CHILD_DB, &path)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let stdout = child.0.stdout.take().unwrap();
         let (written_tx, written_rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -1155,8 +1169,8 @@ mod tests {
                 .recv_timeout(Duration::from_secs(15))
                 .expect("the writer reports progress");
         }
-        child.kill().unwrap();
-        let status = child.wait().unwrap();
+        child.0.kill().unwrap();
+        let status = child.0.wait().unwrap();
         #[cfg(unix)]
         {
             use std::os::unix::process::ExitStatusExt;

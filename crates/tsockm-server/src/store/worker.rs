@@ -580,6 +580,12 @@ mod tests {
     }
 
     #[test]
+    fn handles_are_clone_send_and_sync() {
+        fn check<T: Clone + Send + Sync + 'static>() {}
+        check::<StoreHandle>();
+    }
+
+    #[test]
     fn answers_include_every_earlier_append() {
         let (handle, thread) =
             StoreWorker::spawn(Box::new(MemoryStore::new(10_000)), WorkerLimits::default())
