@@ -34,8 +34,8 @@ mod worker;
 pub use memory::MemoryStore;
 pub use sqlite::{SCHEMA_VERSION, SqliteStore};
 pub use worker::{
-    BATCH_MESSAGES, Dropped, ERROR_LOG_INTERVAL, QUEUE_BYTES, QUEUE_MESSAGES, StoreHandle,
-    StoreStats, StoreWorker, WorkerLimits,
+    BATCH_MESSAGES, Dropped, ERROR_LOG_INTERVAL, HistoryReply, QUEUE_BYTES, QUEUE_MESSAGES,
+    SaveReply, StoreHandle, StoreStats, StoreWorker, WorkerLimits,
 };
 
 /// A message's position among every message the server accepted. Message
