@@ -29,6 +29,7 @@ pub struct TestServer {
 /// Server settings for tests: quiet, short removal delay.
 pub fn server_config() -> tsockm_server::Config {
     tsockm_server::Config {
+        store: Some(tsockm_server::StoreSpec::Memory),
         addr: "127.0.0.1:0".parse().unwrap(),
         removal_delay: Duration::from_secs(2),
         log_mode: tsockm_server::LogMode::Silent,
