@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_util::codec::Framed;
 use tsockm_proto::{Action, Frame, FrameCodec, FrameError, Kind, Status};
 
@@ -38,7 +38,44 @@ pub struct TestClient {
 /// Whether `id` looks like a message id (section 10): letters and digits,
 /// at most 32 characters, never `server`.
 pub fn is_message_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 32 && id != "server" && id.bytes().all(|b| b.is_ascii_alphanumeric())
+    !id.is_empty()
+        && id.len() <= 32
+        && id != "server"
+        && id.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// A HISTORY answer (section 12): the items, oldest first, and the end frame.
+#[derive(Debug, Clone)]
+pub struct History {
+    /// The `RES::HISTORY` items before the end frame.
+    pub items: Vec<Frame>,
+    /// The end frame, `RES::HISTORY::200::server::<srv>::<conversation>::end <count>[ more]`.
+    pub end: Frame,
+}
+
+impl History {
+    /// The message ids (SRC) of the items, oldest first.
+    pub fn ids(&self) -> Vec<String> {
+        self.items.iter().map(|f| f.src.to_string()).collect()
+    }
+
+    /// The texts of the items (BODY after its first two `::`), oldest first.
+    pub fn texts(&self) -> Vec<String> {
+        self.items
+            .iter()
+            .map(|f| history_text(f).to_owned())
+            .collect()
+    }
+}
+
+/// The text of a HISTORY item: its BODY after the first two `::`
+/// (`<unix ms>::<author username>::<text>`).
+pub fn history_text(item: &Frame) -> &str {
+    let mut parts = item.body.splitn(3, "::");
+    let (Some(_), Some(_), Some(text)) = (parts.next(), parts.next(), parts.next()) else {
+        panic!("a HISTORY item body is `<unix ms>::<username>::<text>`: {item}");
+    };
+    text
 }
 
 /// A registration answer's body split into id and token.
@@ -63,6 +100,79 @@ impl TestClient {
             id: String::new(),
             token: String::new(),
         }
+    }
+
+    /// Connects with the receive buffer of the client's socket set to
+    /// `bytes` (which turns the kernel's autotuning off for it), so that a
+    /// client that stops reading fills its socket with less data.
+    pub async fn connect_with_recv_buffer(addr: SocketAddr, bytes: u32) -> TestClient {
+        let socket = TcpSocket::new_v4().expect("a TCP socket");
+        socket
+            .set_recv_buffer_size(bytes)
+            .expect("set the receive buffer size");
+        let stream = tokio::time::timeout(DEFAULT_TIMEOUT, socket.connect(addr))
+            .await
+            .unwrap_or_else(|_| panic!("connect to {addr} timed out"))
+            .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+        TestClient {
+            framed: Framed::new(stream, FrameCodec::with_max_frame_bytes(1 << 20)),
+            timeout: DEFAULT_TIMEOUT,
+            id: String::new(),
+            token: String::new(),
+        }
+    }
+
+    /// From now on, decodes what the server sends with a limit of
+    /// `max_frame_bytes` (terminator excluded), as a client enforcing the
+    /// server's `--max-frame` would: a longer line makes the `expect_*`
+    /// that meets it panic. Call it before anything is read.
+    pub fn limit_frames(&mut self, max_frame_bytes: usize) {
+        *self.framed.codec_mut() = FrameCodec::with_max_frame_bytes(max_frame_bytes);
+    }
+
+    /// Sends `REQ::HISTORY` and reads the whole answer: the items up to the
+    /// end frame. Panics on anything else (an error included).
+    pub async fn history(&mut self, conversation: &str, query: &str) -> History {
+        self.send(Frame::history(conversation, query)).await;
+        let mut items = Vec::new();
+        loop {
+            let frame = self.expect_next().await;
+            assert!(
+                frame.kind == Kind::Res && frame.action == Action::History,
+                "waiting for the answer to HISTORY {conversation} {query}: got {frame}"
+            );
+            if frame.sender_id == "server" {
+                return History { items, end: frame };
+            }
+            items.push(frame);
+        }
+    }
+
+    /// Sends GET_PEER for its own id and reads up to the answer: once it is
+    /// read, the server has handled every frame this client sent before.
+    /// Returns the frames that arrived before the answer.
+    pub async fn sync(&mut self) -> Vec<Frame> {
+        assert!(!self.id.is_empty(), "sync needs a registered client");
+        self.send(Frame::get_peer(self.id.clone())).await;
+        let mut before = Vec::new();
+        loop {
+            let frame = self.expect_next().await;
+            if frame.kind == Kind::Res
+                && frame.action == Action::GetPeer
+                && frame.sender_id == self.id.as_str()
+            {
+                return before;
+            }
+            before.push(frame);
+        }
+    }
+
+    /// Skips frames until the next relayed message (`RES::MSG`).
+    pub async fn expect_msg(&mut self) -> Frame {
+        self.expect_where("a relayed message", |f| {
+            f.kind == Kind::Res && f.action == Action::Msg
+        })
+        .await
     }
 
     /// Connects and registers as `username`, then reads the roster of
