@@ -122,12 +122,11 @@ impl Registry {
                 requester,
                 &peer.info.username,
             ),
-            None => self.wire.error(
-                Action::GetPeer,
-                Status::NotFound,
-                requester,
-                format!("no peer with id `{wanted}`"),
-            ),
+            None => {
+                let reason = format!("no peer with id `{wanted}`");
+                self.refuse_with(conn_id, Action::GetPeer, Status::NotFound, &reason);
+                return;
+            }
         };
         self.send_to_conn(conn_id, &answer);
     }

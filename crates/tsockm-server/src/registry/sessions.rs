@@ -1,6 +1,7 @@
 //! Sessions: registration, resume (and takeover), a peer going away when its
 //! connection ends, and a peer's removal.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -458,7 +459,10 @@ impl Registry {
         }
     }
 
-    /// Answers with `ERR::<action>::<status>`.
+    /// Answers with `ERR::<action>::<status>`, the reason cut short if the
+    /// frame would pass the frame limit: reasons quote what the client sent
+    /// (an unknown id, a room name), and every frame the server sends is at
+    /// most `--max-frame` bytes (section 10).
     pub(super) fn refuse_with(
         &mut self,
         conn_id: ConnId,
@@ -466,6 +470,18 @@ impl Registry {
         status: Status,
         reason: &str,
     ) {
+        let Some(conn) = self.conns.get(&conn_id) else {
+            return;
+        };
+        // `ERR::<action>::<status>::server::<srv>::<dst>::`.
+        let header = "ERR::".len()
+            + action.as_str().len()
+            + "::000::server::".len()
+            + self.wire.srv.len()
+            + "::".len()
+            + conn.dst().len()
+            + "::".len();
+        let reason = fit_reason(reason, self.limits.max_frame_bytes.saturating_sub(header));
         self.refuse(conn_id, super::Refusal::new(action, status, reason));
     }
 
@@ -473,6 +489,32 @@ impl Registry {
     fn refuse_internal(&mut self, conn_id: ConnId, action: Action, reason: &str) {
         self.refuse_with(conn_id, action, Status::BadGateway, reason);
     }
+}
+
+/// What marks a reason cut short to fit the frame limit.
+const CUT: &str = "...";
+
+/// `reason` if it takes at most `max_bytes` once escaped; else as much of
+/// it as fits with [`CUT`] after it.
+fn fit_reason(reason: &str, max_bytes: usize) -> Cow<'_, str> {
+    if wire::escaped_len(reason) <= max_bytes {
+        return Cow::Borrowed(reason);
+    }
+    let budget = max_bytes.saturating_sub(CUT.len());
+    let mut used = 0;
+    let mut end = 0;
+    for (at, c) in reason.char_indices() {
+        used += if matches!(c, '\\' | '\n' | '\r') {
+            2
+        } else {
+            c.len_utf8()
+        };
+        if used > budget {
+            break;
+        }
+        end = at + c.len_utf8();
+    }
+    Cow::Owned(format!("{}{CUT}", &reason[..end]))
 }
 
 /// The messages of `written` after the one whose id is `last_msg_id`; all
@@ -502,6 +544,16 @@ fn message_id(frame: &[u8]) -> Option<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reasons_are_cut_to_fit() {
+        assert_eq!(fit_reason("short", 5), "short");
+        assert_eq!(fit_reason("too long", 7), "too ...");
+        // Escapes count twice; a character is never split.
+        assert_eq!(fit_reason("a\\b\\c", 6), "a\\...");
+        assert_eq!(fit_reason("\u{e9}\u{e9}\u{e9}\u{e9}", 7), "\u{e9}\u{e9}...");
+        assert_eq!(fit_reason("abcdef", 2), "...");
+    }
 
     #[test]
     fn messages_written_after_the_last_one_received() {
