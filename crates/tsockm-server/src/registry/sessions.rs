@@ -296,6 +296,11 @@ impl Registry {
         last: Option<&Frame>,
     ) -> Option<PeerSummary> {
         let peer = self.fanout.remove(key)?;
+        // It leaves all its rooms, told to no one: the members learn it
+        // from the NTFY_KILL below. Its key may be given to the next peer.
+        for room in &peer.info.rooms {
+            self.rooms.remove(room, key);
+        }
         let summary = summarize(&peer);
         if let Link::Online { conn, outbox } = peer.link() {
             self.conns.remove(conn);
