@@ -134,12 +134,18 @@ impl TestClient {
     /// end frame. Panics on anything else (an error included).
     pub async fn history(&mut self, conversation: &str, query: &str) -> History {
         self.send(Frame::history(conversation, query)).await;
+        self.history_answer().await
+    }
+
+    /// Reads the answer to a HISTORY sent earlier: the next frames must be
+    /// its items and its end frame.
+    pub async fn history_answer(&mut self) -> History {
         let mut items = Vec::new();
         loop {
             let frame = self.expect_next().await;
             assert!(
                 frame.kind == Kind::Res && frame.action == Action::History,
-                "waiting for the answer to HISTORY {conversation} {query}: got {frame}"
+                "waiting for the answer to a HISTORY: got {frame}"
             );
             if frame.sender_id == "server" {
                 return History { items, end: frame };
