@@ -214,6 +214,14 @@ impl TestClient {
         stream.flush().await.expect("flush");
     }
 
+    /// Sends raw bytes, giving back the error if the connection is gone
+    /// (for a test that expects the server to die).
+    pub async fn try_send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let stream = self.framed.get_mut();
+        stream.write_all(bytes).await?;
+        stream.flush().await
+    }
+
     /// Half-closes: no more bytes from this side.
     pub async fn shutdown_write(&mut self) {
         self.framed.get_mut().shutdown().await.expect("shutdown");
