@@ -189,21 +189,21 @@ async fn join_sends_the_roster_then_its_own_join_and_the_members_are_told() {
     let a_join = about(&server, "JOIN", &alice, "#r", "alice");
     let b_join = about(&server, "JOIN", &bob, "#r", "bob");
     let d_join = about(&server, "JOIN", &dave, "#r", "dave");
-    assert_eq!(lines(&join(&mut alice, "#r").await), [a_join.clone()]);
+    assert_eq!(lines(&join(&mut alice, "#r").await), [a_join.as_str()]);
     assert!(alice.sync().await.is_empty());
     assert_eq!(
         lines(&join(&mut bob, "#r").await),
         [a_join.clone(), b_join.clone()]
     );
-    assert_eq!(lines(&alice.sync().await), [b_join.clone()]);
+    assert_eq!(lines(&alice.sync().await), [b_join.as_str()]);
     // The roster holds every member already there; the joiner's own JOIN
     // ends it.
     let at_dave = lines(&join(&mut dave, "#r").await);
     assert_eq!(at_dave.len(), 3);
     assert!(at_dave[..2].contains(&a_join) && at_dave[..2].contains(&b_join));
     assert_eq!(at_dave[2], d_join);
-    assert_eq!(lines(&alice.sync().await), [d_join.clone()]);
-    assert_eq!(lines(&bob.sync().await), [d_join.clone()]);
+    assert_eq!(lines(&alice.sync().await), [d_join.as_str()]);
+    assert_eq!(lines(&bob.sync().await), [d_join.as_str()]);
     // Not a member: told nothing.
     assert!(carol.sync().await.is_empty());
 
@@ -236,7 +236,7 @@ async fn part_reaches_every_member_the_leaver_included() {
     bob.send(Frame::part("#r")).await;
     let part = about(&server, "PART", &bob, "#r", "bob");
     for client in [&mut alice, &mut bob, &mut carol] {
-        assert_eq!(lines(&client.sync().await), [part.clone()]);
+        assert_eq!(lines(&client.sync().await), [part.as_str()]);
     }
     assert!(dave.sync().await.is_empty());
     // Not a member (any more, or never, or no such room): 404.
