@@ -187,39 +187,62 @@ fn line_spans(line: &Line, tz: &jiff::tz::TimeZone) -> Vec<Span<'static>> {
     }
 }
 
-/// Breaks spans into rows of at most `width` columns, at newlines and
-/// wherever a row is full; continuation rows are indented by six columns.
+/// Breaks spans into rows of at most `width` columns, at newlines and at
+/// the last space that fits (anywhere when a word is longer than a row);
+/// continuation rows are indented by six columns, under the text.
 fn wrap(spans: Vec<Span<'static>>, width: usize) -> Vec<TextLine<'static>> {
     const INDENT: usize = 6;
     let indent = INDENT.min(width.saturating_sub(1));
-    let mut rows: Vec<TextLine<'static>> = Vec::new();
-    let mut row: Vec<Span<'static>> = Vec::new();
-    let mut used = 0;
-    for span in spans {
-        let style = span.style;
-        let mut chunk = String::new();
-        for c in span.content.chars() {
-            let w = c.width().unwrap_or(0);
-            if c == '\n' || used + w > width {
-                if !chunk.is_empty() {
-                    row.push(Span::styled(std::mem::take(&mut chunk), style));
+    let blank = || vec![(' ', Style::default()); indent];
+    let col = |cells: &[(char, Style)]| -> usize {
+        cells.iter().map(|(c, _)| c.width().unwrap_or(0)).sum()
+    };
+    let mut rows: Vec<Vec<(char, Style)>> = Vec::new();
+    let mut row: Vec<(char, Style)> = Vec::new();
+    let cells = spans
+        .iter()
+        .flat_map(|span| span.content.chars().map(move |c| (c, span.style)));
+    for (c, style) in cells {
+        if c == '\n' {
+            rows.push(std::mem::replace(&mut row, blank()));
+            continue;
+        }
+        let w = c.width().unwrap_or(0);
+        if col(&row) + w > width {
+            // Break after the last space past the indent, if there is one.
+            let space = row
+                .iter()
+                .rposition(|(c, _)| *c == ' ')
+                .filter(|&i| i > indent);
+            let tail = match space {
+                Some(i) => {
+                    let tail = row.split_off(i + 1);
+                    row.pop();
+                    tail
                 }
-                rows.push(TextLine::from(std::mem::take(&mut row)));
-                row.push(Span::raw(" ".repeat(indent)));
-                used = indent;
-                if c == '\n' {
-                    continue;
+                None => Vec::new(),
+            };
+            rows.push(std::mem::replace(&mut row, blank()));
+            row.extend(tail);
+            if c == ' ' && row.len() == indent {
+                continue;
+            }
+        }
+        row.push((c, style));
+    }
+    rows.push(row);
+    rows.into_iter()
+        .map(|cells| {
+            let mut spans: Vec<Span<'static>> = Vec::new();
+            for (c, style) in cells {
+                match spans.last_mut() {
+                    Some(last) if last.style == style => last.content.to_mut().push(c),
+                    _ => spans.push(Span::styled(c.to_string(), style)),
                 }
             }
-            chunk.push(c);
-            used += w;
-        }
-        if !chunk.is_empty() {
-            row.push(Span::styled(chunk, style));
-        }
-    }
-    rows.push(TextLine::from(row));
-    rows
+            TextLine::from(spans)
+        })
+        .collect()
 }
 
 fn draw_status(frame: &mut Frame, app: &App, state: &State, now: SystemTime, area: Rect) {
@@ -253,11 +276,12 @@ fn draw_status(frame: &mut Frame, app: &App, state: &State, now: SystemTime, are
         Connection::Reconnecting { .. } | Connection::Closed => Color::Red,
         _ => Color::Blue,
     };
+    // The connection first: it is what a narrow screen must still show.
     let status = format!(
-        " {} │ {} ({}) │ {connection} │ {}",
-        state.server,
+        " {connection} │ {} ({}) │ {} │ {}",
         clean_name(&state.username),
         state.id,
+        state.server,
         text::time_of_day(now, tz)
     );
     frame.render_widget(
