@@ -32,7 +32,7 @@ use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 use tokio_util::codec::Decoder;
 use tsockm_proto::{Action, FrameCodec, Kind};
-use tsockm_server::registry::{ConsoleReply, ConsoleRequest};
+use tsockm_server::{ConsoleReply, ConsoleRequest};
 use tsockm_server::{CancellationToken, Config, Console, LogMode, Server};
 
 /// Longest one input may take before it counts as a hang.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::{Proxy, client_config, next, server_config, start, start_with, wait_for, within};
 use tsockm_client::{Closed, Config, ConnectError, Conversation, Event, PeerId, Session};
 use tsockm_proto::{Action, Status, Text};
-use tsockm_server::registry::{ConsoleReply, ConsoleRequest, Target};
+use tsockm_server::{ConsoleReply, ConsoleRequest, Target};
 
 fn text(s: &str) -> Text {
     Text::from(s)

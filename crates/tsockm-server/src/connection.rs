@@ -1,8 +1,9 @@
 //! One client connection: a reader that decodes frames into registry
 //! commands, and a writer that drains this connection's [`Outbox`].
 //!
-//! Both halves run in one task over the same `TcpStream` (by reference, so no
-//! locking and no second task per peer). The reader holds no buffer while the
+//! Both halves run in one task over the same stream (by reference, through
+//! the [`Transport`] seam, so no locking and no second task per peer, and
+//! plain TCP and TLS share this code). The reader holds no buffer while the
 //! peer is idle; the writer sends everything queued with vectored writes. A
 //! connection never decides anything about peers: it only moves bytes, and
 //! it never waits on anything but its own socket and the registry's queue.
@@ -12,9 +13,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::future::poll_fn;
+
 use bytes::{Bytes, BytesMut};
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
@@ -23,6 +24,7 @@ use tsockm_proto::FrameCodec;
 use crate::outbox::{Backlog, Outbox};
 use crate::registry::{Activity, Command, ConnId, NewConnection, RegistryHandle};
 use crate::stats::Stats;
+use crate::transport::Transport;
 
 /// Bytes reserved for a read from a quiet peer. Reads that fill the buffer
 /// double it, up to [`READ_CHUNK_MAX_BYTES`]; the buffer is released
@@ -66,8 +68,13 @@ pub struct ConnectionContext {
 ///
 /// The future is boxed by the caller's `spawn`; keep large buffers out of
 /// its locals, since its size is paid for every idle connection.
-pub async fn serve(mut stream: TcpStream, addr: SocketAddr, conn: ConnId, cx: ConnectionContext) {
-    let _ = stream.set_nodelay(true);
+pub async fn serve<T: Transport>(
+    mut stream: T,
+    addr: SocketAddr,
+    conn: ConnId,
+    accepted_at: Instant,
+    cx: ConnectionContext,
+) {
     let outbox = Arc::new(Outbox::with_backlog(
         cx.send_queue_frames,
         cx.backlog.clone(),
@@ -78,7 +85,7 @@ pub async fn serve(mut stream: TcpStream, addr: SocketAddr, conn: ConnId, cx: Co
         addr,
         outbox: outbox.clone(),
         activity: activity.clone(),
-        accepted_at: Instant::now(),
+        accepted_at,
     };
     if cx.registry.send(Command::Connect(new)).await.is_err() {
         return; // Shutting down.
@@ -100,8 +107,8 @@ pub async fn serve(mut stream: TcpStream, addr: SocketAddr, conn: ConnId, cx: Co
 
 /// Runs the reader and the writer until the connection is done. Returns
 /// `false` if the writer failed (the registry may not know yet).
-async fn exchange(
-    stream: &TcpStream,
+async fn exchange<T: Transport>(
+    stream: &T,
     conn: ConnId,
     cx: &ConnectionContext,
     outbox: &Outbox,
@@ -141,8 +148,8 @@ async fn exchange(
 /// Reads until EOF or error, sending each decoded item to the registry, then
 /// tells the registry the connection ended. Returns whether the registry is
 /// still there.
-async fn read_frames(
-    stream: &TcpStream,
+async fn read_frames<T: Transport>(
+    stream: &T,
     conn: ConnId,
     cx: &ConnectionContext,
     activity: &Activity,
@@ -162,8 +169,8 @@ async fn read_frames(
 }
 
 /// The reading loop: `Ok(true)` at EOF, `Ok(false)` if the registry is gone.
-async fn read_into_registry(
-    stream: &TcpStream,
+async fn read_into_registry<T: Transport>(
+    stream: &T,
     conn: ConnId,
     cx: &ConnectionContext,
     activity: &Activity,
@@ -172,7 +179,7 @@ async fn read_into_registry(
     let mut buf = BytesMut::new();
     let mut chunk = READ_CHUNK_MIN_BYTES;
     loop {
-        read_ready(stream).await?;
+        poll_fn(|cx| stream.poll_read_ready(cx)).await?;
         if buf.capacity() - buf.len() < chunk / 2 {
             buf.reserve(chunk);
         }
@@ -222,18 +229,6 @@ async fn read_into_registry(
     }
 }
 
-/// Waits until the socket may be readable. Polling the stream's read
-/// readiness directly (this task is its only reader) keeps no waiter in the
-/// task, unlike `readable()`: that is 150 bytes less for every idle peer.
-async fn read_ready(stream: &TcpStream) -> io::Result<()> {
-    std::future::poll_fn(|cx| stream.poll_read_ready(cx)).await
-}
-
-/// Waits until the socket may be writable; see [`read_ready`].
-async fn write_ready(stream: &TcpStream) -> io::Result<()> {
-    std::future::poll_fn(|cx| stream.poll_write_ready(cx)).await
-}
-
 /// Writes everything the outbox is given until it is closed and drained.
 ///
 /// Frames leave the outbox only once written in full, so if the registry
@@ -241,7 +236,7 @@ async fn write_ready(stream: &TcpStream) -> io::Result<()> {
 /// every frame this socket has not had. The writer then finishes only the
 /// frame it is part-way through, so the stream stays whole, and goes on
 /// with what is queued now (the closing frame).
-async fn write_frames(stream: &TcpStream, outbox: &Outbox, stats: &Stats) -> io::Result<()> {
+async fn write_frames<T: Transport>(stream: &T, outbox: &Outbox, stats: &Stats) -> io::Result<()> {
     let mut batch = Vec::new();
     while let Some(lease) = outbox.next_batch(&mut batch, MAX_IOVECS).await {
         let mut at = Position {
@@ -270,6 +265,9 @@ async fn write_frames(stream: &TcpStream, outbox: &Outbox, stats: &Stats) -> io:
             }
             at = next;
         }
+        // Whatever the transport buffered itself (TLS records) goes out
+        // before the writer waits for more.
+        poll_fn(|cx| stream.poll_flush(cx)).await?;
         batch.clear();
         if batch.capacity() > KEPT_BATCH_CAPACITY {
             // A burst grew it; do not keep it for an idle peer.
@@ -312,14 +310,14 @@ impl Position {
 /// One vectored write of `batch` from `at`, waiting until the socket takes
 /// something; returns the number of bytes written, or `None` if `still_ours`
 /// says no once the socket is ready (the frames were taken back meanwhile).
-async fn write_some(
-    stream: &TcpStream,
+async fn write_some<T: Transport>(
+    stream: &T,
     batch: &[Bytes],
     at: Position,
     still_ours: impl Fn() -> bool,
 ) -> io::Result<Option<usize>> {
     loop {
-        write_ready(stream).await?;
+        poll_fn(|cx| stream.poll_write_ready(cx)).await?;
         if !still_ours() {
             return Ok(None);
         }
@@ -347,19 +345,21 @@ async fn write_some(
 
 /// Sends FIN, then reads and discards whatever the peer still sends for a
 /// moment, so unread input does not turn the close into a reset.
-async fn close_gracefully(stream: &mut TcpStream) {
-    if stream.shutdown().await.is_err() {
+async fn close_gracefully<T: Transport>(stream: &mut T) {
+    if poll_fn(|cx| stream.poll_shutdown(cx)).await.is_err() {
         return;
     }
+    let stream = &*stream;
     let _ = timeout(CLOSE_DRAIN, async {
         // On the heap: a buffer here would make every connection's task
         // that much larger for its whole life.
-        let mut sink = vec![0u8; 1024];
+        let mut sink = BytesMut::with_capacity(1024);
         loop {
-            if stream.readable().await.is_err() {
+            if poll_fn(|cx| stream.poll_read_ready(cx)).await.is_err() {
                 return;
             }
-            match stream.try_read(&mut sink) {
+            sink.clear();
+            match stream.try_read_buf(&mut sink) {
                 Ok(0) => return,
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}

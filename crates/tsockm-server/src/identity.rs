@@ -1,11 +1,15 @@
 //! Peer ids and resume tokens.
 //!
-//! Ids are sqids of a per-process counter (never reused, at least
-//! [`PEER_ID_MIN_CHARS`] letters and digits) over an alphabet shuffled at
-//! start, so ids do not reveal how many peers came before. Tokens are
-//! [`TOKEN_BYTES`] random bytes in URL-safe base64 and are compared in
-//! constant time.
+//! Ids are sqids of a counter (never reused, at least [`PEER_ID_MIN_CHARS`]
+//! letters and digits) over an alphabet shuffled at start, so ids do not
+//! reveal how many peers came before. Tokens are [`TOKEN_BYTES`] random bytes
+//! in URL-safe base64. The server keeps only a hash of each token
+//! ([`TokenHash`]) and compares hashes in constant time, so neither memory
+//! dumps nor saved sessions hold a usable token.
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
 use sqids::Sqids;
 use subtle::ConstantTimeEq;
 
@@ -15,6 +19,10 @@ pub const PEER_ID_MIN_CHARS: u8 = 10;
 /// Random bytes in a resume token (128 bits → 22 characters).
 pub const TOKEN_BYTES: usize = 16;
 
+/// The SHA-256 of a resume token. A token is 128 random bits, so a plain
+/// hash cannot be reversed by guessing.
+pub type TokenHash = [u8; 32];
+
 /// Why an identity could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
@@ -22,11 +30,21 @@ pub enum IdentityError {
     #[error("no randomness available: {0}")]
     Random(#[from] getrandom::Error),
     /// sqids refused to encode (it never should for a counter).
-    #[error("cannot make a peer id: {0}")]
+    #[error("cannot make an id: {0}")]
     Sqids(#[from] sqids::Error),
 }
 
-/// Makes unique peer ids and fresh resume tokens.
+/// The letters and digits ids are written with, in an order shuffled with
+/// the operating system's randomness.
+pub fn shuffled_alphabet() -> Result<Vec<char>, IdentityError> {
+    let mut alphabet: Vec<char> = ('a'..='z').chain('A'..='Z').chain('0'..='9').collect();
+    let mut seed = [0u8; 8];
+    getrandom::fill(&mut seed)?;
+    fastrand::Rng::with_seed(u64::from_le_bytes(seed)).shuffle(&mut alphabet);
+    Ok(alphabet)
+}
+
+/// Makes unique peer ids.
 #[derive(Debug)]
 pub struct IdentityMaker {
     sqids: Sqids,
@@ -34,26 +52,22 @@ pub struct IdentityMaker {
 }
 
 impl IdentityMaker {
-    /// A maker with a freshly shuffled alphabet.
+    /// A maker with a freshly shuffled alphabet, counting from 1.
     pub fn new() -> Result<Self, IdentityError> {
-        let mut alphabet: Vec<char> = ('a'..='z').chain('A'..='Z').chain('0'..='9').collect();
-        // Fisher–Yates with OS randomness.
-        let mut random = [0u8; 62 * 4];
-        getrandom::fill(&mut random)?;
-        for i in (1..alphabet.len()).rev() {
-            let r = u32::from_le_bytes([
-                random[i * 4],
-                random[i * 4 + 1],
-                random[i * 4 + 2],
-                random[i * 4 + 3],
-            ]);
-            alphabet.swap(i, (r as usize) % (i + 1));
-        }
+        IdentityMaker::starting_at(1)
+    }
+
+    /// A maker with a freshly shuffled alphabet whose first id is made of
+    /// `next_seq` (a server restoring saved sessions continues the count).
+    pub fn starting_at(next_seq: u64) -> Result<Self, IdentityError> {
         let sqids = Sqids::builder()
-            .alphabet(alphabet)
+            .alphabet(shuffled_alphabet()?)
             .min_length(PEER_ID_MIN_CHARS)
             .build()?;
-        Ok(IdentityMaker { sqids, next_seq: 1 })
+        Ok(IdentityMaker {
+            sqids,
+            next_seq: next_seq.max(1),
+        })
     }
 
     /// A peer id no peer of this process has had before.
@@ -62,35 +76,29 @@ impl IdentityMaker {
         self.next_seq += 1;
         Ok(self.sqids.encode(&[seq])?)
     }
+
+    /// The count the next id is made of.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
 }
 
 /// A fresh resume token: 22 characters of `[A-Za-z0-9_-]`.
 pub fn new_token() -> Result<String, IdentityError> {
     let mut bytes = [0u8; TOKEN_BYTES];
     getrandom::fill(&mut bytes)?;
-    Ok(base64url(&bytes))
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
-/// Whether `given` equals `expected`, in time independent of where they differ.
-pub fn token_matches(expected: &str, given: &str) -> bool {
-    expected.as_bytes().ct_eq(given.as_bytes()).into()
+/// The hash the server keeps of `token`.
+pub fn hash_token(token: &str) -> TokenHash {
+    Sha256::digest(token.as_bytes()).into()
 }
 
-/// Unpadded URL-safe base64.
-fn base64url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
-        let n_chars = chunk.len() + 1;
-        for i in 0..n_chars {
-            out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-        }
-    }
-    out
+/// Whether `given` is the token whose hash is `expected`, in time
+/// independent of where they differ.
+pub fn token_matches(expected: &TokenHash, given: &str) -> bool {
+    expected.ct_eq(&hash_token(given)).into()
 }
 
 #[cfg(test)]
@@ -109,6 +117,7 @@ mod tests {
             assert!(id != "server" && id != "*");
             assert!(seen.insert(id));
         }
+        assert_eq!(maker.next_seq(), 5001);
     }
 
     #[test]
@@ -121,17 +130,18 @@ mod tests {
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         );
         assert_ne!(a, b);
-        assert!(token_matches(&a, &a.clone()));
-        assert!(!token_matches(&a, &b));
-        assert!(!token_matches(&a, ""));
+        let hash = hash_token(&a);
+        assert!(token_matches(&hash, &a.clone()));
+        assert!(!token_matches(&hash, &b));
+        assert!(!token_matches(&hash, ""));
     }
 
     #[test]
-    fn base64url_known_values() {
-        assert_eq!(base64url(b""), "");
-        assert_eq!(base64url(b"f"), "Zg");
-        assert_eq!(base64url(b"fo"), "Zm8");
-        assert_eq!(base64url(b"foo"), "Zm9v");
-        assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
+    fn alphabets_hold_every_letter_and_digit_once() {
+        let mut alphabet = shuffled_alphabet().unwrap();
+        alphabet.sort_unstable();
+        let mut expected: Vec<char> = ('a'..='z').chain('A'..='Z').chain('0'..='9').collect();
+        expected.sort_unstable();
+        assert_eq!(alphabet, expected);
     }
 }

@@ -34,15 +34,20 @@ pub mod console;
 mod identity;
 pub mod logging;
 mod outbox;
-mod peer;
 mod rate;
-pub mod registry;
+mod registry;
+mod room;
 mod server;
 pub mod shutdown;
 mod stats;
+mod transport;
 mod username;
 mod wire;
 
 pub use config::{Cli, Config, LogMode};
+pub use registry::{
+    AcceptedMessage, ChannelHook, ConsoleReply, ConsoleRequest, Conversation, Hook, InfoReport,
+    PeerSummary, PingReport, RegistryClosed, Target,
+};
 pub use server::{Console, Server};
 pub use tokio_util::sync::CancellationToken;

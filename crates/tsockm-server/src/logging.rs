@@ -6,8 +6,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use std::fmt;
+
 use tracing_subscriber::EnvFilter;
-use tsockm_proto::Frame;
+use tsockm_proto::{Action, Frame, Kind, SERVER_ID, Text};
 
 use crate::config::LogMode;
 
@@ -84,7 +86,83 @@ impl FrameLog {
                 frame.status,
                 frame.body.len()
             ),
-            LogMode::Dev | LogMode::Silent => tracing::info!("{arrow} {who} {frame}"),
+            LogMode::Dev | LogMode::Silent => {
+                tracing::info!("{arrow} {who} {}", Redacted(frame));
+            }
+        }
+    }
+}
+
+/// A frame as the log shows it: in full, but for its secrets, written
+/// `***` (section 8): the resume token in a resume request and in a
+/// registration or resume answer, and the body of AUTH.
+#[derive(Debug)]
+pub struct Redacted<'a>(pub &'a Frame);
+
+impl fmt::Display for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let frame = self.0;
+        let secret = match (frame.kind, frame.action) {
+            (_, Action::Auth) if frame.kind == Kind::Req => Some(""),
+            // A resume: the peer id in SENDER_ID, the token in BODY.
+            (Kind::Req, Action::Comm) if !frame.sender_id.is_empty() => Some(""),
+            // The answer to a registration or resume: `<id> <token>`.
+            (Kind::Res, Action::Comm) if frame.sender_id == SERVER_ID => {
+                Some(frame.body.split_once(' ').map_or("", |(id, _)| id))
+            }
+            _ => None,
+        };
+        match secret {
+            None => write!(f, "{frame}"),
+            Some(kept) => {
+                let header = Frame {
+                    body: Text::new(),
+                    ..frame.clone()
+                };
+                let space = if kept.is_empty() { "" } else { " " };
+                write!(f, "{header}{kept}{space}***")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_written_as_stars() {
+        let cases = [
+            (
+                "REQ::COMM::200::abcDEF1234::::::sEcReTtOkEn",
+                "REQ::COMM::200::abcDEF1234::::::***",
+            ),
+            (
+                "REQ::COMM::200::abcDEF1234::m1::::sEcReTtOkEn",
+                "REQ::COMM::200::abcDEF1234::m1::::***",
+            ),
+            (
+                "RES::COMM::200::server::127.0.0.1:1::127.0.0.1:2::abcDEF1234 sEcReTtOkEn",
+                "RES::COMM::200::server::127.0.0.1:1::127.0.0.1:2::abcDEF1234 ***",
+            ),
+            (
+                "REQ::AUTH::200::::::::pAsSwOrD",
+                "REQ::AUTH::200::::::::***",
+            ),
+            // No secret: shown in full.
+            ("REQ::COMM::200::::::::alice", "REQ::COMM::200::::::::alice"),
+            (
+                "RES::COMM::200::abcDEF1234::::::OK",
+                "RES::COMM::200::abcDEF1234::::::OK",
+            ),
+            (
+                "RES::AUTH::200::server::127.0.0.1:1::127.0.0.1:2::OK",
+                "RES::AUTH::200::server::127.0.0.1:1::127.0.0.1:2::OK",
+            ),
+        ];
+        for (line, shown) in cases {
+            let frame: Frame = line.parse().unwrap();
+            assert_eq!(Redacted(&frame).to_string(), shown);
         }
     }
 }

@@ -81,6 +81,11 @@ struct State {
     /// Bytes of the first frame already written to the socket.
     front_written: usize,
     closed: bool,
+    /// Set when a push found the queue full: every later push is refused
+    /// too until the queue is taken back, so frames refused to a peer that
+    /// is about to be cut off cannot be overtaken by later ones that found
+    /// room after its writer made progress.
+    clogged: bool,
     /// Woken when the queue stops being empty, or on close.
     writer: Option<Waker>,
     /// Woken on close.
@@ -145,7 +150,8 @@ impl Outbox {
             if state.closed {
                 return Err(PushError::Closed);
             }
-            if state.queue.len() >= self.capacity {
+            if state.clogged || state.queue.len() >= self.capacity {
+                state.clogged = true;
                 return Err(PushError::Full);
             }
             state.queue.push_back(frame);
@@ -168,7 +174,8 @@ impl Outbox {
             let mut n_pushed = 0;
             let mut refused = None;
             while let Some(frame) = frames.peek() {
-                if state.closed || state.queue.len() >= self.capacity {
+                if state.closed || state.clogged || state.queue.len() >= self.capacity {
+                    state.clogged |= !state.closed;
                     refused = Some(frames.by_ref().cloned().collect::<Vec<_>>());
                     break;
                 }
@@ -213,6 +220,7 @@ impl Outbox {
         let pending = {
             let mut state = self.lock();
             state.front_written = 0;
+            state.clogged = false;
             self.epoch.fetch_add(1, Ordering::Release);
             std::mem::take(&mut state.queue)
         };
@@ -378,12 +386,29 @@ mod tests {
         assert_eq!(outbox.push(b("b")), Ok(()));
         assert_eq!(outbox.push(b("c")), Err(PushError::Full));
         assert_eq!(write_all(&outbox, 8).await, Some(vec![b("a"), b("b")]));
+        // Taken back (the peer is cut off), it takes frames again.
+        assert!(outbox.take_pending().is_empty());
         outbox.push(b("c")).unwrap();
         outbox.close(Some(b("end")));
         assert_eq!(outbox.push(b("d")), Err(PushError::Closed));
         assert!(outbox.is_closed());
         assert_eq!(write_all(&outbox, 8).await, Some(vec![b("c"), b("end")]));
         assert_eq!(write_all(&outbox, 8).await, None);
+    }
+
+    #[tokio::test]
+    async fn once_full_it_refuses_until_taken_back() {
+        let outbox = Outbox::new(2);
+        outbox.push(b("a")).unwrap();
+        outbox.push(b("b")).unwrap();
+        assert_eq!(outbox.push(b("c")), Err(PushError::Full));
+        // The writer makes room, but the refused frame must not be
+        // overtaken: later pushes are refused as well.
+        assert_eq!(write_all(&outbox, 1).await, Some(vec![b("a")]));
+        assert_eq!(outbox.push(b("d")), Err(PushError::Full));
+        assert_eq!(outbox.push_all([b("e")].iter()), Err(vec![b("e")]));
+        assert_eq!(outbox.take_pending(), [b("b")]);
+        assert_eq!(outbox.push(b("f")), Ok(()));
     }
 
     #[tokio::test]

@@ -20,7 +20,9 @@ use crate::config::Config;
 use crate::connection::{self, ConnectionContext};
 use crate::logging::FrameLog;
 use crate::outbox::Backlog;
-use crate::registry::{ConsoleReply, ConsoleRequest, Registry, RegistryClosed, RegistryHandle};
+use crate::registry::{
+    ConsoleReply, ConsoleRequest, Hook, Registry, RegistryClosed, RegistryHandle,
+};
 use crate::stats::Stats;
 
 /// Connections allowed beyond `max_peers`, for clients still registering
@@ -58,6 +60,7 @@ impl Server {
             log.clone(),
             stats.clone(),
             backlog.clone(),
+            Vec::new(),
         )
         .map_err(io::Error::other)?;
         Ok(Server {
@@ -75,6 +78,12 @@ impl Server {
     /// The address the server listens on (with the real port if 0 was asked).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Adds a hook that receives every message the server accepts, once, in
+    /// the order accepted (see [`Hook`]).
+    pub fn add_hook(&mut self, hook: Box<dyn Hook>) {
+        self.registry.add_hook(hook);
     }
 
     /// A handle for console commands, usable while the server runs.
@@ -141,13 +150,15 @@ impl Server {
                     continue;
                 }
             };
+            let accepted_at = tokio::time::Instant::now();
+            let _ = stream.set_nodelay(true);
             next_conn += 1;
             let conn = next_conn;
             let cx = cx.clone();
             let span = tracing::info_span!("conn", id = conn, %addr);
             tracker.spawn(
                 async move {
-                    connection::serve(stream, addr, conn, cx).await;
+                    connection::serve(stream, addr, conn, accepted_at, cx).await;
                     drop(permit);
                 }
                 .instrument(span),

@@ -12,13 +12,6 @@ pub struct Wire {
     pub srv: Text,
 }
 
-/// The COMM_END reason given to a peer whose session was resumed elsewhere.
-pub const RESUMED_ELSEWHERE: &str = "resumed elsewhere";
-/// The COMM_END (and 503) reason on shutdown.
-pub const SHUTTING_DOWN: &str = "server shutting down";
-/// The 408 reason for a peer that stopped answering health checks.
-pub const HEALTH_TIMED_OUT: &str = "health check timed out";
-
 /// How every roster line starts.
 const ROSTER_LINE_PREFIX: &[u8] = b"RES::NTFY_JOIN::200::";
 
@@ -50,6 +43,17 @@ impl Wire {
             Status::Ok,
             client_addr,
             Text::from(format!("{peer_id} {token}")),
+        )
+    }
+
+    /// The answer to an accepted AUTH: `RES::AUTH::200::server::<srv>::<client addr>::OK`.
+    pub fn auth_ok(&self, client_addr: &Text) -> Frame {
+        self.server(
+            Kind::Res,
+            Action::Auth,
+            Status::Ok,
+            client_addr,
+            Text::from_static("OK"),
         )
     }
 

@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tsockm_server::registry::{ConsoleReply, ConsoleRequest};
 use tsockm_server::{CancellationToken, Config, LogMode, Server};
+use tsockm_server::{ConsoleReply, ConsoleRequest};
 
 const TEST_NAME: &str = "ten_thousand_idle_peers_all_receive_one_broadcast";
 /// Set (to the server's address) in the child process that plays the clients.

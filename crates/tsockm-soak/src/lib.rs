@@ -36,8 +36,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
-use tsockm_server::registry::{ConsoleReply, ConsoleRequest, InfoReport};
 use tsockm_server::{CancellationToken, Config, Console, LogMode, Server};
+use tsockm_server::{ConsoleReply, ConsoleRequest, InfoReport};
 
 pub use check::check;
 pub use rng::Rng;

@@ -1,9 +1,15 @@
-//! A small TCP client for TsockM's integration tests, built on
+//! What TsockM's integration tests share: [`TestServer`], the real server
+//! started in the test's runtime on `127.0.0.1:0` with an in-memory store
+//! (`server.rs`), and [`TestClient`], a small TCP client built on
 //! `tsockm-proto`: connect, register, send frames or raw bytes, and expect
 //! frames, EOF or silence, each under a timeout.
 //!
 //! Every `expect_*` method panics with a description of what it waited for
 //! and what it got, which is what a failing test should print.
+
+mod server;
+
+pub use server::{TestServer, test_config};
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tsockm_client::{Config, Event, Events, PeerId, Session};
 use tsockm_server::CancellationToken;
-use tsockm_server::registry::{ConsoleReply, ConsoleRequest, PeerSummary, Target};
+use tsockm_server::{ConsoleReply, ConsoleRequest, PeerSummary, Target};
 
 /// How long any one expected thing may take before a test fails.
 pub const WAIT: Duration = Duration::from_secs(10);

@@ -1,5 +1,8 @@
-//! A registered peer as the registry holds it: online on a connection, or
-//! away with the frames kept for its resume.
+//! A registered peer as the registry holds it: who it is ([`PeerInfo`]) and
+//! where its frames go ([`Link`]): to a connection, or kept for a resume.
+//!
+//! Only [`Fanout`](super::fanout::Fanout) changes a peer's link, so that
+//! staged broadcasts are always pushed before a peer's destination changes.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -8,29 +11,38 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use tsockm_proto::Text;
 
+use super::ConnId;
+use crate::identity::TokenHash;
 use crate::outbox::Outbox;
-use crate::registry::ConnId;
 
-/// A registered peer.
+/// Everything about a registered peer except where its frames go.
 #[derive(Debug)]
-pub struct Peer {
+pub(crate) struct PeerInfo {
     /// The peer id (sqids).
     pub id: Text,
     /// The username it registered with.
     pub username: Text,
-    /// The current resume token; only this peer's client knows it.
-    pub token: String,
+    /// A hash of the current resume token; the token itself is known only
+    /// to this peer's client.
+    pub token_hash: TokenHash,
     /// The last known client address, as written on the wire.
     pub addr: Text,
     /// When it registered (wall clock, for `:list`).
     pub since: SystemTime,
-    /// Where its frames go now.
-    pub link: Link,
+}
+
+/// A registered peer.
+#[derive(Debug)]
+pub(crate) struct Peer {
+    /// Who it is.
+    pub info: PeerInfo,
+    /// Where its frames go now (changed only by the fan-out).
+    pub(super) link: Link,
 }
 
 /// Where a peer's frames go.
 #[derive(Debug)]
-pub enum Link {
+pub(crate) enum Link {
     /// Connected: frames go to the connection's outbox.
     Online {
         /// The connection.
@@ -49,7 +61,7 @@ pub enum Link {
 
 /// What happened to frames handed to a peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Delivery {
+pub(crate) enum Delivery {
     /// Queued for its connection: how many.
     Queued(u64),
     /// Kept for its resume; `dropped` older kept frames made room.
@@ -57,7 +69,7 @@ pub enum Delivery {
         /// How many kept frames were dropped.
         dropped: u64,
     },
-    /// Its send queue filled up: it must be cut off, and these frames (the
+    /// Its send queue is full: it must be cut off, and these frames (the
     /// ones that did not fit) kept for it.
     Overflow(Vec<Bytes>),
 }
@@ -68,8 +80,21 @@ impl Peer {
         matches!(self.link, Link::Online { .. })
     }
 
+    /// Where its frames go.
+    pub fn link(&self) -> &Link {
+        &self.link
+    }
+
+    /// The connection it is online on, if any.
+    pub fn conn(&self) -> Option<ConnId> {
+        match &self.link {
+            Link::Online { conn, .. } => Some(*conn),
+            Link::Away { .. } => None,
+        }
+    }
+
     /// Hands frames to the peer, in order, without ever waiting.
-    pub fn deliver_all<'a>(
+    pub(super) fn deliver_all<'a>(
         &mut self,
         frames: impl Iterator<Item = &'a Bytes>,
         kept_frames: usize,
@@ -92,13 +117,13 @@ impl Peer {
 
 /// Appends `frame` to `kept`, dropping the oldest past `bound`; returns how
 /// many were dropped.
-pub fn keep(kept: &mut VecDeque<Bytes>, frame: Bytes, bound: usize) -> u64 {
+pub(crate) fn keep(kept: &mut VecDeque<Bytes>, frame: Bytes, bound: usize) -> u64 {
     kept.push_back(frame);
     trim(kept, bound)
 }
 
 /// Drops the oldest frames past `bound`; returns how many.
-pub fn trim(kept: &mut VecDeque<Bytes>, bound: usize) -> u64 {
+pub(crate) fn trim(kept: &mut VecDeque<Bytes>, bound: usize) -> u64 {
     let excess = kept.len().saturating_sub(bound);
     kept.drain(..excess);
     excess as u64

@@ -1,0 +1,276 @@
+//! The operator's requests to the registry and the reports that answer
+//! them (`:list`, `:kill`, `:ping`, `:info`). Parsing and rendering console
+//! lines is the console task's job (`crate::console`).
+
+use std::collections::HashSet;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tsockm_proto::Text;
+
+use super::Registry;
+use super::fanout::PeerKey;
+use super::peer::Peer;
+use super::timers::{PendingPing, Timer};
+use crate::stats::Stats;
+
+/// Longest a `:ping` waits for answers (it waits half the health timeout,
+/// up to this).
+pub const PING_WINDOW_MAX: Duration = Duration::from_secs(5);
+
+/// Whom a console command is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// One peer, by id.
+    Peer(String),
+    /// Every peer.
+    All,
+}
+
+/// Console commands the registry answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsoleRequest {
+    /// `:list`.
+    List,
+    /// `:kill`.
+    Kill(Target),
+    /// `:ping`.
+    Ping(Target),
+    /// `:info`.
+    Info,
+}
+
+/// One peer as `:list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSummary {
+    /// Peer id.
+    pub id: String,
+    /// Username.
+    pub username: String,
+    /// Last known address.
+    pub addr: String,
+    /// Online or away.
+    pub online: bool,
+    /// When it registered.
+    pub since: SystemTime,
+}
+
+/// Counters for `:info`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InfoReport {
+    /// The listening address.
+    pub addr: String,
+    /// Time since the server started.
+    pub uptime: Duration,
+    /// Peers online.
+    pub n_online: usize,
+    /// Peers away.
+    pub n_away: usize,
+    /// Connections not registered yet.
+    pub n_unregistered: usize,
+    /// Frames received.
+    pub frames_in: u64,
+    /// Frames sent.
+    pub frames_out: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+    /// Kept frames dropped for away peers.
+    pub frames_dropped: u64,
+    /// Frames refused with 429 (or dropped as junk over the rate).
+    pub frames_rate_limited: u64,
+    /// Peers cut off for a full send queue.
+    pub peers_cut_off: u64,
+}
+
+/// Who answered a `:ping`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PingReport {
+    /// Peers that answered, with how long they took.
+    pub answered: Vec<(PeerSummary, Duration)>,
+    /// Online peers that did not answer within the window.
+    pub silent: Vec<PeerSummary>,
+    /// Away peers (nothing to send a check to).
+    pub away: Vec<PeerSummary>,
+    /// How long the registry waited.
+    pub window: Duration,
+}
+
+/// The registry's answer to a console command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsoleReply {
+    /// For `:list`.
+    List(Vec<PeerSummary>),
+    /// For `:kill`: the peers removed.
+    Killed(Vec<PeerSummary>),
+    /// For `:ping`.
+    Pinged(PingReport),
+    /// For `:info`.
+    Info(InfoReport),
+    /// `:kill` / `:ping` named an id no peer has.
+    UnknownPeer(String),
+}
+
+/// A peer as `:list` shows it.
+pub(super) fn summarize(peer: &Peer) -> PeerSummary {
+    PeerSummary {
+        id: peer.info.id.to_string(),
+        username: peer.info.username.to_string(),
+        addr: peer.info.addr.to_string(),
+        online: peer.is_online(),
+        since: peer.info.since,
+    }
+}
+
+impl Registry {
+    pub(super) fn on_console(
+        &mut self,
+        request: ConsoleRequest,
+        reply: oneshot::Sender<ConsoleReply>,
+    ) {
+        let answer = match request {
+            ConsoleRequest::List => ConsoleReply::List(self.list()),
+            ConsoleRequest::Info => ConsoleReply::Info(self.info()),
+            ConsoleRequest::Kill(target) => self.kill(&target),
+            ConsoleRequest::Ping(target) => {
+                self.ping(&target, reply);
+                return;
+            }
+        };
+        // The console may have given up waiting; nothing to do then.
+        let _ = reply.send(answer);
+    }
+
+    /// Every peer, oldest registration first.
+    fn list(&self) -> Vec<PeerSummary> {
+        let mut peers: Vec<PeerSummary> = self.fanout.iter().map(|(_, p)| summarize(p)).collect();
+        peers.sort_by(|a, b| a.since.cmp(&b.since).then_with(|| a.id.cmp(&b.id)));
+        peers
+    }
+
+    /// The peers a target names, or the id no peer has.
+    fn targets(&self, target: &Target) -> Result<Vec<PeerKey>, String> {
+        match target {
+            Target::All => Ok(self.fanout.iter().map(|(key, _)| key).collect()),
+            Target::Peer(id) => self
+                .fanout
+                .key_of(id)
+                .map(|key| vec![key])
+                .ok_or_else(|| id.clone()),
+        }
+    }
+
+    fn kill(&mut self, target: &Target) -> ConsoleReply {
+        let keys = match self.targets(target) {
+            Ok(keys) => keys,
+            Err(id) => return ConsoleReply::UnknownPeer(id),
+        };
+        let mut removed = Vec::new();
+        for key in keys {
+            let Some(peer) = self.fanout.get(key) else {
+                continue;
+            };
+            let end = self
+                .wire
+                .comm_end(&peer.info.id, "removed by the server operator");
+            removed.extend(self.remove_peer(key, Some(&end)));
+        }
+        ConsoleReply::Killed(removed)
+    }
+
+    fn ping(&mut self, target: &Target, reply: oneshot::Sender<ConsoleReply>) {
+        let keys = match self.targets(target) {
+            Ok(keys) => keys,
+            Err(id) => {
+                let _ = reply.send(ConsoleReply::UnknownPeer(id));
+                return;
+            }
+        };
+        let mut waiting = HashSet::new();
+        let mut away = Vec::new();
+        for key in keys {
+            let Some(id) = self.fanout.get(key).map(|peer| peer.info.id.clone()) else {
+                continue;
+            };
+            if self.check_health(key, true) {
+                waiting.insert(id);
+            } else {
+                away.push(id);
+            }
+        }
+        let key = self.pings.next;
+        self.pings.next += 1;
+        let window = (self.limits.health_timeout / 2).min(PING_WINDOW_MAX);
+        let nobody = waiting.is_empty();
+        self.pings.pending.insert(
+            key,
+            PendingPing {
+                started: Instant::now(),
+                waiting,
+                answered: Vec::new(),
+                away,
+                reply,
+            },
+        );
+        if nobody {
+            self.finish_ping(key);
+        } else {
+            self.timers.insert(Timer::PingWindow(key), window);
+        }
+    }
+
+    /// A health-check answer: it may complete a `:ping`.
+    pub(super) fn on_health_answer(&mut self, peer_id: &Text) {
+        let now = Instant::now();
+        let mut done = Vec::new();
+        for (key, ping) in &mut self.pings.pending {
+            if ping.waiting.remove(peer_id) {
+                ping.answered.push((peer_id.clone(), now - ping.started));
+                if ping.waiting.is_empty() {
+                    done.push(*key);
+                }
+            }
+        }
+        for key in done {
+            self.finish_ping(key);
+        }
+    }
+
+    pub(super) fn finish_ping(&mut self, key: u64) {
+        let Some(ping) = self.pings.pending.remove(&key) else {
+            return;
+        };
+        let summary_of = |id: &Text| self.fanout.find(id).map(|(_, peer)| summarize(peer));
+        let report = PingReport {
+            answered: ping
+                .answered
+                .iter()
+                .filter_map(|(id, rtt)| Some((summary_of(id)?, *rtt)))
+                .collect(),
+            silent: ping.waiting.iter().filter_map(summary_of).collect(),
+            away: ping.away.iter().filter_map(summary_of).collect(),
+            window: ping.started.elapsed(),
+        };
+        let _ = ping.reply.send(ConsoleReply::Pinged(report));
+    }
+
+    fn info(&self) -> InfoReport {
+        let n_online = self.fanout.iter().filter(|(_, p)| p.is_online()).count();
+        InfoReport {
+            addr: self.wire.srv.to_string(),
+            uptime: self.started.elapsed(),
+            n_online,
+            n_away: self.fanout.len() - n_online,
+            n_unregistered: self.conns.values().filter(|c| c.peer.is_none()).count(),
+            frames_in: Stats::get(&self.stats.frames_in),
+            frames_out: Stats::get(&self.stats.frames_out),
+            bytes_in: Stats::get(&self.stats.bytes_in),
+            bytes_out: Stats::get(&self.stats.bytes_out),
+            frames_dropped: Stats::get(&self.stats.frames_dropped),
+            frames_rate_limited: Stats::get(&self.stats.frames_rate_limited),
+            peers_cut_off: Stats::get(&self.stats.peers_cut_off),
+        }
+    }
+}

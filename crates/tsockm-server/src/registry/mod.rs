@@ -1,0 +1,446 @@
+//! The registry actor: the one owner of every connection's and peer's state.
+//!
+//! Connection tasks and the console talk to it through one bounded mpsc
+//! channel of [`Command`]s (oneshot replies where an answer is needed). It
+//! handles each command synchronously: it never awaits while state changes,
+//! never waits on a peer (frames go into outboxes with a non-blocking push),
+//! and owns every timer.
+//!
+//! One job per file:
+//! - `mod.rs` (this file): the actor loop, connections, and the dispatch of
+//!   each client line to its handler;
+//! - `channel.rs`: the commands the actor takes and the handle to send them;
+//! - `admission.rs`: the contract's order of checks, as a pure function
+//!   from a line to a typed request or a refusal;
+//! - `fanout.rs`: the peer list and the frames staged for it (the flush rule);
+//! - `peer.rs`: a peer, online or away;
+//! - `sessions.rs`: registration, resume, peers going away and removal;
+//! - `messages.rs`: messages and lookups;
+//! - `timers.rs`: handshake deadlines, removal delays, health checks, sweeps;
+//! - `console.rs`: the operator's requests and the reports answering them;
+//! - `hook.rs`: the seam through which accepted messages leave the actor.
+
+mod admission;
+mod channel;
+mod console;
+mod fanout;
+mod hook;
+mod messages;
+mod peer;
+mod sessions;
+mod timers;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tokio_util::time::DelayQueue;
+use tsockm_proto::{Action, Frame, FrameError, Status, Text};
+
+use crate::addr::wire_addr;
+use crate::config::Config;
+use crate::identity::{IdentityError, IdentityMaker};
+use crate::logging::{Direction, FrameLog};
+use crate::outbox::{Backlog, Outbox};
+use crate::rate::TokenBucket;
+use crate::stats::Stats;
+use crate::wire::{self, Wire};
+
+use admission::{ConnFacts, Refusal, Request, Verdict, judge, takes_token};
+pub use channel::{Activity, Command, NewConnection, RegistryClosed, RegistryHandle};
+pub use console::{ConsoleReply, ConsoleRequest, InfoReport, PeerSummary, PingReport, Target};
+use fanout::{Fanout, PeerKey};
+pub use hook::{AcceptedMessage, ChannelHook, Conversation, Hook};
+use timers::{Pings, Timer};
+
+/// Identifies one accepted connection for the life of the process.
+pub type ConnId = u64;
+
+/// Commands queued for the registry before connection readers wait.
+pub const COMMAND_QUEUE: usize = 4096;
+
+/// Most commands handled back to back before staged broadcasts are pushed.
+pub const COMMAND_BURST: usize = 64;
+
+/// Pushes (broadcasts × recipients) a burst of commands may stage before the
+/// registry pushes them and lets the writers run.
+pub const BURST_PUSHES: usize = 8192;
+
+/// Longest the registry stops taking commands while the writers are behind;
+/// then it handles one anyway, so a few stalled peers can only slow it, and
+/// the send-queue bound cuts them off.
+pub const CONGESTION_PAUSE_MAX: Duration = Duration::from_millis(20);
+
+/// One accepted connection.
+#[derive(Debug)]
+struct Conn {
+    addr_text: Text,
+    outbox: Arc<Outbox>,
+    activity: Arc<Activity>,
+    /// The peer, once it registered or resumed: its key and id.
+    peer: Option<(PeerKey, Text)>,
+    rate: TokenBucket,
+    /// Health checks sent and not answered yet: that many answers are
+    /// exempt from the rate.
+    solicited: u32,
+}
+
+impl Conn {
+    /// Whom errors for this connection are addressed to.
+    fn dst(&self) -> &Text {
+        self.peer.as_ref().map_or(&self.addr_text, |(_, id)| id)
+    }
+}
+
+/// The settings the registry uses.
+#[derive(Debug, Clone)]
+struct Limits {
+    max_peers: usize,
+    health_interval: Duration,
+    health_timeout: Duration,
+    removal_delay: Duration,
+    handshake_timeout: Duration,
+    max_rate: u32,
+    kept_frames: usize,
+    send_queue_frames: usize,
+}
+
+/// The actor. Build it with [`Registry::new`], then `run` it.
+#[derive(Debug)]
+pub struct Registry {
+    limits: Limits,
+    wire: Wire,
+    log: FrameLog,
+    stats: Arc<Stats>,
+    /// Frames waiting in all outboxes (see [`Registry::congested`]).
+    backlog: Arc<Backlog>,
+    started: Instant,
+    ids: IdentityMaker,
+    conns: HashMap<ConnId, Conn>,
+    fanout: Fanout,
+    timers: DelayQueue<Timer>,
+    pings: Pings,
+    next_generation: u64,
+    /// Where accepted messages go besides their recipients.
+    hooks: Vec<Box<dyn Hook>>,
+    /// The order of acceptance of the last message.
+    last_seq: u64,
+    rx: mpsc::Receiver<Command>,
+}
+
+impl Registry {
+    /// A registry for a server listening on `local_addr`, and its handle.
+    pub fn new(
+        config: &Config,
+        local_addr: SocketAddr,
+        log: FrameLog,
+        stats: Arc<Stats>,
+        backlog: Arc<Backlog>,
+        hooks: Vec<Box<dyn Hook>>,
+    ) -> Result<(Registry, RegistryHandle), IdentityError> {
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        let registry = Registry {
+            limits: Limits {
+                max_peers: config.max_peers,
+                health_interval: config.health_interval,
+                health_timeout: config.health_timeout,
+                removal_delay: config.removal_delay,
+                handshake_timeout: config.handshake_timeout,
+                max_rate: config.max_rate,
+                kept_frames: config.kept_frames,
+                send_queue_frames: config.send_queue_frames,
+            },
+            wire: Wire {
+                srv: Text::from(wire_addr(local_addr)),
+            },
+            log,
+            fanout: Fanout::new(config.kept_frames, stats.clone()),
+            stats,
+            backlog,
+            started: Instant::now(),
+            ids: IdentityMaker::new()?,
+            conns: HashMap::new(),
+            timers: DelayQueue::new(),
+            pings: Pings::default(),
+            next_generation: 0,
+            hooks,
+            last_seq: 0,
+            rx,
+        };
+        Ok((registry, RegistryHandle { tx }))
+    }
+
+    /// Adds a hook that receives every accepted message.
+    pub fn add_hook(&mut self, hook: Box<dyn Hook>) {
+        self.hooks.push(hook);
+    }
+
+    /// Runs until `shutdown` is cancelled (or every handle is dropped), then
+    /// ends every session: COMM_END to each online peer, 503 to connections
+    /// that never registered.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let start = Instant::now();
+        let mut health = tokio::time::interval_at(
+            start + self.limits.health_interval,
+            self.limits.health_interval,
+        );
+        health.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let sweep_period = timers::sweep_period(&self.limits);
+        let mut sweep = tokio::time::interval_at(start + sweep_period, sweep_period);
+        sweep.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            if self.congested() {
+                // The writers are behind as a whole: let them drain before
+                // taking in more frames (readers then wait, and TCP slows the
+                // senders) rather than fill every queue until peers are cut
+                // off. Each writer's progress wakes us to look again; the
+                // pause ends when enough has drained, or at the deadline.
+                let deadline = Instant::now() + CONGESTION_PAUSE_MAX;
+                while self.congested() {
+                    tokio::select! {
+                        biased;
+                        () = shutdown.cancelled() => break,
+                        () = self.backlog.drained() => {}
+                        () = tokio::time::sleep_until(deadline) => break,
+                    }
+                }
+                if shutdown.is_cancelled() {
+                    break;
+                }
+            }
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                Some(expired) = self.timers.next() => self.on_timer(expired.into_inner()),
+                _ = health.tick() => self.send_health_checks(),
+                _ = sweep.tick() => self.sweep_dead(),
+                command = self.rx.recv() => match command {
+                    Some(command) => {
+                        self.handle(command);
+                        // Bound the work between two yields: a burst of
+                        // broadcasts costs one push per recipient each.
+                        let burst = (BURST_PUSHES / self.fanout.len().max(1)).clamp(1, COMMAND_BURST);
+                        for _ in 1..burst {
+                            match self.rx.try_recv() {
+                                Ok(command) => self.handle(command),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    None => break,
+                },
+            }
+            // Whatever the branch staged goes out before the next wait.
+            self.fanout.flush();
+            self.settle();
+        }
+        // Frames already queued were accepted from their connections: handle
+        // them before the sessions end, but no more than one queue's worth.
+        for _ in 0..COMMAND_QUEUE {
+            match self.rx.try_recv() {
+                Ok(command) => self.handle(command),
+                Err(_) => break,
+            }
+        }
+        self.shut_down();
+    }
+
+    /// Whether the frames waiting in all outboxes average more than 1/64 of
+    /// a send queue (64 frames by default), on top of one full queue: the
+    /// writers as a whole are behind. One stalled peer never reaches this
+    /// alone (it is cut off at one full queue); a few of them can slow
+    /// intake until they are cut off, which the pause bounds.
+    fn congested(&self) -> bool {
+        let send_queue = self.limits.send_queue_frames;
+        let limit = self
+            .conns
+            .len()
+            .saturating_mul(send_queue / 64)
+            .saturating_add(send_queue);
+        self.backlog.frames() > limit
+    }
+
+    /// Handles one command; broadcasts may stay staged.
+    fn handle(&mut self, command: Command) {
+        match command {
+            Command::Connect(new) => self.on_connect(new),
+            Command::Frame { conn, item } => self.on_frame(conn, item),
+            Command::Disconnected { conn, input_ended } => {
+                let queued = if input_ended {
+                    sessions::Queued::Write
+                } else {
+                    sessions::Queued::Keep(Vec::new())
+                };
+                self.disconnect(conn, None, queued);
+            }
+            Command::Console { request, reply } => self.on_console(request, reply),
+        }
+        self.settle();
+    }
+
+    fn on_connect(&mut self, new: NewConnection) {
+        let deadline = new.accepted_at + self.limits.handshake_timeout;
+        self.timers.insert_at(Timer::Handshake(new.conn), deadline);
+        self.conns.insert(
+            new.conn,
+            Conn {
+                addr_text: Text::from(wire_addr(new.addr)),
+                outbox: new.outbox,
+                activity: new.activity,
+                peer: None,
+                rate: TokenBucket::new(self.limits.max_rate, Instant::now()),
+                solicited: 0,
+            },
+        );
+    }
+
+    /// Judges a line in the contract's order and does what it asks.
+    fn on_frame(&mut self, conn_id: ConnId, item: Result<Frame, FrameError>) {
+        let Some(conn) = self.conns.get_mut(&conn_id) else {
+            return; // Closed by the registry while the frame was queued.
+        };
+        Stats::add(&self.stats.frames_in, 1);
+        match &item {
+            Ok(frame) => self.log.frame(Direction::In, conn.dst(), frame),
+            Err(error) if self.log.enabled() => {
+                tracing::info!("<- {} refused: {error}", conn.dst());
+            }
+            Err(_) => {}
+        }
+        let mut facts = ConnFacts {
+            peer: conn.peer.as_ref().map(|(_, id)| id.as_str()),
+            needs_auth: false,
+            over_rate: false,
+        };
+        if takes_token(&item, &facts, conn.solicited > 0) {
+            facts.over_rate = !conn.rate.try_take(Instant::now());
+        } else if facts.peer.is_some() && matches!(&item, Ok(f) if f.action == Action::Comm) {
+            conn.solicited = conn.solicited.saturating_sub(1);
+        }
+        let author = conn.peer.clone();
+        match judge(item, &facts) {
+            Verdict::Drop => Stats::add(&self.stats.frames_rate_limited, 1),
+            Verdict::Refuse(refusal) => {
+                if refusal.status == Status::TooManyRequests {
+                    Stats::add(&self.stats.frames_rate_limited, 1);
+                }
+                self.refuse(conn_id, refusal);
+            }
+            Verdict::Accept(request) => self.on_request(conn_id, author, request),
+        }
+    }
+
+    fn on_request(&mut self, conn_id: ConnId, author: Option<(PeerKey, Text)>, request: Request) {
+        let Some((key, id)) = author else {
+            match request {
+                Request::Register { username } => self.register(conn_id, username),
+                Request::Resume { peer_id, token, .. } => self.resume(conn_id, &peer_id, &token),
+                Request::Auth { .. } => self.on_auth(conn_id),
+                // Admission takes nothing else before registration.
+                _ => {}
+            }
+            return;
+        };
+        match request {
+            Request::Msg { to, text } => self.on_msg(conn_id, key, &id, to, text),
+            Request::GetPeer { id: wanted } => self.on_get_peer(conn_id, &id, &wanted),
+            Request::End => {
+                let end = self.wire.comm_end(&id, "OK");
+                self.remove_peer(key, Some(&end));
+            }
+            Request::HealthAnswer => self.on_health_answer(&id),
+            Request::Auth { .. } => self.on_auth(conn_id),
+            Request::Join { .. }
+            | Request::Part { .. }
+            | Request::Rooms
+            | Request::History { .. } => {
+                // Rooms and history come with the next change.
+                let action = match request {
+                    Request::Join { .. } => Action::Join,
+                    Request::Part { .. } => Action::Part,
+                    Request::Rooms => Action::Rooms,
+                    _ => Action::History,
+                };
+                self.refuse(
+                    conn_id,
+                    Refusal::new(
+                        action,
+                        Status::MethodNotAllowed,
+                        "not supported by this server yet",
+                    ),
+                );
+            }
+            // Admission takes these only before registration.
+            Request::Register { .. } | Request::Resume { .. } => {}
+        }
+    }
+
+    /// AUTH on a server without a password: accepted, whatever the body.
+    fn on_auth(&mut self, conn_id: ConnId) {
+        let Some(conn) = self.conns.get(&conn_id) else {
+            return;
+        };
+        let answer = self.wire.auth_ok(&conn.addr_text.clone());
+        self.send_to_conn(conn_id, &answer);
+    }
+
+    /// Queues a frame for one connection (registered or not), after the
+    /// staged broadcasts.
+    fn send_to_conn(&mut self, conn_id: ConnId, frame: &Frame) {
+        self.fanout.flush();
+        let Some(conn) = self.conns.get(&conn_id) else {
+            return;
+        };
+        self.log.frame(Direction::Out, conn.dst(), frame);
+        let Some(bytes) = wire::encode(frame) else {
+            return;
+        };
+        match conn.outbox.push(bytes.clone()) {
+            Ok(()) => Stats::add(&self.stats.frames_out, 1),
+            Err(_) => self.fanout.clog(conn_id, vec![bytes]),
+        }
+    }
+
+    /// Answers a refused line with its error frame.
+    fn refuse(&mut self, conn_id: ConnId, refusal: Refusal) {
+        let Some(conn) = self.conns.get(&conn_id) else {
+            return;
+        };
+        let answer = self
+            .wire
+            .error(refusal.action, refusal.status, conn.dst(), refusal.reason);
+        self.send_to_conn(conn_id, &answer);
+    }
+
+    /// Cuts off every connection whose send queue filled up.
+    fn settle(&mut self) {
+        loop {
+            let clogged = self.fanout.take_clogged();
+            if clogged.is_empty() {
+                return;
+            }
+            for (conn, undelivered) in clogged {
+                self.cut_off(conn, undelivered);
+            }
+        }
+    }
+
+    /// Hands an accepted message to every hook, and gives its order of
+    /// acceptance.
+    fn accepted(&mut self, message: impl FnOnce(u64) -> AcceptedMessage) -> u64 {
+        self.last_seq += 1;
+        let seq = self.last_seq;
+        if !self.hooks.is_empty() {
+            let message = message(seq);
+            for hook in &mut self.hooks {
+                hook.accepted(&message);
+            }
+        }
+        seq
+    }
+}

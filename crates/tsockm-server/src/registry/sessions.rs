@@ -1,0 +1,340 @@
+//! Sessions: registration, resume (and takeover), a peer going away when its
+//! connection ends, and a peer's removal.
+
+use std::collections::VecDeque;
+use std::time::SystemTime;
+
+use bytes::{Bytes, BytesMut};
+use tsockm_proto::reason::{RESUMED_ELSEWHERE, SHUTTING_DOWN};
+use tsockm_proto::{Action, Frame, Status, Text};
+
+use super::console::{PeerSummary, summarize};
+use super::fanout::{Audience, PeerKey};
+use super::peer::{Link, PeerInfo, trim};
+use super::timers::Timer;
+use super::{ConnId, Registry};
+use crate::identity::{hash_token, new_token, token_matches};
+use crate::logging::Direction;
+use crate::stats::Stats;
+use crate::wire;
+
+/// What becomes of the frames still queued for a connection that ends.
+#[derive(Debug)]
+pub(super) enum Queued {
+    /// Taken back and kept for the peer's resume, followed by these frames
+    /// that did not fit in the queue.
+    Keep(Vec<Bytes>),
+    /// Written to the connection before it closes: the peer only stopped
+    /// sending (EOF) and may still be reading.
+    Write,
+}
+
+impl Registry {
+    /// Registers a new peer with a username admission already checked.
+    pub(super) fn register(&mut self, conn_id: ConnId, username: Text) {
+        if self.fanout.len() >= self.limits.max_peers {
+            let Some(conn) = self.conns.get(&conn_id) else {
+                return;
+            };
+            let reason = format!("server full: {} peers", self.fanout.len());
+            let answer =
+                self.wire
+                    .error(Action::Comm, Status::ServiceUnavailable, conn.dst(), reason);
+            self.log.frame(Direction::Out, &conn.addr_text, &answer);
+            self.disconnect(conn_id, wire::encode(&answer), Queued::Keep(Vec::new()));
+            return;
+        }
+        let (id, token) = match self
+            .ids
+            .next_peer_id()
+            .and_then(|id| Ok((id, new_token()?)))
+        {
+            Ok(identity) => identity,
+            Err(error) => {
+                tracing::error!(%error, "cannot make a peer identity");
+                self.refuse_internal(
+                    conn_id,
+                    Action::Comm,
+                    "internal error: cannot make a peer id",
+                );
+                return;
+            }
+        };
+        let id = Text::from(id);
+        let Some(conn) = self.conns.get(&conn_id) else {
+            return;
+        };
+        let addr = conn.addr_text.clone();
+        let outbox = conn.outbox.clone();
+        let roster = self.roster_for(&id);
+        let key = self.fanout.insert(
+            PeerInfo {
+                id: id.clone(),
+                username: username.clone(),
+                token_hash: hash_token(&token),
+                addr: addr.clone(),
+                since: SystemTime::now(),
+            },
+            Link::Online {
+                conn: conn_id,
+                outbox,
+            },
+        );
+        if let Some(conn) = self.conns.get_mut(&conn_id) {
+            conn.peer = Some((key, id.clone()));
+        }
+        let welcome = self.wire.welcome(&addr, &id, &token);
+        self.send_to_conn(conn_id, &welcome);
+        if let Some(roster) = roster {
+            self.fanout.deliver_unbounded(key, [roster]);
+        }
+        tracing::info!(peer = %id, username = %username, "peer registered");
+        let announcement = self.wire.announce(Action::NtfyJoin, &id, &username);
+        self.broadcast(&announcement, Some(key));
+    }
+
+    /// The roster a newcomer gets: one NTFY_JOIN per peer already
+    /// registered, written as one buffer so that it takes one queue slot.
+    fn roster_for(&self, newcomer: &Text) -> Option<Bytes> {
+        if self.fanout.is_empty() {
+            return None;
+        }
+        // Sized up front: growing it by doubling leaves freed blocks of
+        // every size behind, which the allocator keeps as resident memory.
+        let roster_len: usize = self
+            .fanout
+            .iter()
+            .map(|(_, other)| {
+                self.wire
+                    .roster_line_len(&other.info.id, &other.info.username, newcomer)
+            })
+            .sum();
+        let mut roster = BytesMut::with_capacity(roster_len);
+        let log_frames = self.log.enabled();
+        for (_, other) in self.fanout.iter() {
+            if log_frames {
+                let join = self.wire.about_peer(
+                    Action::NtfyJoin,
+                    &other.info.id,
+                    newcomer,
+                    &other.info.username,
+                );
+                self.log.frame(Direction::Out, newcomer, &join);
+            }
+            self.wire
+                .roster_line(&mut roster, &other.info.id, &other.info.username, newcomer);
+        }
+        Some(roster.freeze())
+    }
+
+    /// Resumes a session on a new connection: a new token, then every frame
+    /// kept for the peer (or, if it was still online, every frame its old
+    /// connection had not written, and that connection is closed).
+    pub(super) fn resume(&mut self, conn_id: ConnId, peer_id: &Text, token: &Text) {
+        let found = self
+            .fanout
+            .find(peer_id)
+            .filter(|(_, peer)| token_matches(&peer.info.token_hash, token))
+            .map(|(key, _)| key);
+        let Some(key) = found else {
+            self.refuse_with(
+                conn_id,
+                Action::Comm,
+                Status::NotFound,
+                "cannot resume: unknown or removed peer id, or wrong resume token",
+            );
+            return;
+        };
+        let new_token = match new_token() {
+            Ok(token) => token,
+            Err(error) => {
+                tracing::error!(%error, "cannot make a resume token");
+                self.refuse_internal(conn_id, Action::Comm, "internal error: cannot make a token");
+                return;
+            }
+        };
+        let Some(conn) = self.conns.get_mut(&conn_id) else {
+            return;
+        };
+        conn.peer = Some((key, peer_id.clone()));
+        let addr = conn.addr_text.clone();
+        let outbox = conn.outbox.clone();
+        if let Some(info) = self.fanout.info_mut(key) {
+            info.token_hash = hash_token(&new_token);
+            info.addr = addr.clone();
+        }
+        // Staged broadcasts go where the peer's frames went so far.
+        self.fanout.flush();
+        let previous = self.fanout.relink(
+            key,
+            Link::Online {
+                conn: conn_id,
+                outbox,
+            },
+        );
+        let pending = match previous {
+            Some(Link::Away { kept, .. }) => kept,
+            Some(Link::Online {
+                conn: old_conn,
+                outbox: old_outbox,
+            }) => {
+                // Takeover: what the old connection has not written yet
+                // follows the peer; the old connection is told and closed.
+                let mut pending = old_outbox.take_pending();
+                pending.extend(self.fanout.unclog(old_conn));
+                let end = self.wire.comm_end(peer_id, RESUMED_ELSEWHERE);
+                self.log.frame(Direction::Out, peer_id, &end);
+                old_outbox.close(wire::encode(&end));
+                self.conns.remove(&old_conn);
+                pending
+            }
+            None => VecDeque::new(),
+        };
+        tracing::info!(peer = %peer_id, n_kept = pending.len(), "peer resumed");
+        let welcome = self.wire.welcome(&addr, peer_id, &new_token);
+        self.send_to_conn(conn_id, &welcome);
+        self.fanout.deliver_unbounded(key, pending);
+    }
+
+    /// A connection whose send queue is full: disconnect it; `undelivered`
+    /// is kept for the peer with what was still queued.
+    pub(super) fn cut_off(&mut self, conn_id: ConnId, undelivered: Vec<Bytes>) {
+        Stats::add(&self.stats.peers_cut_off, 1);
+        if let Some(conn) = self.conns.get(&conn_id) {
+            tracing::warn!(who = %conn.dst(), "send queue full: disconnecting a peer that does not read");
+        }
+        self.disconnect(conn_id, None, Queued::Keep(undelivered));
+    }
+
+    /// Ends a connection the registry knows, writing `last` before closing.
+    /// If a registered peer was online on it, the peer goes away and its
+    /// removal timer starts; what was still queued for the connection is
+    /// written or kept for the resume, as `queued` says.
+    pub(super) fn disconnect(&mut self, conn_id: ConnId, last: Option<Bytes>, queued: Queued) {
+        self.fanout.flush();
+        let Some(conn) = self.conns.remove(&conn_id) else {
+            return; // Already closed by the registry.
+        };
+        let Some((key, peer_id)) = conn.peer else {
+            conn.outbox.close(last);
+            return;
+        };
+        let refused = self.fanout.unclog(conn_id);
+        let mut pending = match queued {
+            Queued::Write if refused.is_empty() => VecDeque::new(),
+            // A queue that overflowed cannot be written out: keep it all.
+            Queued::Write => {
+                let mut pending = conn.outbox.take_pending();
+                pending.extend(refused);
+                pending
+            }
+            Queued::Keep(undelivered) => {
+                let mut pending = conn.outbox.take_pending();
+                pending.extend(refused);
+                pending.extend(undelivered);
+                pending
+            }
+        };
+        conn.outbox.close(last);
+        if self.fanout.get(key).and_then(|peer| peer.conn()) != Some(conn_id) {
+            return;
+        }
+        let dropped = trim(&mut pending, self.limits.kept_frames);
+        Stats::add(&self.stats.frames_dropped, dropped);
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        self.fanout.relink(
+            key,
+            Link::Away {
+                kept: pending,
+                generation,
+            },
+        );
+        self.timers.insert(
+            Timer::Removal {
+                peer: key,
+                generation,
+            },
+            self.limits.removal_delay,
+        );
+        tracing::info!(peer = %peer_id, "peer away: connection lost");
+    }
+
+    /// Removes a peer at once (COMM_END, `:kill`, the end of its removal
+    /// delay): `last` goes to its connection after what is queued, then
+    /// every other peer gets NTFY_KILL.
+    pub(super) fn remove_peer(
+        &mut self,
+        key: PeerKey,
+        last: Option<&Frame>,
+    ) -> Option<PeerSummary> {
+        let peer = self.fanout.remove(key)?;
+        let summary = summarize(&peer);
+        if let Link::Online { conn, outbox } = peer.link() {
+            self.conns.remove(conn);
+            if let Some(frame) = last {
+                self.log.frame(Direction::Out, &peer.info.id, frame);
+                Stats::add(&self.stats.frames_out, 1);
+            }
+            outbox.close(last.and_then(wire::encode));
+        }
+        tracing::info!(peer = %peer.info.id, "peer removed");
+        let kill = self
+            .wire
+            .announce(Action::NtfyKill, &peer.info.id, &peer.info.username);
+        self.broadcast(&kill, None);
+        Some(summary)
+    }
+
+    /// COMM_END to every online peer, 503 to unregistered connections; no
+    /// NTFY_KILL.
+    pub(super) fn shut_down(&mut self) {
+        self.fanout.flush();
+        tracing::info!(
+            n_peers = self.fanout.len(),
+            "shutting down: ending every session"
+        );
+        for (_, conn) in self.conns.drain() {
+            let last = match &conn.peer {
+                Some((_, peer_id)) => self.wire.comm_end(peer_id, SHUTTING_DOWN),
+                None => self.wire.error(
+                    Action::None,
+                    Status::ServiceUnavailable,
+                    &conn.addr_text,
+                    SHUTTING_DOWN,
+                ),
+            };
+            self.log.frame(Direction::Out, conn.dst(), &last);
+            conn.outbox.close(wire::encode(&last));
+        }
+        self.fanout.clear();
+        // Pings never finish: dropping their reply channels tells the
+        // console the server is shutting down.
+        self.pings.pending.clear();
+    }
+
+    /// Stages a frame for every peer but `except`.
+    pub(super) fn broadcast(&mut self, frame: &Frame, except: Option<PeerKey>) {
+        self.log
+            .frame(Direction::Out, tsockm_proto::BROADCAST, frame);
+        if let Some(bytes) = wire::encode(frame) {
+            self.fanout.deliver(Audience::Everyone { except }, &bytes);
+        }
+    }
+
+    /// Answers with `ERR::<action>::<status>`.
+    pub(super) fn refuse_with(
+        &mut self,
+        conn_id: ConnId,
+        action: Action,
+        status: Status,
+        reason: &str,
+    ) {
+        self.refuse(conn_id, super::Refusal::new(action, status, reason));
+    }
+
+    /// Answers with `ERR::<action>::502`: something that should never fail did.
+    fn refuse_internal(&mut self, conn_id: ConnId, action: Action, reason: &str) {
+        self.refuse_with(conn_id, action, Status::BadGateway, reason);
+    }
+}

@@ -1,0 +1,139 @@
+//! [`TestServer`]: the real server, started in the test's runtime on
+//! `127.0.0.1:0`, quiet, with settings a test may change, and the console
+//! handle to ask it questions. Never the default data directory.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tsockm_server::{
+    CancellationToken, Config, Console, ConsoleReply, ConsoleRequest, Hook, LogMode, PeerSummary,
+};
+
+use crate::TestClient;
+
+/// How long [`TestServer::wait_for_peers`] and [`TestServer::stop`] wait.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Settings for tests: loopback, port 0, quiet logs, long timers unless a
+/// test shortens them.
+pub fn test_config() -> Config {
+    Config {
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        log_mode: LogMode::Silent,
+        ..Config::default()
+    }
+}
+
+/// A server running in the test's runtime.
+#[derive(Debug)]
+pub struct TestServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The SRC every server frame carries.
+    pub srv: String,
+    /// Its console.
+    pub console: Console,
+    /// Cancel to shut it down.
+    pub shutdown: CancellationToken,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    /// Starts a server with [`test_config`].
+    pub async fn start() -> TestServer {
+        TestServer::start_with(test_config()).await
+    }
+
+    /// Starts a server with `config`.
+    pub async fn start_with(config: Config) -> TestServer {
+        TestServer::start_with_hooks(config, Vec::new()).await
+    }
+
+    /// Starts a server with `config` and hooks that see every accepted message.
+    pub async fn start_with_hooks(config: Config, hooks: Vec<Box<dyn Hook>>) -> TestServer {
+        let mut server = tsockm_server::Server::bind(config)
+            .await
+            .expect("bind a test server");
+        for hook in hooks {
+            server.add_hook(hook);
+        }
+        let addr = server.local_addr();
+        let console = server.console();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(server.run(shutdown.clone()));
+        TestServer {
+            addr,
+            srv: addr.to_string(),
+            console,
+            shutdown,
+            task: Some(task),
+        }
+    }
+
+    /// A new connection to it.
+    pub async fn client(&self) -> TestClient {
+        TestClient::connect(self.addr).await
+    }
+
+    /// Connects and registers, reading a roster of `n_others` frames.
+    pub async fn joined(&self, username: &str, n_others: usize) -> TestClient {
+        TestClient::joined(self.addr, username, n_others).await
+    }
+
+    /// Asks the registry a console question.
+    pub async fn console(&self, request: ConsoleRequest) -> ConsoleReply {
+        self.console
+            .request(request)
+            .await
+            .expect("the server answers its console")
+    }
+
+    /// Runs a console line as the operator would type it.
+    pub async fn console_line(&self, line: &str) -> String {
+        tsockm_server::console::execute(&self.console, line, &self.shutdown).await
+    }
+
+    /// The server's `:list`.
+    pub async fn peers(&self) -> Vec<PeerSummary> {
+        match self.console(ConsoleRequest::List).await {
+            ConsoleReply::List(peers) => peers,
+            other => panic!("unexpected answer to :list: {other:?}"),
+        }
+    }
+
+    /// Waits until `:list` satisfies `pred`.
+    pub async fn wait_for_peers(&self, what: &str, pred: impl Fn(&[PeerSummary]) -> bool) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if pred(&self.peers().await) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Shuts down and waits for `run` to return.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        let Some(task) = self.task.take() else {
+            return;
+        };
+        tokio::time::timeout(WAIT, task)
+            .await
+            .expect("server stops within 10 s")
+            .expect("the server task does not panic")
+            .expect("the server ends without an error");
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        // A test that did not stop its server: stop it anyway.
+        self.shutdown.cancel();
+    }
+}
