@@ -1,7 +1,8 @@
-//! The `tsockm-client` binary on a real terminal: tmux runs it full screen
-//! against the real server; keys go in with `send-keys`, the screen comes
-//! back with `capture-pane`. Start, a message each way, a resize, Ctrl-C on a
-//! half-typed line, and `:exit` (exit code 0, terminal given back).
+//! The `tsockm-client` binary on a real terminal: tmux runs it (full screen,
+//! and `--plain`) against the real server; keys go in with `send-keys`, the
+//! screen comes back with `capture-pane`. Start, a message each way, a
+//! resize, Ctrl-C on a half-typed line, and `:exit` (exit code 0, terminal
+//! given back).
 //!
 //! Without tmux the test says so and passes, unless `CI` is set: there a
 //! missing tmux is a failure.
@@ -35,8 +36,8 @@ impl Tmux {
         found
     }
 
-    async fn start(command: &str, width: u16, height: u16) -> Tmux {
-        let socket = format!("tsockm-test-{}", std::process::id());
+    async fn start(name: &str, command: &str, width: u16, height: u16) -> Tmux {
+        let socket = format!("tsockm-test-{}-{name}", std::process::id());
         let tmux = Tmux {
             socket,
             session: "chat",
@@ -135,7 +136,7 @@ async fn full_screen_on_a_real_terminal() {
         env!("CARGO_BIN_EXE_tsockm-client"),
         server.addr
     );
-    let tmux = Tmux::start(&command, 100, 30).await;
+    let tmux = Tmux::start("full", &command, 100, 30).await;
     tmux.wait_for("registered as alice").await;
     let screen = tmux.wait_for("connected │ alice (").await;
     assert!(screen.contains("Chats"), "{screen}");
@@ -186,5 +187,50 @@ async fn full_screen_on_a_real_terminal() {
         wait_for(&mut bob_events, |e| matches!(e, Event::Left { .. })).await,
         Event::Left { username, .. } if username == "alice"
     ));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn plain_mode_keeps_the_typed_line_below_the_messages() {
+    if !Tmux::available().await {
+        return;
+    }
+    let server = start().await;
+    let (bob, mut bob_events) = server.connect("bob").await;
+    let command = format!(
+        "env -u RUST_LOG {} --plain --no-color --addr {} --username alice",
+        env!("CARGO_BIN_EXE_tsockm-client"),
+        server.addr
+    );
+    let tmux = Tmux::start("plain", &command, 80, 12).await;
+    tmux.wait_for("* registered as alice (").await;
+    assert!(matches!(next(&mut bob_events).await, Event::Joined { .. }));
+    // A message arrives while alice types: it goes above her line, which
+    // stays as it was.
+    tmux.keys(&["-l", "half"]).await;
+    tmux.wait_for("*> half").await;
+    bob.broadcast("hello from bob").await.unwrap();
+    let screen = tmux.wait_for("bob: hello from bob").await;
+    let rows: Vec<&str> = screen.lines().filter(|r| !r.trim().is_empty()).collect();
+    assert_eq!(
+        rows.last().map(|r| r.trim_end()),
+        Some("*> half"),
+        "{screen}"
+    );
+    tmux.keys(&["-l", " way"]).await;
+    tmux.keys(&["Enter"]).await;
+    // Her own line is shown with its time, and reaches bob.
+    tmux.wait("her own line", |s| {
+        s.lines()
+            .any(|r| r.ends_with("alice: half way") || r.contains(" alice: half way"))
+    })
+    .await;
+    let event = wait_for(&mut bob_events, |e| matches!(e, Event::Message(_))).await;
+    assert!(matches!(event, Event::Message(m) if m.text == "half way"));
+    tmux.keys(&["-l", ":exit"]).await;
+    tmux.keys(&["Enter"]).await;
+    let screen = tmux.wait_for("exit status").await;
+    assert!(screen.contains("* session ended"), "{screen}");
+    assert!(screen.contains("exit status 0"), "{screen}");
     server.stop().await;
 }
