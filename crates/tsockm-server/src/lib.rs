@@ -40,6 +40,7 @@ mod room;
 mod server;
 pub mod shutdown;
 mod stats;
+pub mod store;
 mod transport;
 mod username;
 mod wire;
