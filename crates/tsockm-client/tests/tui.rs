@@ -168,6 +168,11 @@ async fn conversations_unread_counts_own_messages_and_the_status_bar() {
         }
         other => panic!("{other:?}"),
     }
+    // Control and format characters from others are drawn escaped.
+    bob.direct(&alice_id, "evil\u{202e}gnp.exe\x1b[2J")
+        .await
+        .unwrap();
+    alice.wait_for("bob: evil\\u{202e}gnp.exe\\u{1b}[2J").await;
     // Ctrl-N cycles back to the lobby; a mention there is highlighted.
     alice.key(KeyCode::Char('n'), KeyModifiers::CONTROL).await;
     bob.broadcast("alice, look").await.unwrap();
