@@ -376,6 +376,26 @@ mod tests {
         check("REQ::MSG::200::::::::x", ServerEvent::Ignored);
     }
 
+    proptest::proptest! {
+        /// Whatever a server sends, reading it never panics.
+        #[test]
+        fn any_frame_is_read_without_panicking(
+            kind in proptest::sample::select(Kind::ALL.to_vec()),
+            action in proptest::sample::select(Action::ALL.to_vec()),
+            sender in "[a-z0-9#*]{0,12}",
+            src in "[A-Za-z0-9.:]{0,40}",
+            dst in "[A-Za-z0-9#*._-]{0,40}",
+            body in "\\PC{0,60}",
+        ) {
+            let frame = Frame::new(kind, action, Status::Ok)
+                .with_sender(sender)
+                .with_src(src)
+                .with_dst(dst)
+                .with_body(body);
+            let _ = ServerEvent::from_frame(frame);
+        }
+    }
+
     #[test]
     fn tokens_never_show() {
         let token = ResumeToken(t("secret-token-value"));
