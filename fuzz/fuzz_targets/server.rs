@@ -68,6 +68,7 @@ fn fixture() -> &'static Fixture {
             .expect("a tokio runtime");
         let config = Config {
             addr: "127.0.0.1:0".parse().expect("an address"),
+            store: Some(tsockm_server::StoreSpec::Memory),
             // Small limits so that the over-long, full and trimmed paths are
             // reached by short inputs.
             max_frame_bytes: 256,

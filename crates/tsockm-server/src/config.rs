@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::store::StoreSpec;
+
 /// Default listening address.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:6969";
 /// Default for [`Config::max_peers`].
@@ -22,6 +24,10 @@ pub const DEFAULT_SEND_QUEUE_FRAMES: usize = 4096;
 pub const DEFAULT_MAX_RATE: u32 = 1000;
 /// Default for [`Config::kept_frames`].
 pub const DEFAULT_KEPT_FRAMES: usize = 1024;
+/// Default for [`Config::history_max`].
+pub const DEFAULT_HISTORY_MAX: usize = 10_000;
+/// Default for [`Config::max_rooms_per_peer`].
+pub const DEFAULT_MAX_ROOMS_PER_PEER: usize = 64;
 
 /// How much the server logs (see section 8 of the contract).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -57,8 +63,17 @@ pub struct Config {
     pub send_queue_frames: usize,
     /// Frames per second one connection may send (0: no limit).
     pub max_rate: u32,
-    /// Frames kept for an away peer; past it the oldest are dropped.
+    /// Frames kept for an away peer; past it the oldest are dropped. Also
+    /// how many messages written to a peer are remembered for a resume
+    /// naming its last message id.
     pub kept_frames: usize,
+    /// Where history and saved sessions are kept; `None` is the platform's
+    /// default SQLite file (see [`StoreSpec::default_sqlite`]).
+    pub store: Option<StoreSpec>,
+    /// Messages kept per conversation (0: none).
+    pub history_max: usize,
+    /// Rooms one peer may be in at once.
+    pub max_rooms_per_peer: usize,
     /// How much to log.
     pub log_mode: LogMode,
 }
@@ -76,6 +91,9 @@ impl Default for Config {
             send_queue_frames: DEFAULT_SEND_QUEUE_FRAMES,
             max_rate: DEFAULT_MAX_RATE,
             kept_frames: DEFAULT_KEPT_FRAMES,
+            store: None,
+            history_max: DEFAULT_HISTORY_MAX,
+            max_rooms_per_peer: DEFAULT_MAX_ROOMS_PER_PEER,
             log_mode: LogMode::Dev,
         }
     }
@@ -126,8 +144,25 @@ pub struct Cli {
     pub max_rate: u32,
 
     /// Frames kept for an away peer until it resumes; the oldest go first.
+    /// Also how many messages written to a peer are remembered, to send
+    /// again to a client that resumes naming the last message it got.
     #[arg(long, default_value_t = DEFAULT_KEPT_FRAMES)]
     pub kept_frames: usize,
+
+    /// Where history and saved sessions are kept: `memory` (lost at exit)
+    /// or `sqlite:<path>` [default: sqlite:$XDG_DATA_HOME/tsockm/tsockm.db,
+    /// else sqlite:~/.local/share/tsockm/tsockm.db].
+    #[arg(long, env = "TSOCKM_STORE", value_name = "STORE")]
+    pub store: Option<StoreSpec>,
+
+    /// Messages kept in the history of each conversation (lobby, room,
+    /// pair of peers); 0 keeps none.
+    #[arg(long, default_value_t = DEFAULT_HISTORY_MAX)]
+    pub history_max: usize,
+
+    /// Rooms one peer may be in at once; one more JOIN gets 403.
+    #[arg(long, default_value_t = DEFAULT_MAX_ROOMS_PER_PEER, value_parser = parse_positive)]
+    pub max_rooms_per_peer: usize,
 
     /// Log only warnings and errors (unless RUST_LOG says otherwise; then
     /// frames it lets through are logged in full).
@@ -160,6 +195,9 @@ impl Cli {
             send_queue_frames: self.send_queue,
             max_rate: self.max_rate,
             kept_frames: self.kept_frames,
+            store: self.store,
+            history_max: self.history_max,
+            max_rooms_per_peer: self.max_rooms_per_peer,
             log_mode,
         }
     }
@@ -194,31 +232,16 @@ pub fn parse_frame_limit(text: &str) -> Result<usize, String> {
     }
 }
 
-/// Parses a duration such as `500ms`, `13s`, `1.5s`, `2m` or `1h`.
-///
-/// A bare number is seconds. Zero is refused: every timer needs a period.
+/// Parses a duration such as `500ms`, `13s`, `2m`, `1h` or `1m 30s`
+/// (humantime's syntax). A bare number is seconds. Zero is refused: every
+/// timer needs a period.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration (write e.g. 500ms, 13s, 2m)"))?;
-    let seconds_per_unit = match unit.trim() {
-        "ms" => 0.001,
-        "" | "s" => 1.0,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        other => {
-            return Err(format!(
-                "unknown unit `{other}` in `{text}` (use ms, s, m or h)"
-            ));
-        }
+    let duration = match text.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => humantime::parse_duration(text)
+            .map_err(|e| format!("`{text}` is not a duration ({e}); write e.g. 500ms, 13s, 2m"))?,
     };
-    let duration = Duration::try_from_secs_f64(value * seconds_per_unit)
-        .map_err(|_| format!("`{text}` is out of range"))?;
     if duration.is_zero() {
         return Err(format!("`{text}` must be longer than zero"));
     }
@@ -235,7 +258,7 @@ mod tests {
             ("500ms", Duration::from_millis(500)),
             ("13s", Duration::from_secs(13)),
             ("13", Duration::from_secs(13)),
-            ("1.5s", Duration::from_millis(1500)),
+            ("1s 500ms", Duration::from_millis(1500)),
             ("2m", Duration::from_secs(120)),
             ("1h", Duration::from_secs(3600)),
         ];
@@ -261,6 +284,8 @@ mod tests {
         assert_eq!(config.send_queue_frames, default.send_queue_frames);
         assert_eq!(config.max_rate, default.max_rate);
         assert_eq!(config.kept_frames, default.kept_frames);
+        assert_eq!(config.history_max, default.history_max);
+        assert_eq!(config.max_rooms_per_peer, default.max_rooms_per_peer);
         assert_eq!(config.log_mode, LogMode::Dev);
     }
 

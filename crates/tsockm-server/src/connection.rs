@@ -60,6 +60,8 @@ pub struct ConnectionContext {
     pub max_frame_bytes: usize,
     /// Send queue bound in frames.
     pub send_queue_frames: usize,
+    /// Messages written to a peer remembered for its resume.
+    pub remembered_messages: usize,
     /// Server shutdown: a connection's writer then has a bounded time left.
     pub shutdown: CancellationToken,
 }
@@ -77,6 +79,7 @@ pub async fn serve<T: Transport>(
 ) {
     let outbox = Arc::new(Outbox::with_backlog(
         cx.send_queue_frames,
+        cx.remembered_messages,
         cx.backlog.clone(),
     ));
     let activity = Arc::new(Activity::new());

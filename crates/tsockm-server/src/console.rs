@@ -6,7 +6,7 @@
 //! (standard output in the binary), never into the log.
 
 use std::fmt::Write as _;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -20,7 +20,8 @@ use crate::server::Console;
 /// The usage text printed by `:help` and after errors.
 pub const USAGE: &str = "\
 commands:
-  :list, :ls           list peers: id, username, address, state, connected since
+  :list, :ls           list peers: id, username, address, state, connected since, rooms
+  :rooms               list rooms: name, member count, members' ids
   :kill <peer_id>      remove a peer (COMM_END to it, NTFY_KILL to the others)
   :kill all            remove every peer
   :ping <peer_id>      send a health check now and report whether it answered
@@ -80,6 +81,7 @@ pub fn parse(line: &str) -> Result<Option<ConsoleCommand>, ConsoleError> {
     match name {
         ":list" | ":ls" => no_argument(ConsoleCommand::Registry(ConsoleRequest::List)),
         ":info" => no_argument(ConsoleCommand::Registry(ConsoleRequest::Info)),
+        ":rooms" => no_argument(ConsoleCommand::Registry(ConsoleRequest::Rooms)),
         ":kill" => Ok(Some(ConsoleCommand::Registry(ConsoleRequest::Kill(
             target(":kill")?,
         )))),
@@ -195,13 +197,27 @@ pub fn render(reply: &ConsoleReply, now: SystemTime) -> String {
         ConsoleReply::UnknownPeer(id) => format!("error: no peer with id `{id}`"),
         ConsoleReply::Pinged(report) => render_ping(report),
         ConsoleReply::Info(info) => render_info(info),
+        ConsoleReply::Rooms(rooms) if rooms.is_empty() => "no rooms".to_owned(),
+        ConsoleReply::Rooms(rooms) => {
+            let mut out = format!("{} room(s):", rooms.len());
+            for room in rooms {
+                let _ = write!(
+                    out,
+                    "\n{}  {} member(s)  {}",
+                    room.name,
+                    room.members.len(),
+                    room.members.join(" ")
+                );
+            }
+            out
+        }
     }
 }
 
 fn peer_line(peer: &PeerSummary, now: SystemTime) -> String {
     let state = if peer.online { "online" } else { "away" };
     let ago = now.duration_since(peer.since).unwrap_or_default();
-    format!(
+    let mut line = format!(
         "{}  {}  {}  {}  since {} ({} ago)",
         peer.id,
         peer.username,
@@ -209,7 +225,11 @@ fn peer_line(peer: &PeerSummary, now: SystemTime) -> String {
         state,
         utc(peer.since),
         human(ago)
-    )
+    );
+    if !peer.rooms.is_empty() {
+        let _ = write!(line, "  rooms {}", peer.rooms.join(" "));
+    }
+    line
 }
 
 fn render_ping(report: &PingReport) -> String {
@@ -243,70 +263,54 @@ fn render_ping(report: &PingReport) -> String {
 }
 
 fn render_info(info: &InfoReport) -> String {
+    let failing = if info.store_failing {
+        " (FAILING NOW: see the log)"
+    } else {
+        ""
+    };
     format!(
         "address: {}\nuptime: {}\npeers: {} online, {} away ({} connection(s) not registered)\n\
+         rooms: {}\n\
          frames: {} in, {} out\nbytes: {} in, {} out\n\
-         dropped: {} kept frame(s), {} rate-limited frame(s), {} peer(s) cut off for not reading",
+         dropped: {} kept frame(s), {} rate-limited frame(s), {} peer(s) cut off for not reading\n\
+         store: {}{failing}: {} message(s) written, {} failed, {} dropped (queue full)",
         info.addr,
         human(info.uptime),
         info.n_online,
         info.n_away,
         info.n_unregistered,
+        info.n_rooms,
         info.frames_in,
         info.frames_out,
         info.bytes_in,
         info.bytes_out,
         info.frames_dropped,
         info.frames_rate_limited,
-        info.peers_cut_off
+        info.peers_cut_off,
+        info.store,
+        info.store_written,
+        info.store_failed,
+        info.store_dropped,
     )
 }
 
-/// `1h02m03s`, `4m05s`, `6s`.
+/// A duration to the second, as humantime writes it: `1h 2m 3s`.
 fn human(duration: Duration) -> String {
-    let s = duration.as_secs();
-    match (s / 3600, s / 60 % 60, s % 60) {
-        (0, 0, s) => format!("{s}s"),
-        (0, m, s) => format!("{m}m{s:02}s"),
-        (h, m, s) => format!("{h}h{m:02}m{s:02}s"),
-    }
+    humantime::format_duration(Duration::from_secs(duration.as_secs())).to_string()
 }
 
 /// `2026-11-28 05:44:47Z`.
 fn utc(time: SystemTime) -> String {
-    let secs = time
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let (y, m, d) = civil_from_days(days);
-    let rem = secs % 86_400;
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's
-/// `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    match jiff::Timestamp::try_from(time) {
+        Ok(ts) => ts.strftime("%Y-%m-%d %H:%M:%SZ").to_string(),
+        Err(_) => "?".to_owned(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::UNIX_EPOCH;
 
     fn request(r: ConsoleRequest) -> Result<Option<ConsoleCommand>, ConsoleError> {
         Ok(Some(ConsoleCommand::Registry(r)))
@@ -368,6 +372,7 @@ mod tests {
             addr: "127.0.0.1:5000".into(),
             online: true,
             since,
+            rooms: Vec::new(),
         };
         let away = PeerSummary {
             online: false,
@@ -381,7 +386,7 @@ mod tests {
         assert_eq!(lines[0], "2 peer(s):");
         assert_eq!(
             lines[1],
-            "abcDEF1234  alice  127.0.0.1:5000  online  since 2026-11-28 05:44:47Z (1m05s ago)"
+            "abcDEF1234  alice  127.0.0.1:5000  online  since 2026-11-28 05:44:47Z (1m 5s ago)"
         );
         assert!(lines[2].contains(" away "));
         assert_eq!(render(&ConsoleReply::List(vec![]), since), "no peers");
@@ -389,10 +394,12 @@ mod tests {
 
     #[test]
     fn dates_and_durations() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+        assert_eq!(utc(UNIX_EPOCH), "1970-01-01 00:00:00Z");
+        assert_eq!(
+            utc(UNIX_EPOCH + Duration::from_secs(19_723 * 86_400)),
+            "2024-01-01 00:00:00Z"
+        );
         assert_eq!(human(Duration::from_secs(5)), "5s");
-        assert_eq!(human(Duration::from_secs(3723)), "1h02m03s");
+        assert_eq!(human(Duration::from_millis(3_723_400)), "1h 2m 3s");
     }
 }

@@ -1,8 +1,9 @@
 //! Peer ids and resume tokens.
 //!
-//! Ids are sqids of a counter (never reused, at least [`PEER_ID_MIN_CHARS`]
-//! letters and digits) over an alphabet shuffled at start, so ids do not
-//! reveal how many peers came before. Tokens are [`TOKEN_BYTES`] random bytes
+//! Peer ids and message ids are sqids of counts that start from the clock
+//! (never reused for the life of the store; see [`IdentityMaker`]) over an
+//! alphabet shuffled once per store, so ids reveal little about how many
+//! came before. Tokens are [`TOKEN_BYTES`] random bytes
 //! in URL-safe base64. The server keeps only a hash of each token
 //! ([`TokenHash`]) and compares hashes in constant time, so neither memory
 //! dumps nor saved sessions hold a usable token.
@@ -44,43 +45,120 @@ pub fn shuffled_alphabet() -> Result<Vec<char>, IdentityError> {
     Ok(alphabet)
 }
 
-/// Makes unique peer ids.
+/// Shortest message id, in characters (they are never `server`).
+pub const MSG_ID_MIN_CHARS: u8 = 8;
+
+/// How many message seqs fit in one millisecond before the count runs
+/// ahead of the clock (it then simply goes on counting).
+const MSG_SEQS_PER_MS: u64 = 1 << 16;
+
+/// Makes peer ids and message ids: sqids of a count that starts from the
+/// clock, over one alphabet kept in the store.
+///
+/// Both counts are `max(last + 1, clock)`: a peer's count is the Unix
+/// millisecond, a message's the Unix millisecond times 65,536. A server
+/// restarted on the same store (even after a crash that lost the last
+/// messages before they were stored) starts past every count it issued
+/// before, so ids are unique for the life of the store, and a later
+/// message always has a larger count: ids can be ordered by decoding them.
 #[derive(Debug)]
 pub struct IdentityMaker {
-    sqids: Sqids,
-    next_seq: u64,
+    peer_sqids: Sqids,
+    msg_sqids: Sqids,
+    last_peer: u64,
+    last_msg: u64,
 }
 
 impl IdentityMaker {
-    /// A maker with a freshly shuffled alphabet, counting from 1.
-    pub fn new() -> Result<Self, IdentityError> {
-        IdentityMaker::starting_at(1)
-    }
-
-    /// A maker with a freshly shuffled alphabet whose first id is made of
-    /// `next_seq` (a server restoring saved sessions continues the count).
-    pub fn starting_at(next_seq: u64) -> Result<Self, IdentityError> {
-        let sqids = Sqids::builder()
-            .alphabet(shuffled_alphabet()?)
-            .min_length(PEER_ID_MIN_CHARS)
-            .build()?;
+    /// A maker over `alphabet` (62 distinct letters and digits) whose
+    /// counts continue after `last_peer` and `last_msg`.
+    pub fn new(alphabet: &str, last_peer: u64, last_msg: u64) -> Result<Self, IdentityError> {
+        let chars: Vec<char> = alphabet.chars().collect();
         Ok(IdentityMaker {
-            sqids,
-            next_seq: next_seq.max(1),
+            peer_sqids: Sqids::builder()
+                .alphabet(chars.clone())
+                .min_length(PEER_ID_MIN_CHARS)
+                .build()?,
+            msg_sqids: Sqids::builder()
+                .alphabet(chars)
+                .min_length(MSG_ID_MIN_CHARS)
+                .build()?,
+            last_peer,
+            last_msg,
         })
     }
 
-    /// A peer id no peer of this process has had before.
-    pub fn next_peer_id(&mut self) -> Result<String, IdentityError> {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        Ok(self.sqids.encode(&[seq])?)
+    /// A maker over a freshly shuffled alphabet.
+    #[cfg(test)]
+    pub fn fresh() -> Result<Self, IdentityError> {
+        let alphabet: String = shuffled_alphabet()?.into_iter().collect();
+        IdentityMaker::new(&alphabet, 0, 0)
     }
 
-    /// The count the next id is made of.
-    pub fn next_seq(&self) -> u64 {
-        self.next_seq
+    /// A peer id no peer has had before.
+    pub fn next_peer_id(&mut self) -> Result<String, IdentityError> {
+        self.last_peer = (self.last_peer + 1).max(now_ms());
+        Ok(self.peer_sqids.encode(&[self.last_peer])?)
     }
+
+    /// Makes the next peer ids after `seq` (a server restoring the peers a
+    /// previous one saved goes on after the last it made).
+    pub fn continue_peers_after(&mut self, seq: u64) {
+        self.last_peer = self.last_peer.max(seq);
+    }
+
+    /// The count the last peer id was made of.
+    pub fn last_peer(&self) -> u64 {
+        self.last_peer
+    }
+
+    /// The next message's count and id, not yet taken: a message that is
+    /// refused gets none ([`IdentityMaker::commit_msg`] takes it).
+    pub fn peek_msg(&self) -> (u64, String) {
+        let seq = (self.last_msg + 1).max(now_ms().saturating_mul(MSG_SEQS_PER_MS));
+        (seq, self.msg_id(seq))
+    }
+
+    /// Takes the count [`IdentityMaker::peek_msg`] gave.
+    pub fn commit_msg(&mut self, seq: u64) {
+        self.last_msg = self.last_msg.max(seq);
+    }
+
+    /// The id of the message with count `seq`.
+    pub fn msg_id(&self, seq: u64) -> String {
+        self.msg_sqids.encode(&[seq]).unwrap_or_default()
+    }
+
+    /// The count a message id was made of, if it is one this server could
+    /// have issued (a canonical encoding of one count, not in the future).
+    pub fn msg_seq(&self, id: &str) -> Option<u64> {
+        let seq = canonical(&self.msg_sqids, id)?;
+        (seq <= self.last_msg.max(now_ms().saturating_mul(MSG_SEQS_PER_MS))).then_some(seq)
+    }
+
+    /// Whether `id` is one this server could have given a peer: a canonical
+    /// encoding of one count, not in the future.
+    pub fn could_be_peer(&self, id: &str) -> bool {
+        canonical(&self.peer_sqids, id).is_some_and(|seq| seq <= self.last_peer.max(now_ms()))
+    }
+}
+
+/// The one count `id` is the canonical encoding of.
+fn canonical(sqids: &Sqids, id: &str) -> Option<u64> {
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return None;
+    }
+    match sqids.decode(id)[..] {
+        [seq] if sqids.encode(&[seq]).ok()? == id => Some(seq),
+        _ => None,
+    }
+}
+
+/// The Unix time in milliseconds.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// A fresh resume token: 22 characters of `[A-Za-z0-9_-]`.
@@ -108,16 +186,47 @@ mod tests {
 
     #[test]
     fn peer_ids_are_unique_long_alphanumeric() {
-        let mut maker = IdentityMaker::new().unwrap();
+        let mut maker = IdentityMaker::fresh().unwrap();
         let mut seen = HashSet::new();
         for _ in 0..5000 {
             let id = maker.next_peer_id().unwrap();
             assert!(id.len() >= usize::from(PEER_ID_MIN_CHARS), "{id}");
             assert!(id.chars().all(|c| c.is_ascii_alphanumeric()), "{id}");
             assert!(id != "server" && id != "*");
+            assert!(maker.could_be_peer(&id), "{id}");
             assert!(seen.insert(id));
         }
-        assert_eq!(maker.next_seq(), 5001);
+        assert!(!maker.could_be_peer("nobody"));
+        assert!(!maker.could_be_peer(""));
+        assert!(!maker.could_be_peer("a::b"));
+    }
+
+    #[test]
+    fn message_ids_grow_decode_and_survive_a_restart() {
+        let alphabet: String = shuffled_alphabet().unwrap().into_iter().collect();
+        let mut maker = IdentityMaker::new(&alphabet, 0, 0).unwrap();
+        let mut last = 0;
+        for _ in 0..1000 {
+            let (seq, id) = maker.peek_msg();
+            maker.commit_msg(seq);
+            assert!(seq > last);
+            last = seq;
+            assert!(
+                id.len() >= usize::from(MSG_ID_MIN_CHARS) && id.len() <= 32,
+                "{id}"
+            );
+            assert!(id.chars().all(|c| c.is_ascii_alphanumeric()), "{id}");
+            assert_eq!(maker.msg_seq(&id), Some(seq));
+            assert_eq!(maker.msg_id(seq), id);
+        }
+        assert_eq!(maker.msg_seq("server"), None);
+        assert_eq!(maker.msg_seq("zz"), None);
+        // A server restarted on the same store (same alphabet, the largest
+        // stored seq) goes on past it.
+        let again = IdentityMaker::new(&alphabet, 0, last).unwrap();
+        let (seq, id) = again.peek_msg();
+        assert!(seq > last);
+        assert_eq!(maker.msg_seq(&id), Some(seq));
     }
 
     #[test]

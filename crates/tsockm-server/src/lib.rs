@@ -3,26 +3,37 @@
 //! Map of the crate:
 //! - `server.rs`: [`Server`] binds, accepts, and spawns every task on one
 //!   tracker; `run(shutdown)` ends when the token is cancelled.
+//! - `start.rs`: what is opened before listening (the store, ids, saved
+//!   sessions), and [`StartError`].
 //! - `connection.rs`: one task per connection: decode frames into registry
-//!   commands, write the connection's outbox to the socket.
+//!   commands, write the connection's outbox to the socket, over a
+//!   `transport.rs` `Transport` (TCP, TLS).
 //! - `outbox.rs`: the bounded per-connection send queue.
-//! - `registry.rs`: the actor owning every peer and connection; checks each
-//!   frame in the contract's order, fans messages out, runs every timer.
-//! - `peer.rs`: a peer online or away, and the frames kept for it.
+//! - `registry/`: the actor owning every peer, connection and room, one
+//!   job per file (see its `mod.rs`): admission in the contract's order,
+//!   fan-out, sessions, messages, rooms, history, timers, the console.
+//! - [`store`]: where history and saved sessions are kept (memory, SQLite)
+//!   and the thread that writes them.
 //! - `wire.rs`: the frames the server sends. `addr.rs`: addresses on the wire.
-//! - `identity.rs`: peer ids and resume tokens. `username.rs`: name rules.
+//! - `identity.rs`: peer ids, message ids and resume tokens.
+//!   `username.rs`, `room.rs`: name rules.
 //! - `rate.rs`: the token bucket. `stats.rs`: counters for `:info`.
 //! - `console.rs`: operator commands. `shutdown.rs`: signals.
 //! - `config.rs`: settings and flags. `logging.rs`: subscriber and frame dump.
 //!
 //! ```no_run
-//! # async fn example() -> std::io::Result<()> {
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 //! use tokio_util::sync::CancellationToken;
-//! let config = tsockm_server::Config { addr: "127.0.0.1:0".parse().unwrap(), ..Default::default() };
+//! let config = tsockm_server::Config {
+//!     addr: "127.0.0.1:0".parse()?,
+//!     store: Some(tsockm_server::StoreSpec::Memory),
+//!     ..Default::default()
+//! };
 //! let server = tsockm_server::Server::bind(config).await?;
 //! println!("listening on {}", server.local_addr());
 //! let shutdown = CancellationToken::new();
-//! server.run(shutdown).await
+//! server.run(shutdown).await?;
+//! # Ok(())
 //! # }
 //! ```
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
@@ -39,6 +50,7 @@ mod registry;
 mod room;
 mod server;
 pub mod shutdown;
+mod start;
 mod stats;
 pub mod store;
 mod transport;
@@ -47,8 +59,10 @@ mod wire;
 
 pub use config::{Cli, Config, LogMode};
 pub use registry::{
-    AcceptedMessage, ChannelHook, ConsoleReply, ConsoleRequest, Conversation, Hook, InfoReport,
-    PeerSummary, PingReport, RegistryClosed, Target,
+    AcceptedMessage, ChannelHook, ConsoleReply, ConsoleRequest, Hook, InfoReport, PeerSummary,
+    PingReport, RegistryClosed, RoomSummary, Target,
 };
 pub use server::{Console, Server};
+pub use start::StartError;
+pub use store::{Conversation, StoreSpec};
 pub use tokio_util::sync::CancellationToken;

@@ -21,11 +21,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let addr = config.addr;
     let result = runtime.block_on(async move {
         let server = Server::bind(config)
             .await
-            .map_err(|error| format!("cannot listen on {addr}: {error}"))?;
+            .map_err(|error| error.to_string())?;
+        eprintln!("tsockm-server: store {}", server.store());
         println!("tsockm-server listening on {}", server.local_addr());
         let shutdown = CancellationToken::new();
         tokio::spawn(shutdown::cancel_on_signal(shutdown.clone()));

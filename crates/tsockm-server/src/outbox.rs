@@ -30,6 +30,9 @@ use tokio::sync::Notify;
 /// Largest empty deque an outbox keeps once a burst is written.
 const KEPT_QUEUE_CAPACITY: usize = 8;
 
+/// How a relayed message starts: only those are remembered once written.
+const RELAYED_MESSAGE: &[u8] = b"RES::MSG::";
+
 /// Why a push did not queue the frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PushError {
@@ -81,6 +84,10 @@ struct State {
     /// Bytes of the first frame already written to the socket.
     front_written: usize,
     closed: bool,
+    /// The last relayed messages (MSG frames) written in full, oldest
+    /// first, at most `remember` of them: sent again to a client that
+    /// resumes naming the last message it received.
+    written: VecDeque<Bytes>,
     /// Set when a push found the queue full: every later push is refused
     /// too until the queue is taken back, so frames refused to a peer that
     /// is about to be cut off cannot be overtaken by later ones that found
@@ -113,24 +120,28 @@ pub struct Outbox {
     epoch: AtomicU64,
     /// Most frames queued at once.
     capacity: usize,
+    /// Most written messages remembered.
+    remember: usize,
     /// The server-wide count this outbox's frames are part of.
     backlog: Arc<Backlog>,
 }
 
 impl Outbox {
     /// An empty outbox holding at most `capacity` frames, counted in a
-    /// backlog of its own.
+    /// backlog of its own, remembering no written message.
+    #[cfg(test)]
     pub fn new(capacity: usize) -> Self {
-        Outbox::with_backlog(capacity, Arc::default())
+        Outbox::with_backlog(capacity, 0, Arc::default())
     }
 
     /// An empty outbox holding at most `capacity` frames, counted in
-    /// `backlog`.
-    pub fn with_backlog(capacity: usize, backlog: Arc<Backlog>) -> Self {
+    /// `backlog`, remembering the last `remember` messages written.
+    pub fn with_backlog(capacity: usize, remember: usize, backlog: Arc<Backlog>) -> Self {
         Outbox {
             state: Mutex::new(State::default()),
             epoch: AtomicU64::new(0),
             capacity: capacity.max(1),
+            remember,
             backlog,
         }
     }
@@ -244,7 +255,13 @@ impl Outbox {
         wake(closer);
     }
 
+    /// Takes the remembered messages written so far, oldest first.
+    pub fn take_written(&self) -> VecDeque<Bytes> {
+        std::mem::take(&mut self.lock().written)
+    }
+
     /// Whether [`Outbox::close`] was called.
+    #[cfg(test)]
     pub fn is_closed(&self) -> bool {
         self.lock().closed
     }
@@ -325,7 +342,19 @@ impl Outbox {
                 return false;
             }
             let n_frames = n_frames.min(state.queue.len());
-            state.queue.drain(..n_frames);
+            if self.remember > 0 {
+                let State { queue, written, .. } = &mut *state;
+                for frame in queue.drain(..n_frames) {
+                    if frame.starts_with(RELAYED_MESSAGE) {
+                        if written.len() == self.remember {
+                            written.pop_front();
+                        }
+                        written.push_back(frame);
+                    }
+                }
+            } else {
+                state.queue.drain(..n_frames);
+            }
             state.front_written = offset;
             if state.queue.is_empty() && state.queue.capacity() > KEPT_QUEUE_CAPACITY {
                 // A burst grew the deque: do not keep it for an idle peer.
@@ -412,6 +441,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_last_messages_written_are_remembered() {
+        let outbox = Outbox::with_backlog(8, 2, Arc::default());
+        for frame in [
+            "RES::MSG::1\n",
+            "RES::NTFY_JOIN::x\n",
+            "RES::MSG::2\n",
+            "RES::MSG::3\n",
+        ] {
+            outbox.push(b(frame)).unwrap();
+        }
+        // Nothing is remembered before it is written.
+        assert!(outbox.take_written().is_empty());
+        write_all(&outbox, 8).await;
+        assert_eq!(
+            outbox.take_written(),
+            [b("RES::MSG::2\n"), b("RES::MSG::3\n")]
+        );
+        assert!(outbox.take_written().is_empty());
+    }
+
+    #[tokio::test]
     async fn frames_stay_queued_until_written() {
         let outbox = Outbox::new(8);
         for frame in ["one", "two", "three"] {
@@ -440,8 +490,8 @@ mod tests {
     #[tokio::test]
     async fn the_backlog_counts_queued_frames() {
         let backlog = Arc::new(Backlog::default());
-        let a = Outbox::with_backlog(8, backlog.clone());
-        let b_ = Outbox::with_backlog(8, backlog.clone());
+        let a = Outbox::with_backlog(8, 0, backlog.clone());
+        let b_ = Outbox::with_backlog(8, 0, backlog.clone());
         a.push(b("1")).unwrap();
         a.push(b("2")).unwrap();
         b_.push_unbounded(b("3"));

@@ -57,11 +57,6 @@ impl RoomName {
     pub fn as_text(&self) -> &Text {
         &self.0
     }
-
-    /// The name as a string slice, `#` included.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
 impl fmt::Display for RoomName {

@@ -21,9 +21,11 @@ use crate::connection::{self, ConnectionContext};
 use crate::logging::FrameLog;
 use crate::outbox::Backlog;
 use crate::registry::{
-    ConsoleReply, ConsoleRequest, Hook, Registry, RegistryClosed, RegistryHandle,
+    ConsoleReply, ConsoleRequest, Hook, Registry, RegistryClosed, RegistryHandle, Shared,
 };
+use crate::start::{OpenStore, StartError, open_store};
 use crate::stats::Stats;
+use crate::store::StoreHandle;
 
 /// Connections allowed beyond `max_peers`, for clients still registering
 /// (and resumes taking over a connection not yet found dead).
@@ -41,38 +43,51 @@ pub struct Server {
     local_addr: SocketAddr,
     registry: Registry,
     handle: RegistryHandle,
-    log: FrameLog,
-    stats: Arc<Stats>,
-    backlog: Arc<Backlog>,
+    shared: Shared,
+    /// The store's thread, joined once the registry has stopped.
+    store: (StoreHandle, std::thread::JoinHandle<()>),
 }
 
 impl Server {
-    /// Binds `config.addr` and prepares the registry.
-    pub async fn bind(config: Config) -> io::Result<Server> {
-        let listener = TcpListener::bind(config.addr).await?;
-        let local_addr = listener.local_addr()?;
-        let log = FrameLog::new(config.log_mode);
-        let stats = Arc::new(Stats::default());
-        let backlog = Arc::new(Backlog::default());
-        let (registry, handle) = Registry::new(
-            &config,
-            local_addr,
-            log.clone(),
-            stats.clone(),
-            backlog.clone(),
-            Vec::new(),
-        )
-        .map_err(io::Error::other)?;
+    /// Opens the store, binds `config.addr` and prepares the registry
+    /// (restoring the sessions a previous server saved in the store).
+    pub async fn bind(config: Config) -> Result<Server, StartError> {
+        let OpenStore {
+            handle: store,
+            thread,
+            ids,
+            saved,
+        } = open_store(&config)?;
+        let listen_error = |source| StartError::Listen {
+            addr: config.addr,
+            source,
+        };
+        let listener = TcpListener::bind(config.addr).await.map_err(listen_error)?;
+        let local_addr = listener.local_addr().map_err(listen_error)?;
+        let shared = Shared {
+            log: FrameLog::new(config.log_mode),
+            stats: Arc::new(Stats::default()),
+            backlog: Arc::new(Backlog::default()),
+        };
+        let (mut registry, handle) =
+            Registry::new(&config, local_addr, shared.clone(), ids, store.clone());
+        if let Some(saved) = saved {
+            registry.restore(saved);
+        }
         Ok(Server {
             config,
             listener,
             local_addr,
             registry,
             handle,
-            log,
-            stats,
-            backlog,
+            shared,
+            store: (store, thread),
         })
+    }
+
+    /// The store in use, e.g. `sqlite:/home/me/.local/share/tsockm/tsockm.db`.
+    pub fn store(&self) -> &str {
+        self.store.0.describe()
     }
 
     /// The address the server listens on (with the real port if 0 was asked).
@@ -90,7 +105,7 @@ impl Server {
     pub fn console(&self) -> Console {
         Console {
             registry: self.handle.clone(),
-            log: self.log.clone(),
+            log: self.shared.log.clone(),
         }
     }
 
@@ -103,9 +118,8 @@ impl Server {
             local_addr,
             registry,
             handle,
-            log: _,
-            stats,
-            backlog,
+            shared,
+            store,
         } = self;
         tracing::info!(addr = %local_addr, "listening");
         let tracker = TaskTracker::new();
@@ -120,10 +134,11 @@ impl Server {
         }
         let cx = ConnectionContext {
             registry: handle,
-            stats,
-            backlog,
+            stats: shared.stats,
+            backlog: shared.backlog,
             max_frame_bytes: config.max_frame_bytes,
             send_queue_frames: config.send_queue_frames,
+            remembered_messages: config.kept_frames,
             shutdown: registry_done.clone(),
         };
         let slots = Arc::new(Semaphore::new(
@@ -167,6 +182,16 @@ impl Server {
         drop(listener);
         tracker.close();
         tracker.wait().await;
+        // The registry has stopped (and asked the store to save the
+        // sessions): the store writes everything queued, then ends.
+        let (store, thread) = store;
+        store.close();
+        if tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .is_err()
+        {
+            tracing::error!("the store thread failed while closing");
+        }
         tracing::info!("server stopped");
         Ok(())
     }

@@ -57,6 +57,51 @@ impl Wire {
         )
     }
 
+    /// The answer to ROOMS: `RES::ROOMS::200::server::<srv>::<id>::<lines>`.
+    pub fn rooms(&self, peer_id: &Text, lines: Text) -> Frame {
+        self.server(Kind::Res, Action::Rooms, Status::Ok, peer_id, lines)
+    }
+
+    /// A relayed message: `RES::MSG::200::<author>::<msg_id>::<dst>::<text>`.
+    pub fn relayed(&self, author: &Text, msg_id: &Text, dst: &Text, text: &Text) -> Frame {
+        Frame::response(Action::Msg)
+            .with_sender(author.clone())
+            .with_src(msg_id.clone())
+            .with_dst(dst.clone())
+            .with_body(text.clone())
+    }
+
+    /// One stored message answering HISTORY:
+    /// `RES::HISTORY::200::<author>::<msg_id>::<conversation>::<unix ms>::<username>::<text>`.
+    pub fn history_item(
+        &self,
+        author: &str,
+        msg_id: &str,
+        conversation: &Text,
+        at_ms: i64,
+        username: &str,
+        text: &str,
+    ) -> Frame {
+        Frame::response(Action::History)
+            .with_sender(Text::from(author))
+            .with_src(Text::from(msg_id))
+            .with_dst(conversation.clone())
+            .with_body(Text::from(format!("{at_ms}::{username}::{text}")))
+    }
+
+    /// The end of a HISTORY answer:
+    /// `RES::HISTORY::200::server::<srv>::<conversation>::end <count>[ more]`.
+    pub fn history_end(&self, conversation: &Text, count: usize, more: bool) -> Frame {
+        let more = if more { " more" } else { "" };
+        self.server(
+            Kind::Res,
+            Action::History,
+            Status::Ok,
+            conversation,
+            Text::from(format!("end {count}{more}")),
+        )
+    }
+
     /// A health check: `REQ::COMM::200::server::<srv>::<id>::check?`.
     pub fn health_check(&self, peer_id: &Text) -> Frame {
         self.server(
@@ -127,6 +172,40 @@ impl Wire {
     }
 }
 
+/// How long `text` is once written as a BODY (escapes included).
+pub fn escaped_len(text: &str) -> usize {
+    text.len()
+        + text
+            .bytes()
+            .filter(|b| matches!(b, b'\\' | b'\n' | b'\r'))
+            .count()
+}
+
+/// The length of a relayed message's line, terminator excluded.
+pub fn relayed_len(author: &str, msg_id: &str, dst: &str, escaped_text: usize) -> usize {
+    "RES::MSG::200".len() + 4 * "::".len() + author.len() + msg_id.len() + dst.len() + escaped_text
+}
+
+/// The length of a HISTORY item's line, terminator excluded.
+pub fn history_item_len(
+    author: &str,
+    msg_id: &str,
+    conversation: &str,
+    escaped_username: usize,
+    escaped_text: usize,
+) -> usize {
+    /// Unix milliseconds have 13 digits until the year 2286.
+    const MS_DIGITS: usize = 13;
+    "RES::HISTORY::200".len()
+        + 6 * "::".len()
+        + author.len()
+        + msg_id.len()
+        + conversation.len()
+        + MS_DIGITS
+        + escaped_username
+        + escaped_text
+}
+
 /// Encodes a frame the server built. Server frames only carry ids, addresses
 /// and `*` in their header fields, so this cannot fail unless there is a bug;
 /// then the frame is logged and skipped rather than sent malformed.
@@ -143,6 +222,47 @@ pub fn encode(frame: &Frame) -> Option<Bytes> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn computed_lengths_are_the_encoded_lengths() {
+        let wire = Wire {
+            srv: Text::from("127.0.0.1:6969"),
+        };
+        for text in ["", "plain", "two\nlines \\ and \r", "é::ü"] {
+            let relayed = wire.relayed(
+                &"authorID12".into(),
+                &"msgID123".into(),
+                &"#room".into(),
+                &text.into(),
+            );
+            let line = relayed.to_bytes().unwrap();
+            assert_eq!(
+                line.len() - 1,
+                relayed_len("authorID12", "msgID123", "#room", escaped_len(text)),
+                "{text:?}"
+            );
+            let item = wire.history_item(
+                "authorID12",
+                "msgID123",
+                &"*".into(),
+                1_795_844_687_000,
+                "al\\ice",
+                text,
+            );
+            let line = item.to_bytes().unwrap();
+            assert_eq!(
+                line.len() - 1,
+                history_item_len(
+                    "authorID12",
+                    "msgID123",
+                    "*",
+                    escaped_len("al\\ice"),
+                    escaped_len(text)
+                ),
+                "{text:?}"
+            );
+        }
+    }
 
     #[test]
     fn roster_lines_are_the_encoded_frames() {

@@ -20,6 +20,7 @@ struct Running {
 
 async fn spawn(args: &[&str]) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tsockm-server"))
+        .env("TSOCKM_STORE", "memory")
         .args(["--addr", "127.0.0.1:0", "--silent"])
         .args(args)
         .stdin(Stdio::piped())
@@ -62,6 +63,7 @@ async fn exit_code(child: &mut Child) -> i32 {
 #[test]
 fn help_explains_every_flag_with_its_default() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_tsockm-server"))
+        .env("TSOCKM_STORE", "memory")
         .arg("--help")
         .output()
         .unwrap();
@@ -89,6 +91,7 @@ fn help_explains_every_flag_with_its_default() {
 #[test]
 fn bad_flags_are_reported_clearly() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_tsockm-server"))
+        .env("TSOCKM_STORE", "memory")
         .args(["--removal-delay", "soon"])
         .output()
         .unwrap();
@@ -183,6 +186,7 @@ async fn exit_on_the_console_exits_zero() {
 async fn log_of_a_session(args: &[&str], rust_log: Option<&str>) -> String {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tsockm-server"));
     command
+        .env("TSOCKM_STORE", "memory")
         .args(["--addr", "127.0.0.1:0"])
         .args(args)
         .env_remove("RUST_LOG")
@@ -263,6 +267,7 @@ async fn a_taken_address_is_a_clear_error() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let output = Command::new(env!("CARGO_BIN_EXE_tsockm-server"))
+        .env("TSOCKM_STORE", "memory")
         .args(["--addr", &addr])
         .stdin(Stdio::null())
         .output()

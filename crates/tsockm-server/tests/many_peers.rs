@@ -142,6 +142,7 @@ fn server_process() -> Result<(), String> {
 async fn serve_many() -> Result<(), String> {
     let started = Instant::now();
     let config = Config {
+        store: Some(tsockm_server::StoreSpec::Memory),
         addr: "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?,
         max_peers: N_PEERS,
         // Idle peers: no health checks during the test.

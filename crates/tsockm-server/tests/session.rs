@@ -5,6 +5,7 @@ mod common;
 use std::collections::HashSet;
 
 use common::{TestClient, start};
+use tsockm_testkit::is_message_id;
 use tsockm_proto::{Action, Frame, Kind, Status};
 
 #[tokio::test]
@@ -113,13 +114,18 @@ async fn broadcast_reaches_everyone_but_the_author() {
     alice
         .send(Frame::broadcast("hello :: all\nsecond line \\ done"))
         .await;
+    let mut ids = Vec::new();
     for peer in [&mut bob, &mut carol] {
         let msg = peer.expect_frame(Kind::Res, Action::Msg, Status::Ok).await;
         assert_eq!(msg.sender_id, alice.id.as_str());
-        assert_eq!(msg.src, server.srv.as_str());
+        // v2: SRC of a relayed message is its message id, the same for
+        // every recipient.
+        assert!(is_message_id(&msg.src), "{msg}");
+        ids.push(msg.src.to_string());
         assert_eq!(msg.dst, "*");
         assert_eq!(msg.body, "hello :: all\nsecond line \\ done");
     }
+    assert_eq!(ids[0], ids[1]);
     // An empty DST is a broadcast too, and empty text is allowed.
     bob.send(Frame::request(Action::Msg)).await;
     let msg = alice.expect_frame(Kind::Res, Action::Msg, Status::Ok).await;
@@ -162,13 +168,10 @@ async fn unknown_escapes_are_relayed_escaped_properly() {
         .send_raw(b"REQ::MSG::200::::::*::tab\\there\\\n")
         .await;
     let line = next(&mut lines).await;
-    assert_eq!(
-        line,
-        format!(
-            "RES::MSG::200::{}::{}::*::tab\\\\there\\\\",
-            alice.id, server.srv
-        )
-    );
+    let fields: Vec<&str> = line.splitn(7, "::").collect();
+    assert_eq!(fields[..4], ["RES", "MSG", "200", alice.id.as_str()], "{line}");
+    assert!(is_message_id(fields[4]), "{line}");
+    assert_eq!(fields[5..], ["*", "tab\\\\there\\\\"], "{line}");
     server.stop().await;
 }
 
@@ -186,12 +189,10 @@ async fn direct_messages_reach_only_the_recipient() {
 
     alice.send(Frame::direct(bob.id.clone(), "psst")).await;
     let dm = bob.expect_frame(Kind::Res, Action::Msg, Status::Ok).await;
+    assert!(is_message_id(&dm.src), "{dm}");
     assert_eq!(
         dm.to_string(),
-        format!(
-            "RES::MSG::200::{}::{}::{}::psst",
-            alice.id, server.srv, bob.id
-        )
+        format!("RES::MSG::200::{}::{}::{}::psst", alice.id, dm.src, bob.id)
     );
     carol
         .expect_silence(std::time::Duration::from_millis(100))

@@ -71,6 +71,7 @@ impl SoakConfig {
 /// all happen many times in a short run.
 pub fn server_config() -> Config {
     Config {
+        store: Some(tsockm_server::StoreSpec::Memory),
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         removal_delay: REMOVAL_DELAY,
         health_interval: Duration::from_millis(300),
@@ -415,6 +416,12 @@ fn empty_info() -> InfoReport {
         frames_dropped: 0,
         frames_rate_limited: 0,
         peers_cut_off: 0,
+        n_rooms: 0,
+        store: String::new(),
+        store_written: 0,
+        store_failed: 0,
+        store_dropped: 0,
+        store_failing: false,
     }
 }
 

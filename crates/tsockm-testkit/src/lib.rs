@@ -35,6 +35,12 @@ pub struct TestClient {
     pub token: String,
 }
 
+/// Whether `id` looks like a message id (section 10): letters and digits,
+/// at most 32 characters, never `server`.
+pub fn is_message_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 32 && id != "server" && id.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
 /// A registration answer's body split into id and token.
 pub fn split_welcome(frame: &Frame) -> (String, String) {
     let (id, token) = frame

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tsockm_server::{
     CancellationToken, Config, Console, ConsoleReply, ConsoleRequest, Hook, LogMode, PeerSummary,
+    StoreSpec,
 };
 
 use crate::TestClient;
@@ -15,12 +16,14 @@ use crate::TestClient;
 /// How long [`TestServer::wait_for_peers`] and [`TestServer::stop`] wait.
 const WAIT: Duration = Duration::from_secs(10);
 
-/// Settings for tests: loopback, port 0, quiet logs, long timers unless a
-/// test shortens them.
+/// Settings for tests: loopback, port 0, quiet logs, the in-memory store
+/// (never the default data directory), long timers unless a test shortens
+/// them.
 pub fn test_config() -> Config {
     Config {
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         log_mode: LogMode::Silent,
+        store: Some(StoreSpec::Memory),
         ..Config::default()
     }
 }

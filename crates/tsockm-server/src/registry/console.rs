@@ -14,6 +14,7 @@ use super::fanout::PeerKey;
 use super::peer::Peer;
 use super::timers::{PendingPing, Timer};
 use crate::stats::Stats;
+use crate::store::StoreStats;
 
 /// Longest a `:ping` waits for answers (it waits half the health timeout,
 /// up to this).
@@ -39,6 +40,8 @@ pub enum ConsoleRequest {
     Ping(Target),
     /// `:info`.
     Info,
+    /// `:rooms`.
+    Rooms,
 }
 
 /// One peer as `:list` shows it.
@@ -54,6 +57,17 @@ pub struct PeerSummary {
     pub online: bool,
     /// When it registered.
     pub since: SystemTime,
+    /// The rooms it is in.
+    pub rooms: Vec<String>,
+}
+
+/// One room as `:rooms` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomSummary {
+    /// Its name, `#` included.
+    pub name: String,
+    /// Its members' ids, in the order they joined.
+    pub members: Vec<String>,
 }
 
 /// Counters for `:info`.
@@ -83,6 +97,18 @@ pub struct InfoReport {
     pub frames_rate_limited: u64,
     /// Peers cut off for a full send queue.
     pub peers_cut_off: u64,
+    /// Rooms with members.
+    pub n_rooms: usize,
+    /// The store, e.g. `sqlite:/path/tsockm.db`.
+    pub store: String,
+    /// Messages written to the store.
+    pub store_written: u64,
+    /// Messages the store failed to write.
+    pub store_failed: u64,
+    /// Messages not stored because the store's queue was full.
+    pub store_dropped: u64,
+    /// Whether the store's last write failed (it is failing now).
+    pub store_failing: bool,
 }
 
 /// Who answered a `:ping`.
@@ -109,6 +135,8 @@ pub enum ConsoleReply {
     Pinged(PingReport),
     /// For `:info`.
     Info(InfoReport),
+    /// For `:rooms`.
+    Rooms(Vec<RoomSummary>),
     /// `:kill` / `:ping` named an id no peer has.
     UnknownPeer(String),
 }
@@ -121,6 +149,7 @@ pub(super) fn summarize(peer: &Peer) -> PeerSummary {
         addr: peer.info.addr.to_string(),
         online: peer.is_online(),
         since: peer.info.since,
+        rooms: peer.info.rooms.iter().map(ToString::to_string).collect(),
     }
 }
 
@@ -133,6 +162,7 @@ impl Registry {
         let answer = match request {
             ConsoleRequest::List => ConsoleReply::List(self.list()),
             ConsoleRequest::Info => ConsoleReply::Info(self.info()),
+            ConsoleRequest::Rooms => ConsoleReply::Rooms(self.room_list()),
             ConsoleRequest::Kill(target) => self.kill(&target),
             ConsoleRequest::Ping(target) => {
                 self.ping(&target, reply);
@@ -148,6 +178,22 @@ impl Registry {
         let mut peers: Vec<PeerSummary> = self.fanout.iter().map(|(_, p)| summarize(p)).collect();
         peers.sort_by(|a, b| a.since.cmp(&b.since).then_with(|| a.id.cmp(&b.id)));
         peers
+    }
+
+    /// Every room, sorted by name, with its members' ids.
+    fn room_list(&self) -> Vec<RoomSummary> {
+        self.rooms
+            .sorted()
+            .into_iter()
+            .map(|(name, members)| RoomSummary {
+                name: name.to_string(),
+                members: members
+                    .iter()
+                    .filter_map(|&key| self.fanout.get(key))
+                    .map(|peer| peer.info.id.to_string())
+                    .collect(),
+            })
+            .collect()
     }
 
     /// The peers a target names, or the id no peer has.
@@ -257,6 +303,7 @@ impl Registry {
     }
 
     fn info(&self) -> InfoReport {
+        let store = self.store.stats();
         let n_online = self.fanout.iter().filter(|(_, p)| p.is_online()).count();
         InfoReport {
             addr: self.wire.srv.to_string(),
@@ -271,6 +318,12 @@ impl Registry {
             frames_dropped: Stats::get(&self.stats.frames_dropped),
             frames_rate_limited: Stats::get(&self.stats.frames_rate_limited),
             peers_cut_off: Stats::get(&self.stats.peers_cut_off),
+            n_rooms: self.rooms.sorted().len(),
+            store: self.store.describe().to_owned(),
+            store_written: StoreStats::get(&store.messages_written),
+            store_failed: StoreStats::get(&store.messages_failed),
+            store_dropped: StoreStats::get(&store.messages_dropped),
+            store_failing: store.failing(),
         }
     }
 }

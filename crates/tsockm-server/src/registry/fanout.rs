@@ -281,6 +281,7 @@ mod tests {
             token_hash: hash_token("t"),
             addr: Text::from("127.0.0.1:1"),
             since: SystemTime::now(),
+            rooms: Vec::new(),
         }
     }
 
@@ -349,6 +350,7 @@ mod tests {
             a,
             Link::Away {
                 kept: VecDeque::new(),
+                written: VecDeque::new(),
                 generation: 1,
             },
         );

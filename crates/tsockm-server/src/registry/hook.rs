@@ -10,46 +10,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::mpsc;
-use tsockm_proto::Text;
 
-/// The conversation a message belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Conversation {
-    /// The lobby, `*`: every peer.
-    Lobby,
-    /// A room, by its folded name (`#` included).
-    Room(Text),
-    /// The direct messages between two peers, by their ids, in sorted order.
-    Direct(Text, Text),
-}
+use crate::store::{StoreHandle, StoredMessage};
 
-impl Conversation {
-    /// The direct conversation of `a` and `b`, whichever wrote.
-    pub fn direct(a: &Text, b: &Text) -> Conversation {
-        if a <= b {
-            Conversation::Direct(a.clone(), b.clone())
-        } else {
-            Conversation::Direct(b.clone(), a.clone())
-        }
-    }
-}
-
-/// A message the registry accepted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AcceptedMessage {
-    /// Its place in the order of acceptance; its message id is made of it.
-    pub seq: u64,
-    /// When it was accepted, in Unix milliseconds (UTC).
-    pub at_ms: i64,
-    /// Where it was sent.
-    pub conversation: Conversation,
-    /// Its author's peer id.
-    pub author_id: Text,
-    /// Its author's username when it was sent.
-    pub author_name: Text,
-    /// The text.
-    pub text: Text,
-}
+/// A message the registry accepted, as the store keeps it.
+pub type AcceptedMessage = StoredMessage;
 
 /// Receives every accepted message once. Must not block.
 pub trait Hook: Send + fmt::Debug {
@@ -87,5 +52,13 @@ impl Hook for ChannelHook {
         if self.tx.try_send(message.clone()).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// The store takes every accepted message, when its queue has room (a
+/// message it drops is counted in its stats; it was still relayed).
+impl Hook for StoreHandle {
+    fn accepted(&mut self, message: &AcceptedMessage) {
+        let _ = self.append(message.clone());
     }
 }

@@ -1,4 +1,5 @@
-//! Messages and lookups: relaying a MSG to its audience, GET_PEER.
+//! Messages and lookups: a MSG gets its message id and goes to its audience
+//! (everyone, a room's members, or one peer) and to the hooks; GET_PEER.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -6,10 +7,11 @@ use tsockm_proto::{Action, BROADCAST, Status, Text};
 
 use super::admission::Destination;
 use super::fanout::{Audience, PeerKey};
-use super::hook::{AcceptedMessage, Conversation};
 use super::{ConnId, Registry};
 use crate::logging::Direction;
-use crate::wire;
+use crate::room::RoomName;
+use crate::store::{Conversation, StoredMessage};
+use crate::wire::{self, escaped_len, history_item_len, relayed_len};
 
 impl Registry {
     /// Relays a message from the peer at `author` to its audience.
@@ -21,54 +23,93 @@ impl Registry {
         to: Destination,
         text: Text,
     ) {
-        let (audience, dst, conversation) = match &to {
+        let Some(author_name) = self.fanout.get(author).map(|p| p.info.username.clone()) else {
+            return;
+        };
+        // The destination's own checks: membership, then unknown peer.
+        let (recipients, dst, conversation) = match to {
             Destination::Lobby => (
-                Audience::Everyone {
-                    except: Some(author),
-                },
+                Recipients::Lobby,
                 Text::from_static(BROADCAST),
                 Conversation::Lobby,
             ),
+            Destination::Room(room) => {
+                if !self.is_member(author, &room) {
+                    let reason = format!("you are not in {room}: JOIN it first");
+                    self.refuse_with(conn_id, Action::Msg, Status::Forbidden, &reason);
+                    return;
+                }
+                let conversation = Conversation::Room(room.to_string());
+                let dst = room.as_text().clone();
+                (Recipients::Room(room), dst, conversation)
+            }
             Destination::Peer(id) => {
-                let Some(key) = self.fanout.key_of(id) else {
+                let Some(key) = self.fanout.key_of(&id) else {
                     let reason = format!("no peer with id `{id}`");
                     self.refuse_with(conn_id, Action::Msg, Status::NotFound, &reason);
                     return;
                 };
-                (
-                    Audience::One(key),
-                    id.clone(),
-                    Conversation::direct(author_id, id),
-                )
-            }
-            Destination::Room(_) => {
-                self.refuse_with(
-                    conn_id,
-                    Action::Msg,
-                    Status::MethodNotAllowed,
-                    "rooms are not supported by this server yet",
-                );
-                return;
+                let conversation = Conversation::direct(author_id, &id);
+                (Recipients::Peer(key), id, conversation)
             }
         };
-        let relayed = self.wire.about_peer(Action::Msg, author_id, &dst, &text);
+        // Every frame the server sends fits the limit: the relayed frame
+        // and the history item are longer than what the author sent.
+        let (seq, msg_id) = self.ids.peek_msg();
+        let text_len = escaped_len(&text);
+        let history_conversation = match recipients {
+            // Each side of a direct conversation sees the other's id.
+            Recipients::Peer(_) => dst.len().max(author_id.len()),
+            Recipients::Lobby | Recipients::Room(_) => dst.len(),
+        };
+        let longest = relayed_len(author_id, &msg_id, &dst, text_len).max(
+            history_item_len(author_id, &msg_id, "", escaped_len(&author_name), text_len)
+                + history_conversation,
+        );
+        if longest > self.limits.max_frame_bytes {
+            let reason = format!(
+                "message too long: relayed it would take {longest} bytes, more than the limit of {}",
+                self.limits.max_frame_bytes
+            );
+            self.refuse_with(conn_id, Action::Msg, Status::PayloadTooLarge, &reason);
+            return;
+        }
+        self.ids.commit_msg(seq);
+        let msg_id = Text::from(msg_id);
+        let relayed = self.wire.relayed(author_id, &msg_id, &dst, &text);
         self.log.frame(Direction::Out, &dst, &relayed);
         let Some(bytes) = wire::encode(&relayed) else {
             return;
         };
-        self.fanout.deliver(audience, &bytes);
-        let author_name = self
-            .fanout
-            .get(author)
-            .map(|peer| peer.info.username.clone())
-            .unwrap_or_default();
-        self.accepted(|seq| AcceptedMessage {
+        match recipients {
+            Recipients::Peer(key) => self.fanout.deliver(Audience::One(key), &bytes),
+            Recipients::Lobby => self.fanout.deliver(
+                Audience::Everyone {
+                    except: Some(author),
+                },
+                &bytes,
+            ),
+            Recipients::Room(room) => {
+                // Its members but the author. The list is taken out and put
+                // back so that no member list is copied per message.
+                let members = self.rooms.take_members(&room);
+                self.fanout.deliver(
+                    Audience::Some {
+                        members: &members,
+                        except: Some(author),
+                    },
+                    &bytes,
+                );
+                self.rooms.put_members(room, members);
+            }
+        }
+        self.accepted(StoredMessage {
             seq,
             at_ms: unix_ms(SystemTime::now()),
             conversation,
-            author_id: author_id.clone(),
-            author_name,
-            text,
+            author_id: author_id.to_string(),
+            author_name: author_name.to_string(),
+            text: text.to_string(),
         });
     }
 
@@ -90,6 +131,17 @@ impl Registry {
         };
         self.send_to_conn(conn_id, &answer);
     }
+}
+
+/// Who a message goes to.
+#[derive(Debug)]
+enum Recipients {
+    /// Every peer but the author.
+    Lobby,
+    /// A room's members but the author.
+    Room(RoomName),
+    /// One peer.
+    Peer(PeerKey),
 }
 
 /// Unix milliseconds of a point in time (0 before 1970).

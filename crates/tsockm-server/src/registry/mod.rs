@@ -15,7 +15,9 @@
 //! - `fanout.rs`: the peer list and the frames staged for it (the flush rule);
 //! - `peer.rs`: a peer, online or away;
 //! - `sessions.rs`: registration, resume, peers going away and removal;
-//! - `messages.rs`: messages and lookups;
+//! - `messages.rs`: messages (with their ids) and lookups;
+//! - `rooms.rs`: rooms and their members;
+//! - `history.rs`: HISTORY requests and the store's answers;
 //! - `timers.rs`: handshake deadlines, removal delays, health checks, sweeps;
 //! - `console.rs`: the operator's requests and the reports answering them;
 //! - `hook.rs`: the seam through which accepted messages leave the actor.
@@ -24,9 +26,11 @@ mod admission;
 mod channel;
 mod console;
 mod fanout;
+mod history;
 mod hook;
 mod messages;
 mod peer;
+mod rooms;
 mod sessions;
 mod timers;
 
@@ -44,18 +48,23 @@ use tsockm_proto::{Action, Frame, FrameError, Status, Text};
 
 use crate::addr::wire_addr;
 use crate::config::Config;
-use crate::identity::{IdentityError, IdentityMaker};
+use crate::identity::IdentityMaker;
 use crate::logging::{Direction, FrameLog};
 use crate::outbox::{Backlog, Outbox};
 use crate::rate::TokenBucket;
 use crate::stats::Stats;
+use crate::store::StoreHandle;
 use crate::wire::{self, Wire};
 
 use admission::{ConnFacts, Refusal, Request, Verdict, judge, takes_token};
 pub use channel::{Activity, Command, NewConnection, RegistryClosed, RegistryHandle};
-pub use console::{ConsoleReply, ConsoleRequest, InfoReport, PeerSummary, PingReport, Target};
+pub use console::{
+    ConsoleReply, ConsoleRequest, InfoReport, PeerSummary, PingReport, RoomSummary, Target,
+};
 use fanout::{Fanout, PeerKey};
-pub use hook::{AcceptedMessage, ChannelHook, Conversation, Hook};
+use history::{HISTORY_ANSWERS, HistoryAnswer};
+pub use hook::{AcceptedMessage, ChannelHook, Hook};
+use rooms::Rooms;
 use timers::{Pings, Timer};
 
 /// Identifies one accepted connection for the life of the process.
@@ -75,6 +84,17 @@ pub const BURST_PUSHES: usize = 8192;
 /// then it handles one anyway, so a few stalled peers can only slow it, and
 /// the send-queue bound cuts them off.
 pub const CONGESTION_PAUSE_MAX: Duration = Duration::from_millis(20);
+
+/// What the registry shares with the connections and the console.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// The frame dump.
+    pub log: FrameLog,
+    /// Traffic counters.
+    pub stats: Arc<Stats>,
+    /// Frames waiting in all outboxes.
+    pub backlog: Arc<Backlog>,
+}
 
 /// One accepted connection.
 #[derive(Debug)]
@@ -108,6 +128,8 @@ struct Limits {
     max_rate: u32,
     kept_frames: usize,
     send_queue_frames: usize,
+    max_frame_bytes: usize,
+    max_rooms_per_peer: usize,
 }
 
 /// The actor. Build it with [`Registry::new`], then `run` it.
@@ -123,27 +145,38 @@ pub struct Registry {
     ids: IdentityMaker,
     conns: HashMap<ConnId, Conn>,
     fanout: Fanout,
+    rooms: Rooms,
+    /// Where history is kept and sessions saved.
+    store: StoreHandle,
+    /// The store's HISTORY answers come back through here.
+    history_tx: mpsc::Sender<HistoryAnswer>,
+    history_rx: mpsc::Receiver<HistoryAnswer>,
     timers: DelayQueue<Timer>,
     pings: Pings,
     next_generation: u64,
-    /// Where accepted messages go besides their recipients.
+    /// Where accepted messages go besides their recipients (the store
+    /// first).
     hooks: Vec<Box<dyn Hook>>,
-    /// The order of acceptance of the last message.
-    last_seq: u64,
     rx: mpsc::Receiver<Command>,
 }
 
 impl Registry {
-    /// A registry for a server listening on `local_addr`, and its handle.
+    /// A registry for a server listening on `local_addr`, keeping history
+    /// in `store` and making ids with `ids`, and its handle.
     pub fn new(
         config: &Config,
         local_addr: SocketAddr,
-        log: FrameLog,
-        stats: Arc<Stats>,
-        backlog: Arc<Backlog>,
-        hooks: Vec<Box<dyn Hook>>,
-    ) -> Result<(Registry, RegistryHandle), IdentityError> {
+        shared: Shared,
+        ids: IdentityMaker,
+        store: StoreHandle,
+    ) -> (Registry, RegistryHandle) {
+        let Shared {
+            log,
+            stats,
+            backlog,
+        } = shared;
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        let (history_tx, history_rx) = mpsc::channel(HISTORY_ANSWERS);
         let registry = Registry {
             limits: Limits {
                 max_peers: config.max_peers,
@@ -154,6 +187,8 @@ impl Registry {
                 max_rate: config.max_rate,
                 kept_frames: config.kept_frames,
                 send_queue_frames: config.send_queue_frames,
+                max_frame_bytes: config.max_frame_bytes,
+                max_rooms_per_peer: config.max_rooms_per_peer,
             },
             wire: Wire {
                 srv: Text::from(wire_addr(local_addr)),
@@ -163,16 +198,19 @@ impl Registry {
             stats,
             backlog,
             started: Instant::now(),
-            ids: IdentityMaker::new()?,
+            ids,
             conns: HashMap::new(),
+            rooms: Rooms::default(),
+            hooks: vec![Box::new(store.clone())],
+            store,
+            history_tx,
+            history_rx,
             timers: DelayQueue::new(),
             pings: Pings::default(),
             next_generation: 0,
-            hooks,
-            last_seq: 0,
             rx,
         };
-        Ok((registry, RegistryHandle { tx }))
+        (registry, RegistryHandle { tx })
     }
 
     /// Adds a hook that receives every accepted message.
@@ -217,6 +255,7 @@ impl Registry {
                 biased;
                 () = shutdown.cancelled() => break,
                 Some(expired) = self.timers.next() => self.on_timer(expired.into_inner()),
+                Some(answer) = self.history_rx.recv() => self.on_history_answer(answer),
                 _ = health.tick() => self.send_health_checks(),
                 _ = sweep.tick() => self.sweep_dead(),
                 command = self.rx.recv() => match command {
@@ -339,7 +378,11 @@ impl Registry {
         let Some((key, id)) = author else {
             match request {
                 Request::Register { username } => self.register(conn_id, username),
-                Request::Resume { peer_id, token, .. } => self.resume(conn_id, &peer_id, &token),
+                Request::Resume {
+                    peer_id,
+                    token,
+                    last_msg_id,
+                } => self.resume(conn_id, &peer_id, &token, &last_msg_id),
                 Request::Auth { .. } => self.on_auth(conn_id),
                 // Admission takes nothing else before registration.
                 _ => {}
@@ -355,26 +398,13 @@ impl Registry {
             }
             Request::HealthAnswer => self.on_health_answer(&id),
             Request::Auth { .. } => self.on_auth(conn_id),
-            Request::Join { .. }
-            | Request::Part { .. }
-            | Request::Rooms
-            | Request::History { .. } => {
-                // Rooms and history come with the next change.
-                let action = match request {
-                    Request::Join { .. } => Action::Join,
-                    Request::Part { .. } => Action::Part,
-                    Request::Rooms => Action::Rooms,
-                    _ => Action::History,
-                };
-                self.refuse(
-                    conn_id,
-                    Refusal::new(
-                        action,
-                        Status::MethodNotAllowed,
-                        "not supported by this server yet",
-                    ),
-                );
-            }
+            Request::Join { room } => self.on_join(conn_id, key, room),
+            Request::Part { room } => self.on_part(conn_id, key, room),
+            Request::Rooms => self.on_rooms(conn_id, &id),
+            Request::History {
+                conversation,
+                query,
+            } => self.on_history(conn_id, key, &id, conversation, query),
             // Admission takes these only before registration.
             Request::Register { .. } | Request::Resume { .. } => {}
         }
@@ -430,17 +460,10 @@ impl Registry {
         }
     }
 
-    /// Hands an accepted message to every hook, and gives its order of
-    /// acceptance.
-    fn accepted(&mut self, message: impl FnOnce(u64) -> AcceptedMessage) -> u64 {
-        self.last_seq += 1;
-        let seq = self.last_seq;
-        if !self.hooks.is_empty() {
-            let message = message(seq);
-            for hook in &mut self.hooks {
-                hook.accepted(&message);
-            }
+    /// Hands an accepted message to every hook, the store first.
+    fn accepted(&mut self, message: AcceptedMessage) {
+        for hook in &mut self.hooks {
+            hook.accepted(&message);
         }
-        seq
     }
 }

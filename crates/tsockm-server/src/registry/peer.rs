@@ -14,6 +14,7 @@ use tsockm_proto::Text;
 use super::ConnId;
 use crate::identity::TokenHash;
 use crate::outbox::Outbox;
+use crate::room::RoomName;
 
 /// Everything about a registered peer except where its frames go.
 #[derive(Debug)]
@@ -29,6 +30,8 @@ pub(crate) struct PeerInfo {
     pub addr: Text,
     /// When it registered (wall clock, for `:list`).
     pub since: SystemTime,
+    /// The rooms it is a member of, in the order it joined them.
+    pub rooms: Vec<RoomName>,
 }
 
 /// A registered peer.
@@ -54,6 +57,8 @@ pub(crate) enum Link {
     Away {
         /// Frames addressed to it since, oldest first, at most the kept bound.
         kept: VecDeque<Bytes>,
+        /// The last messages written to its last connection, oldest first.
+        written: VecDeque<Bytes>,
         /// Tells this absence's removal timer from an older one's.
         generation: u64,
     },

@@ -2,7 +2,7 @@
 //! connection ends, and a peer's removal.
 
 use std::collections::VecDeque;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use tsockm_proto::reason::{RESUMED_ELSEWHERE, SHUTTING_DOWN};
@@ -10,12 +10,15 @@ use tsockm_proto::{Action, Frame, Status, Text};
 
 use super::console::{PeerSummary, summarize};
 use super::fanout::{Audience, PeerKey};
+use super::messages::unix_ms;
 use super::peer::{Link, PeerInfo, trim};
 use super::timers::Timer;
 use super::{ConnId, Registry};
 use crate::identity::{hash_token, new_token, token_matches};
 use crate::logging::Direction;
+use crate::room::RoomName;
 use crate::stats::Stats;
+use crate::store::{SavedPeer, SavedSessions};
 use crate::wire;
 
 /// What becomes of the frames still queued for a connection that ends.
@@ -74,6 +77,7 @@ impl Registry {
                 token_hash: hash_token(&token),
                 addr: addr.clone(),
                 since: SystemTime::now(),
+                rooms: Vec::new(),
             },
             Link::Online {
                 conn: conn_id,
@@ -127,10 +131,18 @@ impl Registry {
         Some(roster.freeze())
     }
 
-    /// Resumes a session on a new connection: a new token, then every frame
-    /// kept for the peer (or, if it was still online, every frame its old
-    /// connection had not written, and that connection is closed).
-    pub(super) fn resume(&mut self, conn_id: ConnId, peer_id: &Text, token: &Text) {
+    /// Resumes a session on a new connection: a new token; then, if the
+    /// client named the last message it received, every message written to
+    /// its earlier connection after that one; then every frame kept for the
+    /// peer (or, if it was still online, every frame its old connection had
+    /// not written, and that connection is closed).
+    pub(super) fn resume(
+        &mut self,
+        conn_id: ConnId,
+        peer_id: &Text,
+        token: &Text,
+        last_msg_id: &Text,
+    ) {
         let found = self
             .fanout
             .find(peer_id)
@@ -172,28 +184,40 @@ impl Registry {
                 outbox,
             },
         );
-        let pending = match previous {
-            Some(Link::Away { kept, .. }) => kept,
+        let (written, pending) = match previous {
+            Some(Link::Away { kept, written, .. }) => (written, kept),
             Some(Link::Online {
                 conn: old_conn,
                 outbox: old_outbox,
             }) => {
                 // Takeover: what the old connection has not written yet
                 // follows the peer; the old connection is told and closed.
+                let written = old_outbox.take_written();
                 let mut pending = old_outbox.take_pending();
                 pending.extend(self.fanout.unclog(old_conn));
                 let end = self.wire.comm_end(peer_id, RESUMED_ELSEWHERE);
                 self.log.frame(Direction::Out, peer_id, &end);
                 old_outbox.close(wire::encode(&end));
                 self.conns.remove(&old_conn);
-                pending
+                (written, pending)
             }
-            None => VecDeque::new(),
+            None => (VecDeque::new(), VecDeque::new()),
         };
-        tracing::info!(peer = %peer_id, n_kept = pending.len(), "peer resumed");
+        let again = if last_msg_id.is_empty() {
+            VecDeque::new()
+        } else {
+            written_after(written, last_msg_id)
+        };
+        tracing::info!(
+            peer = %peer_id,
+            n_again = again.len(),
+            n_kept = pending.len(),
+            "peer resumed"
+        );
         let welcome = self.wire.welcome(&addr, peer_id, &new_token);
         self.send_to_conn(conn_id, &welcome);
-        self.fanout.deliver_unbounded(key, pending);
+        self.fanout
+            .deliver_unbounded(key, again.into_iter().chain(pending));
     }
 
     /// A connection whose send queue is full: disconnect it; `undelivered`
@@ -235,6 +259,7 @@ impl Registry {
                 pending
             }
         };
+        let written = conn.outbox.take_written();
         conn.outbox.close(last);
         if self.fanout.get(key).and_then(|peer| peer.conn()) != Some(conn_id) {
             return;
@@ -247,6 +272,7 @@ impl Registry {
             key,
             Link::Away {
                 kept: pending,
+                written,
                 generation,
             },
         );
@@ -287,9 +313,24 @@ impl Registry {
     }
 
     /// COMM_END to every online peer, 503 to unregistered connections; no
-    /// NTFY_KILL.
+    /// NTFY_KILL. With a persistent store, the sessions are saved first, so
+    /// that a server started on it soon after restores them.
     pub(super) fn shut_down(&mut self) {
         self.fanout.flush();
+        if self.store.is_persistent() {
+            let saved = self.saved_sessions();
+            let n_peers = saved.peers.len();
+            self.store.save_sessions(
+                saved,
+                Box::new(move |result| match result {
+                    Ok(()) => tracing::info!(n_peers, "sessions saved for the next start"),
+                    Err(error) => tracing::error!(
+                        %error,
+                        "cannot save the sessions: their clients will register anew"
+                    ),
+                }),
+            );
+        }
         tracing::info!(
             n_peers = self.fanout.len(),
             "shutting down: ending every session"
@@ -311,6 +352,101 @@ impl Registry {
         // Pings never finish: dropping their reply channels tells the
         // console the server is shutting down.
         self.pings.pending.clear();
+    }
+
+    /// Every peer as the store saves it: away peers with their kept frames,
+    /// online ones (whose queues are written before they are told the
+    /// server is going) with none.
+    fn saved_sessions(&self) -> SavedSessions {
+        let mut peers: Vec<(SystemTime, SavedPeer)> = self
+            .fanout
+            .iter()
+            .map(|(_, peer)| {
+                let kept = match peer.link() {
+                    Link::Away { kept, .. } => kept.iter().cloned().collect(),
+                    Link::Online { .. } => Vec::new(),
+                };
+                let info = &peer.info;
+                let saved = SavedPeer {
+                    id: info.id.to_string(),
+                    username: info.username.to_string(),
+                    token_hash: info.token_hash,
+                    addr: info.addr.to_string(),
+                    since_ms: unix_ms(info.since),
+                    rooms: info.rooms.iter().map(ToString::to_string).collect(),
+                    kept,
+                };
+                (info.since, saved)
+            })
+            .collect();
+        peers.sort_by_key(|(since, _)| *since);
+        SavedSessions {
+            saved_at_ms: unix_ms(SystemTime::now()),
+            next_peer_seq: self.ids.last_peer() + 1,
+            peers: peers.into_iter().map(|(_, peer)| peer).collect(),
+        }
+    }
+
+    /// Restores the sessions a server saved at its graceful shutdown, if it
+    /// was within the removal delay: every peer away, in its rooms, with its
+    /// kept frames, removed as usual unless it resumes within the removal
+    /// delay from now.
+    pub fn restore(&mut self, saved: SavedSessions) {
+        let age_ms = unix_ms(SystemTime::now()).saturating_sub(saved.saved_at_ms);
+        let delay_ms = i64::try_from(self.limits.removal_delay.as_millis()).unwrap_or(i64::MAX);
+        if age_ms > delay_ms {
+            tracing::info!(
+                n_peers = saved.peers.len(),
+                "saved sessions are older than the removal delay: not restored"
+            );
+            return;
+        }
+        let n_peers = saved.peers.len();
+        for peer in saved.peers {
+            if self.fanout.key_of(&peer.id).is_some() || peer.id.is_empty() {
+                continue;
+            }
+            let rooms: Vec<RoomName> = peer
+                .rooms
+                .iter()
+                .filter_map(|room| RoomName::parse(room).ok())
+                .collect();
+            self.next_generation += 1;
+            let generation = self.next_generation;
+            let since =
+                UNIX_EPOCH + Duration::from_millis(u64::try_from(peer.since_ms).unwrap_or(0));
+            let key = self.fanout.insert(
+                PeerInfo {
+                    id: Text::from(peer.id),
+                    username: Text::from(peer.username),
+                    token_hash: peer.token_hash,
+                    addr: Text::from(peer.addr),
+                    since,
+                    rooms: rooms.clone(),
+                },
+                Link::Away {
+                    kept: peer.kept.into(),
+                    written: VecDeque::new(),
+                    generation,
+                },
+            );
+            for room in &rooms {
+                self.rooms.add(room, key);
+            }
+            self.timers.insert(
+                Timer::Removal {
+                    peer: key,
+                    generation,
+                },
+                self.limits.removal_delay,
+            );
+        }
+        self.ids
+            .continue_peers_after(saved.next_peer_seq.saturating_sub(1));
+        tracing::info!(
+            n_peers,
+            "sessions restored: waiting for their clients to resume"
+        );
     }
 
     /// Stages a frame for every peer but `except`.
@@ -336,5 +472,49 @@ impl Registry {
     /// Answers with `ERR::<action>::502`: something that should never fail did.
     fn refuse_internal(&mut self, conn_id: ConnId, action: Action, reason: &str) {
         self.refuse_with(conn_id, action, Status::BadGateway, reason);
+    }
+}
+
+/// The messages of `written` after the one whose id is `last_msg_id`; all
+/// of them if it is not among them (the client drops ids it has seen).
+fn written_after(mut written: VecDeque<Bytes>, last_msg_id: &str) -> VecDeque<Bytes> {
+    match written
+        .iter()
+        .rposition(|frame| message_id(frame) == Some(last_msg_id.as_bytes()))
+    {
+        Some(at) => written.split_off(at + 1),
+        None => written,
+    }
+}
+
+/// The message id (SRC) of an encoded relayed message:
+/// `RES::MSG::200::<author>::<msg_id>::...`.
+fn message_id(frame: &[u8]) -> Option<&[u8]> {
+    let separator = |s: &[u8]| memchr::memmem::find(s, b"::");
+    let mut rest = frame;
+    // Past TYPE, ACTION, STATUS and SENDER_ID (none holds `::`).
+    for _ in 0..4 {
+        rest = &rest[separator(rest)? + 2..];
+    }
+    Some(&rest[..separator(rest)?])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_written_after_the_last_one_received() {
+        let frame =
+            |id: &str| Bytes::from(format!("RES::MSG::200::author1234::{id}::*::text {id}\n"));
+        let written: VecDeque<Bytes> = ["m1", "m2", "m3"].into_iter().map(frame).collect();
+        assert_eq!(message_id(&frame("m2")), Some(&b"m2"[..]));
+        assert_eq!(
+            written_after(written.clone(), "m1"),
+            [frame("m2"), frame("m3")]
+        );
+        assert!(written_after(written.clone(), "m3").is_empty());
+        // Not remembered: all of them.
+        assert_eq!(written_after(written, "m0").len(), 3);
     }
 }

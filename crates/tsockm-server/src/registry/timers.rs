@@ -176,11 +176,15 @@ mod tests {
     use tsockm_proto::{Frame, FrameCodec, Kind};
 
     use crate::config::{Config, LogMode};
+    use crate::identity::IdentityMaker;
     use crate::logging::FrameLog;
     use crate::outbox::{Backlog, Outbox};
-    use crate::registry::hook::{AcceptedMessage, ChannelHook, Conversation, Hook};
-    use crate::registry::{Activity, Command, ConsoleRequest, NewConnection, RegistryHandle};
+    use crate::registry::hook::{AcceptedMessage, ChannelHook, Hook};
+    use crate::registry::{
+        Activity, Command, ConsoleRequest, NewConnection, RegistryHandle, Shared,
+    };
     use crate::stats::Stats;
+    use crate::store::{Conversation, MemoryStore, StoreWorker, WorkerLimits};
 
     const INTERVAL: Duration = Duration::from_secs(10);
     const TIMEOUT: Duration = Duration::from_secs(20);
@@ -215,15 +219,25 @@ mod tests {
             ..Config::default()
         };
         let addr: SocketAddr = "127.0.0.1:6969".parse().unwrap();
-        let (registry, handle) = Registry::new(
+        let shared = Shared {
+            log: FrameLog::new(LogMode::Silent),
+            stats: Arc::new(Stats::default()),
+            backlog: Arc::new(Backlog::default()),
+        };
+        // The store thread outlives the test's paused clock harmlessly: it
+        // ends when its handles are dropped.
+        let (store, _thread) =
+            StoreWorker::spawn(Box::new(MemoryStore::new(100)), WorkerLimits::default()).unwrap();
+        let (mut registry, handle) = Registry::new(
             &config,
             addr,
-            FrameLog::new(LogMode::Silent),
-            Arc::new(Stats::default()),
-            Arc::new(Backlog::default()),
-            hooks,
-        )
-        .unwrap();
+            shared,
+            IdentityMaker::fresh().unwrap(),
+            store,
+        );
+        for hook in hooks {
+            registry.add_hook(hook);
+        }
         let shutdown = CancellationToken::new();
         tokio::spawn(registry.run(shutdown.clone()));
         Harness {
@@ -455,6 +469,7 @@ mod tests {
         let texts: Vec<&str> = seen.iter().map(|m| m.text.as_str()).collect();
         assert_eq!(texts, ["one", "two", "three"]);
         let seqs: Vec<u64> = seen.iter().map(|m| m.seq).collect();
+        // Ids are sqids of seqs that grow with acceptance.
         assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
         let AcceptedMessage {
             conversation,
@@ -464,10 +479,7 @@ mod tests {
         } = &seen[1];
         assert_eq!(author_id, bob.id.as_str());
         assert_eq!(author_name, "bob");
-        assert_eq!(
-            conversation,
-            &Conversation::direct(&bob.id.as_str().into(), &alice.id.as_str().into())
-        );
+        assert_eq!(conversation, &Conversation::direct(&bob.id, &alice.id));
         assert_eq!(seen[0].conversation, Conversation::Lobby);
         h.shutdown.cancel();
     }
