@@ -247,6 +247,8 @@ pub struct App {
     history_supported: bool,
     /// Rooms seen in `:rooms`, for completion.
     known_rooms: BTreeSet<RoomName>,
+    /// Rooms asked for with `:join` and not yet confirmed, in order.
+    pending_joins: VecDeque<RoomName>,
     /// Whether to ring the terminal bell.
     bell: bool,
     /// Rows of the conversation view at the last draw.
@@ -267,6 +269,7 @@ impl App {
             history_asks: VecDeque::new(),
             history_supported: true,
             known_rooms: BTreeSet::new(),
+            pending_joins: VecDeque::new(),
             bell: false,
             view_height: 20,
         };
@@ -453,6 +456,7 @@ impl App {
             }
             Event::RoomJoined { room, members } => {
                 let conversation = Conversation::Room(room.clone());
+                self.pending_joins.retain(|r| *r != room);
                 let known = self.index_of(&conversation).is_some();
                 let i = self.conv(&conversation, state);
                 let mut names: Vec<String> = members
@@ -738,6 +742,15 @@ impl App {
     }
 
     fn on_error(&mut self, action: Action, status: Status, reason: &str, now: SystemTime) {
+        if action == Action::Join
+            && let Some(room) = self.pending_joins.pop_front()
+            && let Some(i) = self.index_of(&Conversation::Room(room))
+        {
+            self.convs.remove(i);
+            if self.current >= i {
+                self.current = self.current.saturating_sub(1).min(self.convs.len() - 1);
+            }
+        }
         if action == Action::History {
             let mode = self.history_asks.pop_front().map(|(conversation, mode)| {
                 if let Some(i) = self.index_of(&conversation) {
@@ -829,9 +842,15 @@ impl App {
             },
             Command::GetPeer(id) => vec![Request::GetPeer(PeerId::new(id))],
             Command::Join(room) => {
-                if let Some(i) = self.index_of(&Conversation::Room(room.clone())) {
-                    self.switch_to(i);
+                // The room is shown at once, so that what is typed next
+                // goes there (the JOIN is sent before it); a refused JOIN
+                // takes it away again.
+                let conversation = Conversation::Room(room.clone());
+                if self.index_of(&conversation).is_none() {
+                    self.pending_joins.push_back(room.clone());
                 }
+                let i = self.conv(&conversation, state);
+                self.switch_to(i);
                 vec![Request::Join(room)]
             }
             Command::Part(room) => {
@@ -1457,6 +1476,33 @@ mod tests {
         assert_eq!(app.current_index(), 0);
         app.on_key(ctrl('n'), &s, t0());
         assert_eq!(app.current_index(), 1);
+    }
+
+    #[test]
+    fn a_room_is_shown_at_once_and_taken_away_if_refused() {
+        let s = state();
+        let mut app = App::new(&s, TimeZone::UTC, t0());
+        app.on_line(":join #ops", &s, t0());
+        assert_eq!(app.current().title, "#ops");
+        let room = RoomName::parse("#ops").unwrap();
+        assert_eq!(
+            app.on_line("first words", &s, t0()),
+            [Request::Send {
+                to: Conversation::Room(room),
+                text: "first words".into()
+            }]
+        );
+        app.on_event(
+            Event::Error {
+                action: Action::Join,
+                status: Status::Forbidden,
+                reason: Text::from("too many rooms"),
+            },
+            &s,
+            t0(),
+        );
+        assert_eq!(app.conversations().len(), 1);
+        assert_eq!(app.current().title, "*");
     }
 
     #[test]
