@@ -1,8 +1,8 @@
 //! The `tsockm-client` binary on a real terminal: tmux runs it (full screen,
 //! and `--plain`) against the real server; keys go in with `send-keys`, the
 //! screen comes back with `capture-pane`. Start, a message each way, a
-//! resize, Ctrl-C on a half-typed line, and `:exit` (exit code 0, terminal
-//! given back).
+//! room, Ctrl-C on a half-typed line, a resize, and `:exit` (exit code 0,
+//! terminal given back).
 //!
 //! Without tmux the test says so and passes, unless `CI` is set: there a
 //! missing tmux is a failure.
@@ -151,9 +151,30 @@ async fn full_screen_on_a_real_terminal() {
     let event = wait_for(&mut bob_events, |e| matches!(e, Event::Message(_))).await;
     assert!(matches!(event, Event::Message(m) if m.text == "hi from alice"));
 
+    // A room: joined, shown in the list, a message each way.
+    tmux.keys(&["-l", ":join #ops"]).await;
+    tmux.keys(&["Enter"]).await;
+    tmux.wait_for("you joined #ops").await;
+    let screen = tmux.wait_for("2 #ops").await;
+    assert!(screen.lines().any(|r| r.starts_with("#ops>")), "{screen}");
+    let ops = tsockm_client::RoomName::parse("#ops").unwrap();
+    bob.join(&ops).await.unwrap();
+    wait_for(&mut bob_events, |e| matches!(e, Event::RoomJoined { .. })).await;
+    tmux.wait_for("bob joined #ops").await;
+    let in_ops = tsockm_client::Conversation::Room(ops);
+    bob.send(&in_ops, "in ops").await.unwrap();
+    tmux.wait_for("bob: in ops").await;
+    tmux.keys(&["-l", "ops reply"]).await;
+    tmux.keys(&["Enter"]).await;
+    let event = wait_for(&mut bob_events, |e| matches!(e, Event::Message(_))).await;
+    match event {
+        Event::Message(m) => assert_eq!((m.conversation, m.text.as_str()), (in_ops, "ops reply")),
+        other => panic!("{other:?}"),
+    }
+
     // Ctrl-C clears a half-typed line and the client goes on.
     tmux.keys(&["-l", "half typed"]).await;
-    tmux.wait_for("*> half typed").await;
+    tmux.wait_for("#ops> half typed").await;
     tmux.keys(&["C-c"]).await;
     tmux.wait("the line cleared", |s| !s.contains("half typed"))
         .await;
