@@ -142,6 +142,10 @@ pub struct Conv {
     oldest: Option<MsgId>,
     /// Message ids in the log.
     ids: HashSet<MsgId>,
+    /// The user's own messages in the log, which came without an id (the
+    /// server does not send them back), so their stored copies are not
+    /// shown twice when history is merged.
+    own_without_id: HashSet<String>,
 }
 
 impl Conv {
@@ -158,6 +162,7 @@ impl Conv {
             fetching: false,
             oldest: None,
             ids: HashSet::new(),
+            own_without_id: HashSet::new(),
         }
     }
 
@@ -716,6 +721,12 @@ impl App {
                 let new: Vec<(Option<MsgId>, Line)> = lines
                     .into_iter()
                     .filter(|(id, _)| id.as_ref().is_none_or(|id| !conv.ids.contains(id)))
+                    .filter(|(_, line)| match &line.kind {
+                        LineKind::Message {
+                            own: true, text, ..
+                        } => !conv.own_without_id.remove(text),
+                        _ => true,
+                    })
                     .collect();
                 if let Some(first) = new.iter().find_map(|(id, _)| id.clone()) {
                     conv.oldest = Some(first);
@@ -805,7 +816,11 @@ impl App {
                         },
                     },
                 );
-                self.convs[index].scroll = 0;
+                let conv = &mut self.convs[index];
+                conv.scroll = 0;
+                if conv.own_without_id.len() < MAX_LINES_PER_CONVERSATION {
+                    conv.own_without_id.insert(text.to_owned());
+                }
             }
             Err(e) => {
                 self.counters.n_not_sent += 1;
@@ -1408,6 +1423,20 @@ mod tests {
             &s,
             t0(),
         );
+        // One's own message, shown when sent, is not shown again from history.
+        app.on_sent(&Conversation::Lobby, "mine", Ok(()), &s, t0());
+        app.on_event(
+            Event::History {
+                conversation: Conversation::Lobby,
+                messages: vec![Message {
+                    from: s.id.clone(),
+                    ..stored("m4", "mine")
+                }],
+                more: true,
+            },
+            &s,
+            t0(),
+        );
         let texts: Vec<String> = app
             .current()
             .lines
@@ -1419,7 +1448,7 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(texts, ["old (h)", "live"]);
+        assert_eq!(texts, ["old (h)", "live", "mine"]);
         app.current_mut().top_visible = true;
         assert_eq!(
             app.page_up(),
