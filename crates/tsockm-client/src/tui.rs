@@ -316,6 +316,36 @@ mod tests {
     }
 
     #[test]
+    fn tiny_terminals_are_drawn_without_panicking() {
+        use crate::{PeerId, Roster};
+        use ratatui::Terminal;
+        use ratatui::backend::TestBackend;
+        use std::collections::BTreeMap;
+        use std::time::UNIX_EPOCH;
+        use tsockm_proto::Text;
+
+        let state = State {
+            id: PeerId::new("me00000001"),
+            username: Text::from("alice"),
+            server: "127.0.0.1:6969".into(),
+            server_addr: None,
+            registered_at: UNIX_EPOCH,
+            online: true,
+            roster: Roster::new(),
+            rooms: BTreeMap::new(),
+        };
+        let mut app = App::new(&state, jiff::tz::TimeZone::UTC, UNIX_EPOCH);
+        app.input
+            .insert_str("a line longer than any of these terminals");
+        for (w, h) in [(1, 1), (2, 3), (5, 2), (10, 4), (30, 6)] {
+            let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
+            terminal
+                .draw(|frame| draw(frame, &mut app, &state, UNIX_EPOCH))
+                .unwrap();
+        }
+    }
+
+    #[test]
     fn wraps_at_width_and_newlines() {
         let rows = wrap(vec![Span::raw("12:00 "), Span::raw("abcdefghij\nxy")], 10);
         assert_eq!(
