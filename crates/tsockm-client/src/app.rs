@@ -341,6 +341,12 @@ impl App {
         std::mem::take(&mut self.bell)
     }
 
+    /// Adds a notice (already clean) to the conversation shown.
+    pub fn note(&mut self, text: &str, now: SystemTime) {
+        let i = self.current;
+        self.notice(i, now, text.to_owned());
+    }
+
     /// Switches to conversation `index` (ignored when there is none).
     pub fn switch_to(&mut self, index: usize) {
         if index < self.convs.len() {

@@ -47,6 +47,9 @@ const EXIT_NOT_ALL_SENT: u8 = 4;
 
 const PROMPT_USERNAME: &str = "Enter your username: ";
 
+/// Said while the session ends in order after `:exit` or Ctrl-D.
+const QUITTING: &str = "ending the session (Ctrl-C to quit at once)";
+
 /// Chat on a TsockM server.
 ///
 /// On a terminal the client fills the screen: conversations on the left,
@@ -383,13 +386,27 @@ async fn line_mode(
                 };
                 reading = flow == Flow::Continue;
             }
-            key = next_key(&mut keys), if reading && keys.is_some() => match key {
+            key = next_key(&mut keys), if keys.is_some() => match key {
                 Some(TermEvent::Key(key)) if key.kind != KeyEventKind::Release => {
-                    reading = chat.key(key).await == Flow::Continue;
+                    let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+                    if !reading {
+                        // Asked to quit already: Ctrl-C or Ctrl-D again
+                        // quits at once.
+                        if ctrl && matches!(key.code, KeyCode::Char('c' | 'd')) {
+                            chat.closed.get_or_insert(Closed::Ended);
+                            break;
+                        }
+                    } else if chat.key(key).await == Flow::Exit {
+                        reading = false;
+                        chat.app.note(QUITTING, SystemTime::now());
+                    }
                 }
                 Some(TermEvent::Paste(text)) => chat.app.input.insert_str(&text),
                 Some(_) => {}
                 None => {
+                    if !reading {
+                        break;
+                    }
                     let _ = chat.session().end().await;
                     reading = false;
                 }
@@ -589,7 +606,9 @@ async fn full_screen(mut chat: Chat, mut events: Events) -> Outcome {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     chat.start().await;
-    let mut reading = true;
+    // Once the user asked to quit, the session ends in order (what was
+    // typed is sent first); Ctrl-C or Ctrl-D again quits at once.
+    let mut exiting = false;
     loop {
         let state = chat.state();
         let _ = terminal.draw(|frame| {
@@ -599,13 +618,19 @@ async fn full_screen(mut chat: Chat, mut events: Events) -> Outcome {
             let _ = execute!(io::stdout(), style::Print("\x07"));
         }
         tokio::select! {
-            key = keys.next(), if reading => match key {
+            key = keys.next() => match key {
                 Some(Ok(TermEvent::Key(key))) if key.kind != KeyEventKind::Release => {
-                    // Ctrl-L redraws everything, as in a shell.
-                    if key.code == KeyCode::Char('l') && key.modifiers.contains(KeyModifiers::CONTROL) {
+                    let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+                    if exiting {
+                        if ctrl && matches!(key.code, KeyCode::Char('c' | 'd')) {
+                            break;
+                        }
+                    } else if ctrl && key.code == KeyCode::Char('l') {
+                        // Ctrl-L redraws everything, as in a shell.
                         let _ = terminal.clear();
                     } else if chat.key(key).await == Flow::Exit {
-                        reading = false;
+                        exiting = true;
+                        chat.app.note(QUITTING, SystemTime::now());
                     }
                 }
                 Some(Ok(TermEvent::Paste(text))) => chat.app.input.insert_str(&text),
@@ -614,8 +639,11 @@ async fn full_screen(mut chat: Chat, mut events: Events) -> Outcome {
                 }
                 Some(Ok(_)) => {}
                 Some(Err(_)) | None => {
+                    if exiting {
+                        break;
+                    }
                     let _ = chat.session().end().await;
-                    reading = false;
+                    exiting = true;
                 }
             },
             event = events.recv() => match event {
@@ -633,7 +661,9 @@ async fn full_screen(mut chat: Chat, mut events: Events) -> Outcome {
     }
     drop(terminal);
     drop(raw);
-    if let Some(Closed::Ended) = &chat.closed {
+    // Quit at once: the session ends when the program does.
+    let closed = chat.closed.get_or_insert(Closed::Ended);
+    if let Closed::Ended = closed {
         println!("session ended");
     }
     Outcome {

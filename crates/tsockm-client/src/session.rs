@@ -490,7 +490,7 @@ async fn start(
         joining: BTreeMap::new(),
         history: Vec::new(),
         synced: false,
-        end_requested: false,
+        end_requested: None,
         ending: None,
         shut_down: None,
         backoff,
@@ -754,9 +754,11 @@ struct Task {
     history: Vec<Message>,
     /// Whether the initial roster is complete.
     synced: bool,
-    /// Whether the user asked to end the session (COMM_END goes once
-    /// everything asked for before is sent).
-    end_requested: bool,
+    /// Set when the user asked to end the session: COMM_END goes once
+    /// everything asked for before is sent and settled, or when no progress
+    /// was made for `end_timeout` (each frame written and each MSG settled
+    /// moves this deadline), whichever comes first.
+    end_requested: Option<Instant>,
     /// When to stop waiting for the answer to our `COMM_END`, once sent.
     ending: Option<Instant>,
     /// The server's reason, if the connection was lost to its shutdown.
@@ -866,8 +868,16 @@ impl Task {
         Ok(())
     }
 
+    /// Moves the end's deadline on: the queue is making progress.
+    fn progressed(&mut self) {
+        if let Some(at) = &mut self.end_requested {
+            *at = Instant::now() + self.config.end_timeout;
+        }
+    }
+
     /// Writes one request (with its marker, for a MSG or a lookup).
     async fn write(&mut self, frame: Frame, attempt: u8) -> io::Result<()> {
+        self.progressed();
         match frame.action {
             Action::Msg => {
                 self.send(frame.clone()).await?;
@@ -906,9 +916,9 @@ impl Task {
             }
             // Everything asked for before the end is written, and every
             // MSG's fate known (a refused one is sent again), before COMM_END.
-            let settled = !self.msg_in_flight();
-            if self.end_requested && self.ending.is_none() && self.next_frame().is_none() && settled
-            {
+            let settled = !self.msg_in_flight() && self.next_frame().is_none();
+            let end_due = self.end_requested.is_some_and(|at| Instant::now() >= at);
+            if self.end_requested.is_some() && self.ending.is_none() && (settled || end_due) {
                 if let Err(e) = self.send(Frame::comm_end()).await {
                     debug!(error = %e, "COMM_END not sent");
                     return Step::Closed(Closed::Ended);
@@ -921,13 +931,17 @@ impl Task {
             };
             let can_read = self.pending.len() < MAX_PENDING_EVENTS;
             let can_deliver = !self.pending.is_empty() && !self.events_closed;
-            let can_take = self.outgoing.len() < MAX_OUTGOING_FRAMES && !self.end_requested;
+            let can_take =
+                self.outgoing.len() < MAX_OUTGOING_FRAMES && self.end_requested.is_none();
             let ending = self.ending;
+            let end_due = self.end_requested.filter(|_| ending.is_none());
             let event_tx = self.event_tx.clone();
             tokio::select! {
                 cmd = self.cmd_rx.recv(), if can_take => match cmd {
                     Some(Command::Send(frame)) => self.outgoing.push_back(frame),
-                    Some(Command::End) => self.end_requested = true,
+                    Some(Command::End) => {
+                        self.end_requested = Some(Instant::now() + self.config.end_timeout);
+                    }
                     None => {
                         // Every handle is gone: say goodbye, do not wait.
                         let _ = self.send(Frame::comm_end()).await;
@@ -949,6 +963,9 @@ impl Task {
                 () = sleep_until(ending.unwrap_or_else(Instant::now)), if ending.is_some() => {
                     debug!("no answer to COMM_END in time");
                     return Step::Closed(Closed::Ended);
+                }
+                () = sleep_until(end_due.unwrap_or_else(Instant::now)), if end_due.is_some() => {
+                    debug!("ending without waiting for every message's fate");
                 }
             }
         }
@@ -1018,14 +1035,21 @@ impl Task {
             tokio::pin!(attempt);
             let outcome = loop {
                 let can_deliver = !self.pending.is_empty() && !self.events_closed;
-                let can_take = self.outgoing.len() < MAX_OUTGOING_FRAMES && !self.end_requested;
+                let can_take =
+                    self.outgoing.len() < MAX_OUTGOING_FRAMES && self.end_requested.is_none();
                 let event_tx = self.event_tx.clone();
                 tokio::select! {
                     outcome = &mut attempt => break outcome,
                     cmd = self.cmd_rx.recv(), if can_take => match cmd {
                         Some(Command::Send(frame)) => self.outgoing.push_back(frame),
+                        // Nothing waits to be sent: the end needs no server.
+                        Some(Command::End) if self.outgoing.is_empty() && self.retries.is_empty() => {
+                            return Err(Closed::Ended);
+                        }
                         // What was asked for before is sent once resumed.
-                        Some(Command::End) => self.end_requested = true,
+                        Some(Command::End) => {
+                            self.end_requested = Some(Instant::now() + self.config.reconnect_for);
+                        }
                         None => return Err(Closed::Ended),
                     },
                     permit = event_tx.reserve_owned(), if can_deliver => self.deliver(permit),
@@ -1394,6 +1418,7 @@ impl Task {
 
     /// A GET_PEER answer (found or refused): a marker's, or the user's.
     fn on_lookup_answer(&mut self, event: Event) {
+        self.progressed();
         match self.markers.pop_front() {
             Some(Marker::Initial) => self.synced = true,
             Some(Marker::Resume { n_kept }) => {

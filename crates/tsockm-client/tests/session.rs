@@ -707,3 +707,35 @@ async fn requests_made_while_disconnected_are_all_sent_in_order() {
     }
     server.stop().await;
 }
+
+/// Ending while disconnected with nothing waiting to be sent needs no
+/// server: the session closes at once instead of reconnecting first.
+#[tokio::test]
+async fn ending_while_disconnected_with_nothing_queued_is_immediate() {
+    let server = start().await;
+    let proxy = Proxy::start(server.addr).await;
+    let (alice, mut alice_events) = within(Session::connect(client_config(proxy.addr, "alice")))
+        .await
+        .unwrap();
+    proxy.set_blocked(true);
+    proxy.cut();
+    wait_for(&mut alice_events, |e| {
+        matches!(e, Event::Reconnecting { .. })
+    })
+    .await;
+    alice.end().await.unwrap();
+    // Well before the 20 s the client would keep trying.
+    let closed = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            match alice_events.recv().await {
+                Some(Event::Closed(closed)) => return closed,
+                Some(_) => {}
+                None => panic!("events ended without Closed"),
+            }
+        }
+    })
+    .await
+    .expect("closed at once");
+    assert_eq!(closed, Closed::Ended);
+    server.stop().await;
+}

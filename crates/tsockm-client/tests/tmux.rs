@@ -255,3 +255,36 @@ async fn plain_mode_keeps_the_typed_line_below_the_messages() {
     assert!(screen.contains("exit status 0"), "{screen}");
     server.stop().await;
 }
+
+/// `:exit` while the server is gone and a message waits: the client keeps
+/// trying to deliver it, and says so; Ctrl-C then quits at once, giving the
+/// terminal back.
+#[tokio::test]
+async fn ctrl_c_after_exit_quits_at_once_while_reconnecting() {
+    if !Tmux::available().await {
+        return;
+    }
+    let server = start().await;
+    let command = format!(
+        "env -u RUST_LOG {} --addr {} --username alice --reconnect-for 60",
+        env!("CARGO_BIN_EXE_tsockm-client"),
+        server.addr
+    );
+    let tmux = Tmux::start("quit", &command, 80, 16).await;
+    tmux.wait_for("connected │ alice (").await;
+    server.stop().await;
+    tmux.wait_for("reconnecting to").await;
+    tmux.keys(&["-l", "waiting to be sent"]).await;
+    tmux.keys(&["Enter"]).await;
+    tmux.keys(&["-l", ":exit"]).await;
+    tmux.keys(&["Enter"]).await;
+    tmux.wait_for("ending the session (Ctrl-C to quit at once)")
+        .await;
+    tmux.keys(&["C-c"]).await;
+    let screen = tmux.wait_for("exit status").await;
+    assert!(screen.contains("exit status 0"), "{screen}");
+    assert!(
+        !screen.contains("Chats"),
+        "the alternate screen is left:\n{screen}"
+    );
+}
