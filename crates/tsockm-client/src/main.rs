@@ -29,6 +29,7 @@ use tokio::sync::mpsc;
 use tsockm_client::chat::{Chat, Flow};
 use tsockm_client::lines::LineStyle;
 use tsockm_client::{Closed, Config, ConnectError, Events, Session, text};
+use unicode_width::UnicodeWidthStr;
 
 /// Exit code: the session ended because the user asked (`:exit`, Ctrl-D,
 /// end of input).
@@ -511,14 +512,14 @@ impl LineOut {
         let (shown, cursor_col) = chat
             .app
             .input
-            .view(width.saturating_sub(prompt.chars().count() + 1));
+            .view(width.saturating_sub(prompt.width() + 1));
         let _ = queue!(
             out,
             cursor::MoveToColumn(0),
             terminal::Clear(terminal::ClearType::CurrentLine),
             style::Print(&prompt),
             style::Print(&shown),
-            cursor::MoveToColumn(u16::try_from(prompt.chars().count() + cursor_col).unwrap_or(0)),
+            cursor::MoveToColumn(u16::try_from(prompt.width() + cursor_col).unwrap_or(0)),
         );
         let _ = out.flush();
     }

@@ -23,7 +23,7 @@ use ratatui::layout::{Constraint, Layout, Position, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line as TextLine, Span};
 use ratatui::widgets::{Block, Borders, List, ListItem, Paragraph};
-use unicode_width::UnicodeWidthChar;
+use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 use crate::State;
 use crate::app::{App, Connection, Line, LineKind};
@@ -292,7 +292,7 @@ fn draw_status(frame: &mut Frame, app: &App, state: &State, now: SystemTime, are
 
 fn draw_input(frame: &mut Frame, app: &App, area: Rect) {
     let prompt = format!("{}> ", app.current().title);
-    let prompt_width = prompt.chars().count();
+    let prompt_width = prompt.width();
     let (shown, cursor) = app
         .input
         .view(usize::from(area.width).saturating_sub(prompt_width + 1));
