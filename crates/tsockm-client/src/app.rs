@@ -347,6 +347,11 @@ impl App {
         self.notice(i, now, text.to_owned());
     }
 
+    /// Adds an error (already clean) to the conversation shown.
+    pub fn note_error(&mut self, text: &str, now: SystemTime) {
+        self.error(now, text.to_owned());
+    }
+
     /// Switches to conversation `index` (ignored when there is none).
     pub fn switch_to(&mut self, index: usize) {
         if index < self.convs.len() {

@@ -77,5 +77,5 @@ pub use event::{Closed, Event, Message};
 pub use roster::{PeerId, Roster};
 pub use session::{
     Config, DEFAULT_MAX_RATE, DEFAULT_RATE_BURST, Events, MAX_FRAME_FROM_SERVER_BYTES, MAX_HISTORY,
-    Session, State,
+    Permit, Session, State,
 };

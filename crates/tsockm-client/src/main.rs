@@ -48,6 +48,10 @@ const EXIT_NOT_ALL_SENT: u8 = 4;
 
 const PROMPT_USERNAME: &str = "Enter your username: ";
 
+/// Requests typed ahead of the session (a person outrunning the server)
+/// before keys are left unread for a while.
+const MAX_TYPED_AHEAD: usize = 64;
+
 /// Said while the session ends in order after `:exit` or Ctrl-D.
 const QUITTING: &str = "ending the session (Ctrl-C to quit at once)";
 
@@ -371,23 +375,29 @@ async fn line_mode(
     } else {
         None
     };
-    chat.start().await;
+    chat.start();
     out.show(&mut chat, &style);
+    let session = chat.session().clone();
     let mut reading = true;
     loop {
+        // A script's next line is read only once the previous ones are in
+        // the session's queue: stdin is the backpressure.
+        let can_read = reading && keys.is_none() && !chat.has_requests();
+        let can_type = keys.is_some() && chat.n_requests() < MAX_TYPED_AHEAD;
         tokio::select! {
-            line = next_line(&mut reader), if reading && keys.is_none() => {
+            permit = session.reserve(), if chat.has_requests() => match permit {
+                Ok(permit) => chat.send_next(permit),
+                Err(_) => chat.drop_requests(),
+            },
+            line = next_line(&mut reader), if can_read => {
                 let flow = match line {
-                    Some(line) => chat.line(&line).await,
-                    None => {
-                        // End of input: everything read is sent, then COMM_END.
-                        let _ = chat.session().end().await;
-                        Flow::Exit
-                    }
+                    Some(line) => chat.line(&line),
+                    // End of input: everything read is sent, then COMM_END.
+                    None => chat.end(),
                 };
                 reading = flow == Flow::Continue;
             }
-            key = next_key(&mut keys), if keys.is_some() => match key {
+            key = next_key(&mut keys), if can_type => match key {
                 Some(TermEvent::Key(key)) if key.kind != KeyEventKind::Release => {
                     let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
                     if !reading {
@@ -397,7 +407,7 @@ async fn line_mode(
                             chat.closed.get_or_insert(Closed::Ended);
                             break;
                         }
-                    } else if chat.key(key).await == Flow::Exit {
+                    } else if chat.key(key) == Flow::Exit {
                         reading = false;
                         chat.app.note(QUITTING, SystemTime::now());
                     }
@@ -408,14 +418,14 @@ async fn line_mode(
                     if !reading {
                         break;
                     }
-                    let _ = chat.session().end().await;
+                    chat.end();
                     reading = false;
                 }
             },
             event = events.recv() => match event {
                 Some(event) => {
                     let closed = matches!(event, tsockm_client::Event::Closed(_));
-                    chat.event(event).await;
+                    chat.event(event);
                     if closed {
                         out.show(&mut chat, &style);
                         break;
@@ -606,11 +616,13 @@ async fn full_screen(mut chat: Chat, mut events: Events) -> Outcome {
     let mut keys = EventStream::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    chat.start().await;
+    chat.start();
+    let session = chat.session().clone();
     // Once the user asked to quit, the session ends in order (what was
     // typed is sent first); Ctrl-C or Ctrl-D again quits at once.
     let mut exiting = false;
     loop {
+        let can_type = chat.n_requests() < MAX_TYPED_AHEAD;
         let state = chat.state();
         let _ = terminal.draw(|frame| {
             tsockm_client::tui::draw(frame, &mut chat.app, &state, SystemTime::now());
@@ -619,7 +631,11 @@ async fn full_screen(mut chat: Chat, mut events: Events) -> Outcome {
             let _ = execute!(io::stdout(), style::Print("\x07"));
         }
         tokio::select! {
-            key = keys.next() => match key {
+            permit = session.reserve(), if chat.has_requests() => match permit {
+                Ok(permit) => chat.send_next(permit),
+                Err(_) => chat.drop_requests(),
+            },
+            key = keys.next(), if can_type => match key {
                 Some(Ok(TermEvent::Key(key))) if key.kind != KeyEventKind::Release => {
                     let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
                     if exiting {
@@ -629,7 +645,7 @@ async fn full_screen(mut chat: Chat, mut events: Events) -> Outcome {
                     } else if ctrl && key.code == KeyCode::Char('l') {
                         // Ctrl-L redraws everything, as in a shell.
                         let _ = terminal.clear();
-                    } else if chat.key(key).await == Flow::Exit {
+                    } else if chat.key(key) == Flow::Exit {
                         exiting = true;
                         chat.app.note(QUITTING, SystemTime::now());
                     }
@@ -643,14 +659,14 @@ async fn full_screen(mut chat: Chat, mut events: Events) -> Outcome {
                     if exiting {
                         break;
                     }
-                    let _ = chat.session().end().await;
+                    chat.end();
                     exiting = true;
                 }
             },
             event = events.recv() => match event {
                 Some(event) => {
                     let closed = matches!(event, tsockm_client::Event::Closed(_));
-                    chat.event(event).await;
+                    chat.event(event);
                     if closed {
                         break;
                     }

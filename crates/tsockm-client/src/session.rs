@@ -194,6 +194,76 @@ impl Events {
     }
 }
 
+/// Room for one request in a session's queue, from [`Session::reserve`]:
+/// whatever it is used for is queued at once, without waiting. Dropped
+/// unused, it gives the room back.
+#[derive(Debug)]
+pub struct Permit<'a> {
+    /// The reserved place in the handle → task channel.
+    permit: mpsc::Permit<'a, Command>,
+    /// The session, for its checks.
+    session: &'a Session,
+}
+
+impl Permit<'_> {
+    /// Queues a message (see [`Session::send`]); a message too long is
+    /// refused with [`SessionError::TooLong`] and the room given back.
+    pub fn send(self, to: &Conversation, text: impl Into<Text>) -> Result<(), SessionError> {
+        let frame = self.session.message(to, text)?;
+        self.request(frame);
+        Ok(())
+    }
+
+    /// Queues a lookup (see [`Session::get_peer`]).
+    pub fn get_peer(self, id: &PeerId) -> Result<(), SessionError> {
+        let frame = lookup(id)?;
+        self.request(frame);
+        Ok(())
+    }
+
+    /// Queues a JOIN (see [`Session::join`]).
+    pub fn join(self, room: &RoomName) {
+        self.request(Frame::join(room.as_text().clone()));
+    }
+
+    /// Queues a PART (see [`Session::part`]).
+    pub fn part(self, room: &RoomName) {
+        self.request(Frame::part(room.as_text().clone()));
+    }
+
+    /// Queues a ROOMS request (see [`Session::rooms`]).
+    pub fn rooms(self) {
+        self.request(Frame::rooms());
+    }
+
+    /// Queues a HISTORY request (see [`Session::history`]).
+    pub fn history(self, conversation: &Conversation, n: usize, before: Option<&MsgId>) {
+        let n = n.clamp(1, MAX_HISTORY);
+        let query = match before {
+            Some(id) => format!("{n} before {id}"),
+            None => n.to_string(),
+        };
+        self.request(Frame::history(conversation.wire(), query));
+    }
+
+    /// Ends the session (see [`Session::end`]).
+    pub fn end(self) {
+        self.permit.send(Command::End);
+    }
+
+    fn request(self, frame: Frame) {
+        self.permit.send(Command::Send(frame));
+    }
+}
+
+/// A GET_PEER frame for an id that can be one.
+fn lookup(id: &PeerId) -> Result<Frame, SessionError> {
+    if id.as_str().is_empty() {
+        return Err(SessionError::InvalidPeerId { id: id.to_string() });
+    }
+    Ok(Frame::get_peer(id.as_text().clone()))
+}
+
 /// A request from a handle to the session task.
 #[derive(Debug)]
 enum Command {
@@ -239,27 +309,31 @@ impl Session {
         self.state_rx.borrow().id.clone()
     }
 
+    /// Waits for room for one request in the session's queue. The queue is
+    /// bounded, so a program that sends faster than the server takes waits
+    /// here; one that must keep taking events meanwhile (or it would stall
+    /// the session) waits for a permit beside its events, in a `select!`.
+    pub async fn reserve(&self) -> Result<Permit<'_>, SessionError> {
+        let permit = self
+            .cmd_tx
+            .reserve()
+            .await
+            .map_err(|_| SessionError::Closed)?;
+        Ok(Permit {
+            permit,
+            session: self,
+        })
+    }
+
     /// Sends a message to a conversation: everyone, a room (this client must
     /// be in it), or one peer.
     ///
     /// A message longer than the server takes is refused here with
     /// [`SessionError::TooLong`] and not sent.
     pub async fn send(&self, to: &Conversation, text: impl Into<Text>) -> Result<(), SessionError> {
-        let frame = match to {
-            Conversation::Lobby => Frame::broadcast(text),
-            Conversation::Room(room) => Frame::request(Action::Msg)
-                .with_dst(room.as_text().clone())
-                .with_body(text),
-            Conversation::Direct(id) => {
-                let frame = Frame::direct(id.as_text().clone(), text);
-                if frame.validate().is_err() || id.as_str().is_empty() {
-                    return Err(SessionError::InvalidPeerId { id: id.to_string() });
-                }
-                frame
-            }
-        };
-        self.check_length(&frame)?;
-        self.request(frame).await
+        let frame = self.message(to, text)?;
+        self.reserve().await?.request(frame);
+        Ok(())
     }
 
     /// Sends a message to every other peer.
@@ -275,26 +349,27 @@ impl Session {
     /// Asks the server for a peer's username; the answer comes as
     /// [`Event::PeerFound`] or [`Event::Error`].
     pub async fn get_peer(&self, id: &PeerId) -> Result<(), SessionError> {
-        let frame = Frame::get_peer(id.as_text().clone());
-        if id.as_str().is_empty() {
-            return Err(SessionError::InvalidPeerId { id: id.to_string() });
-        }
-        self.request(frame).await
+        let frame = lookup(id)?;
+        self.reserve().await?.request(frame);
+        Ok(())
     }
 
     /// Joins a room; [`Event::RoomJoined`] follows with its members.
     pub async fn join(&self, room: &RoomName) -> Result<(), SessionError> {
-        self.request(Frame::join(room.as_text().clone())).await
+        self.reserve().await?.join(room);
+        Ok(())
     }
 
     /// Leaves a room; [`Event::RoomPart`] follows.
     pub async fn part(&self, room: &RoomName) -> Result<(), SessionError> {
-        self.request(Frame::part(room.as_text().clone())).await
+        self.reserve().await?.part(room);
+        Ok(())
     }
 
     /// Asks for the list of rooms; [`Event::Rooms`] follows.
     pub async fn rooms(&self) -> Result<(), SessionError> {
-        self.request(Frame::rooms()).await
+        self.reserve().await?.rooms();
+        Ok(())
     }
 
     /// Asks for the latest `n` stored messages of a conversation (at most
@@ -306,30 +381,35 @@ impl Session {
         n: usize,
         before: Option<&MsgId>,
     ) -> Result<(), SessionError> {
-        let n = n.clamp(1, MAX_HISTORY);
-        let query = match before {
-            Some(id) => format!("{n} before {id}"),
-            None => n.to_string(),
-        };
-        self.request(Frame::history(conversation.wire(), query))
-            .await
+        self.reserve().await?.history(conversation, n, before);
+        Ok(())
     }
 
     /// Ends the session with `COMM_END`. Events keep coming until
     /// [`Event::Closed`] (with [`Closed::Ended`]) once the server answered.
     /// Requests made before are sent first.
     pub async fn end(&self) -> Result<(), SessionError> {
-        self.cmd_tx
-            .send(Command::End)
-            .await
-            .map_err(|_| SessionError::Closed)
+        self.reserve().await?.end();
+        Ok(())
     }
 
-    async fn request(&self, frame: Frame) -> Result<(), SessionError> {
-        self.cmd_tx
-            .send(Command::Send(frame))
-            .await
-            .map_err(|_| SessionError::Closed)
+    /// The MSG frame for a message, checked.
+    fn message(&self, to: &Conversation, text: impl Into<Text>) -> Result<Frame, SessionError> {
+        let frame = match to {
+            Conversation::Lobby => Frame::broadcast(text),
+            Conversation::Room(room) => Frame::request(Action::Msg)
+                .with_dst(room.as_text().clone())
+                .with_body(text),
+            Conversation::Direct(id) => {
+                let frame = Frame::direct(id.as_text().clone(), text);
+                if frame.validate().is_err() || id.as_str().is_empty() {
+                    return Err(SessionError::InvalidPeerId { id: id.to_string() });
+                }
+                frame
+            }
+        };
+        self.check_length(&frame)?;
+        Ok(frame)
     }
 
     /// Refuses a MSG whose request line, relayed frame or stored history

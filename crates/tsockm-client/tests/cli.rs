@@ -491,3 +491,41 @@ async fn a_line_too_long_is_refused_in_plain_words_and_exits_4() {
     }
     server.stop().await;
 }
+
+/// A script floods while others talk to it: the client keeps taking in
+/// what arrives while it waits to send, so neither side stalls.
+#[tokio::test]
+async fn a_script_that_floods_while_others_talk_finishes() {
+    let server = start().await;
+    let (_watcher, mut watcher_events) = server.connect("watcher").await;
+    let (chatter, mut chatter_events) = server.connect("chatter").await;
+    // A session's sending needs its events taken (see Session::reserve).
+    let drain = tokio::spawn(async move { while chatter_events.recv().await.is_some() {} });
+    let mut flood = Client::spawn(&server, &["--username", "flood"]);
+    flood.expect("* registered as flood (").await;
+    let talk = tokio::spawn(async move {
+        for i in 0..1500 {
+            chatter.broadcast(format!("talk {i}")).await.unwrap();
+        }
+        chatter
+    });
+    let script: String = (1..=1500).map(|i| format!("{i}\n")).collect();
+    let stdin = flood.stdin.as_mut().unwrap();
+    stdin.write_all(script.as_bytes()).await.unwrap();
+    flood.close_stdin();
+    let mut next_line = 1;
+    while next_line <= 1500 {
+        match next(&mut watcher_events).await {
+            Event::Message(m) if m.username.as_deref() == Some("flood") => {
+                assert_eq!(m.text, next_line.to_string().as_str());
+                next_line += 1;
+            }
+            _ => {}
+        }
+    }
+    let (code, _, stderr) = flood.finish().await;
+    assert_eq!(code, 0, "stderr: {stderr}");
+    within(talk).await.unwrap();
+    server.stop().await;
+    within(drain).await.unwrap();
+}

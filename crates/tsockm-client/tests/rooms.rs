@@ -290,8 +290,9 @@ async fn a_joined_room_shows_in_the_list_with_its_history() {
         .unwrap();
     let (session, mut events) = server.connect("alice").await;
     let mut chat = Chat::new(session, jiff::tz::TimeZone::UTC, SystemTime::now());
-    chat.start().await;
-    chat.line(":join #ops").await;
+    chat.start();
+    chat.line(":join #ops");
+    chat.flush().await;
     let mut terminal = ratatui::Terminal::new(ratatui::backend::TestBackend::new(80, 16)).unwrap();
     let screen = within(async {
         loop {
@@ -313,7 +314,8 @@ async fn a_joined_room_shows_in_the_list_with_its_history() {
             let Some(event) = events.recv().await else {
                 panic!("events ended:\n{}", rows.join("\n"));
             };
-            chat.event(event).await;
+            chat.event(event);
+            chat.flush().await;
         }
     })
     .await;

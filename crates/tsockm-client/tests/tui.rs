@@ -26,7 +26,8 @@ struct Screen {
 impl Screen {
     async fn new(session: Session, events: Events, width: u16, height: u16) -> Screen {
         let mut chat = Chat::new(session, TimeZone::UTC, SystemTime::now());
-        chat.start().await;
+        chat.start();
+        chat.flush().await;
         let terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
         Screen {
             chat,
@@ -76,7 +77,8 @@ impl Screen {
             let event = tokio::time::timeout_at(deadline, self.events.recv()).await;
             match event {
                 Ok(Some(event)) => {
-                    self.chat.event(event).await;
+                    self.chat.event(event);
+                    self.chat.flush().await;
                 }
                 Ok(None) => panic!("events ended waiting for {what:?}:\n{}", screen.join("\n")),
                 Err(_) => panic!("timed out waiting for {what:?}:\n{}", screen.join("\n")),
@@ -85,7 +87,9 @@ impl Screen {
     }
 
     async fn key(&mut self, code: KeyCode, modifiers: KeyModifiers) -> Flow {
-        self.chat.key(KeyEvent::new(code, modifiers)).await
+        let flow = self.chat.key(KeyEvent::new(code, modifiers));
+        self.chat.flush().await;
+        flow
     }
 
     async fn type_line(&mut self, line: &str) -> Flow {
