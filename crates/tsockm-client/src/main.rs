@@ -184,6 +184,8 @@ fn session_config(args: &Args, username: String) -> Config {
         reconnect_for: Duration::from_secs(args.reconnect_for),
         server_max_frame_bytes: args.max_frame,
         max_rate: args.max_rate,
+        // Half a second's worth at once, as the default (900/s, 500).
+        rate_burst: (args.max_rate / 2).clamp(1, tsockm_client::DEFAULT_RATE_BURST),
         ..Config::new(String::new(), username)
     }
 }

@@ -17,6 +17,12 @@
 //! (One MSG in flight costs a round trip per message: thousands a second on
 //! a LAN, tens over a slow WAN.)
 //!
+//! A user of the library must take its [`Events`]: with 256 of them
+//! waiting, the task stops reading the socket (memory stays bounded), and
+//! then the answers its next MSG waits for do not come either. A program
+//! that sends a lot waits for [`Session::reserve`] in the same `select!` as
+//! its events (as the terminal program does), not in between.
+//!
 //! What this file must never do: block on a full event queue while health
 //! checks wait (the task stops reading the socket until the user catches up
 //! but keeps answering), hold a lock across an `.await`, grow a queue without

@@ -525,7 +525,50 @@ async fn a_script_that_floods_while_others_talk_finishes() {
     }
     let (code, _, stderr) = flood.finish().await;
     assert_eq!(code, 0, "stderr: {stderr}");
-    within(talk).await.unwrap();
-    server.stop().await;
+    // The chatter's queued messages go before its end.
+    let chatter = within(talk).await.unwrap();
+    chatter.end().await.unwrap();
     within(drain).await.unwrap();
+    server.stop().await;
+}
+
+/// A slow script (its own rate set low) in a busy lobby: far more arrives
+/// than it sends, and it still finishes; waiting to send never keeps it
+/// from taking in what arrives.
+#[tokio::test]
+async fn a_slow_script_in_a_busy_lobby_finishes() {
+    let server = start().await;
+    let (_watcher, mut watcher_events) = server.connect("watcher").await;
+    let (chatter, mut chatter_events) = server.connect("chatter").await;
+    let drain = tokio::spawn(async move { while chatter_events.recv().await.is_some() {} });
+    let mut slow = Client::spawn(&server, &["--username", "slow", "--max-rate", "400"]);
+    slow.expect("* registered as slow (").await;
+    let talk = tokio::spawn(async move {
+        for i in 0..1000 {
+            chatter.broadcast(format!("talk {i}")).await.unwrap();
+        }
+        chatter
+    });
+    // Sent at 200 a second while 450 a second arrive.
+    let script: String = (1..=200).map(|i| format!("{i}\n")).collect();
+    let stdin = slow.stdin.as_mut().unwrap();
+    stdin.write_all(script.as_bytes()).await.unwrap();
+    slow.close_stdin();
+    let mut next_line = 1;
+    while next_line <= 200 {
+        match next(&mut watcher_events).await {
+            Event::Message(m) if m.username.as_deref() == Some("slow") => {
+                assert_eq!(m.text, next_line.to_string().as_str());
+                next_line += 1;
+            }
+            _ => {}
+        }
+    }
+    let (code, _, stderr) = slow.finish().await;
+    assert_eq!(code, 0, "stderr: {stderr}");
+    // The chatter's queued messages go before its end.
+    let chatter = within(talk).await.unwrap();
+    chatter.end().await.unwrap();
+    within(drain).await.unwrap();
+    server.stop().await;
 }
