@@ -38,7 +38,10 @@ pub struct TestClient {
 /// Whether `id` looks like a message id (section 10): letters and digits,
 /// at most 32 characters, never `server`.
 pub fn is_message_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 32 && id != "server" && id.bytes().all(|b| b.is_ascii_alphanumeric())
+    !id.is_empty()
+        && id.len() <= 32
+        && id != "server"
+        && id.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 /// A registration answer's body split into id and token.
@@ -57,6 +60,29 @@ impl TestClient {
             .await
             .unwrap_or_else(|_| panic!("connect to {addr} timed out"))
             .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+        TestClient {
+            framed: Framed::new(stream, FrameCodec::with_max_frame_bytes(1 << 20)),
+            timeout: DEFAULT_TIMEOUT,
+            id: String::new(),
+            token: String::new(),
+        }
+    }
+
+    /// Connects to `addr` from the local address `from` (any port), so a test
+    /// can play several client addresses on loopback (127.0.0.2, ...).
+    pub async fn connect_from(addr: SocketAddr, from: std::net::IpAddr) -> TestClient {
+        let socket = match from {
+            std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+            std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+        }
+        .expect("a socket");
+        socket
+            .bind(SocketAddr::new(from, 0))
+            .unwrap_or_else(|e| panic!("bind {from}: {e}"));
+        let stream = tokio::time::timeout(DEFAULT_TIMEOUT, socket.connect(addr))
+            .await
+            .unwrap_or_else(|_| panic!("connect to {addr} from {from} timed out"))
+            .unwrap_or_else(|e| panic!("connect to {addr} from {from}: {e}"));
         TestClient {
             framed: Framed::new(stream, FrameCodec::with_max_frame_bytes(1 << 20)),
             timeout: DEFAULT_TIMEOUT,
