@@ -40,6 +40,18 @@ pub enum ConnectError {
         /// The server's reason.
         reason: Text,
     },
+    /// The server needs a password and none was given (401 to COMM).
+    #[error("the server at {addr} needs a password (give it with --password-file)")]
+    PasswordNeeded {
+        /// The address as given.
+        addr: String,
+    },
+    /// The server refused the password (401 to AUTH).
+    #[error("the server at {addr} refused the password")]
+    WrongPassword {
+        /// The address as given.
+        addr: String,
+    },
     /// The server is full (503).
     #[error("the server at {addr} is full: {reason}")]
     Full {

@@ -18,7 +18,8 @@
 //! - [`Event`], [`Message`], [`Closed`] (`event.rs`): what a session reports.
 //! - [`Conversation`], [`RoomName`], [`MsgId`] (`conversation.rs`),
 //!   [`Roster`], [`PeerId`] (`roster.rs`): pure data.
-//! - [`ConnectError`], [`SessionError`] (`error.rs`).
+//! - [`ConnectError`], [`SessionError`] (`error.rs`); [`Secret`]
+//!   (`secret.rs`): the server password, never shown.
 //!
 //! The terminal program's pieces, all pure (no I/O, no clock of their own):
 //!
@@ -65,6 +66,7 @@ pub mod input;
 pub mod lines;
 mod pacing;
 mod roster;
+mod secret;
 mod server_event;
 mod session;
 pub mod text;
@@ -75,6 +77,7 @@ pub use conversation::{Conversation, MAX_ROOM_NAME_CHARS, MsgId, RoomName, RoomN
 pub use error::{ConnectError, SessionError};
 pub use event::{Closed, Event, Message};
 pub use roster::{PeerId, Roster};
+pub use secret::Secret;
 pub use session::{
     Config, DEFAULT_MAX_RATE, DEFAULT_RATE_BURST, Events, MAX_FRAME_FROM_SERVER_BYTES, MAX_HISTORY,
     Permit, Session, State,

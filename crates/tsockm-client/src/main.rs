@@ -28,7 +28,7 @@ use ratatui::prelude::CrosstermBackend;
 use tokio::sync::mpsc;
 use tsockm_client::chat::{Chat, Flow};
 use tsockm_client::lines::LineStyle;
-use tsockm_client::{Closed, Config, ConnectError, Events, Session, text};
+use tsockm_client::{Closed, Config, ConnectError, Events, Secret, Session, text};
 use unicode_width::UnicodeWidthStr;
 
 /// Exit code: the session ended because the user asked (`:exit`, Ctrl-D,
@@ -36,8 +36,8 @@ use unicode_width::UnicodeWidthStr;
 const EXIT_OK: u8 = 0;
 /// Exit code: the server could not be reached, or the connection was lost.
 const EXIT_UNREACHABLE: u8 = 1;
-/// Exit code: a bad command line (clap uses it too), or a username the
-/// server refused in script mode.
+/// Exit code: a bad command line (clap uses it too), a password the server
+/// refused, or a username it refused in script mode.
 const EXIT_USAGE: u8 = 2;
 /// Exit code: the server ended the session (kicked, shut down and not back,
 /// or taken over by another connection).
@@ -68,7 +68,8 @@ const QUITTING: &str = "ending the session (Ctrl-C to quit at once)";
     version,
     after_help = "Exit codes: 0 when you end the session (:exit, Ctrl-D, end of input); \
                   1 when the server cannot be reached or the connection is lost; \
-                  2 for a bad command line, or a username the server refused (script mode); \
+                  2 for a bad command line, a password the server refused, or a username \
+                  it refused (script mode); \
                   3 when the server ends the session; \
                   4 in script mode when some messages were not delivered."
 )]
@@ -93,6 +94,10 @@ struct Args {
     /// are refused here, before they are sent.
     #[arg(long, default_value_t = tsockm_proto::DEFAULT_MAX_FRAME_BYTES, value_name = "BYTES")]
     max_frame: usize,
+    /// A file whose first line is the server's password (for a server
+    /// started with --password-file).
+    #[arg(long, value_name = "PATH")]
+    password_file: Option<std::path::PathBuf>,
     /// Frames sent per second at most (0: no limit); keep it under the
     /// server's --max-rate.
     #[arg(long, default_value_t = tsockm_client::DEFAULT_MAX_RATE, value_name = "N")]
@@ -178,8 +183,24 @@ fn fail(code: u8, reason: &str) -> u8 {
     code
 }
 
-fn session_config(args: &Args, username: String) -> Config {
+/// The password from `--password-file`; `Err` carries the exit code after
+/// the reason (never the password) was printed.
+fn read_password(args: &Args) -> Result<Option<Secret>, u8> {
+    let Some(path) = &args.password_file else {
+        return Ok(None);
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(Secret::from_file_text(&text))),
+        Err(e) => Err(fail(
+            EXIT_USAGE,
+            &format!("cannot read the password file {}: {e}", path.display()),
+        )),
+    }
+}
+
+fn session_config(args: &Args, username: String, password: Option<Secret>) -> Config {
     Config {
+        password,
         addrs: args.addrs.clone(),
         reconnect_for: Duration::from_secs(args.reconnect_for),
         server_max_frame_bytes: args.max_frame,
@@ -234,6 +255,7 @@ async fn register(
     mode: Mode,
     mut reader: Option<&mut Reader>,
 ) -> Result<(Session, Events), u8> {
+    let password = read_password(args)?;
     let mut given = args.username.clone();
     loop {
         let from_flag = given.is_some();
@@ -263,7 +285,7 @@ async fn register(
                 }
             }
         };
-        match Session::connect(session_config(args, username)).await {
+        match Session::connect(session_config(args, username, password.clone())).await {
             Ok(connected) => return Ok(connected),
             Err(ConnectError::UsernameRefused { reason }) => {
                 let words = format!("the server refused the username: {reason}");
@@ -274,6 +296,9 @@ async fn register(
                     "{}",
                     LineStyle::script(jiff::tz::TimeZone::UTC).error(&words)
                 );
+            }
+            Err(e @ (ConnectError::PasswordNeeded { .. } | ConnectError::WrongPassword { .. })) => {
+                return Err(fail(EXIT_USAGE, &e.to_string()));
             }
             Err(e) => return Err(fail(EXIT_UNREACHABLE, &e.to_string())),
         }

@@ -54,6 +54,8 @@ pub(crate) enum ServerEvent {
     Registered { id: PeerId, token: ResumeToken },
     /// `RES::COMM` whose body is not `<peer_id> <resume_token>`.
     BadRegistration,
+    /// `RES::AUTH`: the server password was taken.
+    AuthOk,
     /// `RES::MSG`: a relayed message.
     Message {
         from: PeerId,
@@ -178,6 +180,7 @@ impl ServerEvent {
                 }
             }
             Action::Rooms => ServerEvent::Rooms(parse_rooms(&body)),
+            Action::Auth => ServerEvent::AuthOk,
             Action::History if sender_id.as_str() == SERVER_ID => {
                 let (count, more) = parse_history_end(&body);
                 ServerEvent::HistoryEnd {
@@ -372,6 +375,7 @@ mod tests {
                 reason: t("too many requests"),
             },
         );
+        check("RES::AUTH::200::server::srv::addr::OK", ServerEvent::AuthOk);
         check("RES::NONE::200::::::::", ServerEvent::Ignored);
         check("REQ::MSG::200::::::::x", ServerEvent::Ignored);
     }

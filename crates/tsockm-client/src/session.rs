@@ -45,7 +45,7 @@ use crate::backoff::Backoff;
 use crate::pacing::Pacer;
 use crate::server_event::{EndReason, HistoryItem, ResumeToken, ServerEvent};
 use crate::{
-    Closed, ConnectError, Conversation, Event, Message, MsgId, PeerId, RoomName, Roster,
+    Closed, ConnectError, Conversation, Event, Message, MsgId, PeerId, RoomName, Roster, Secret,
     SessionError,
 };
 
@@ -122,6 +122,9 @@ pub struct Config {
     pub rate_burst: u32,
     /// How many events may wait in the [`Events`] channel.
     pub event_capacity: usize,
+    /// The server password, sent (AUTH) before every registration and
+    /// resume; `None` for a server without one.
+    pub password: Option<Secret>,
 }
 
 impl Config {
@@ -141,6 +144,7 @@ impl Config {
             max_rate: DEFAULT_MAX_RATE,
             rate_burst: DEFAULT_RATE_BURST,
             event_capacity: 256,
+            password: None,
         }
     }
 }
@@ -296,7 +300,12 @@ impl Session {
                 Ok((conn, id, token)) => {
                     return start(config.clone(), index, conn, id, token).await;
                 }
-                Err(e @ (ConnectError::UsernameRefused { .. } | ConnectError::Full { .. })) => {
+                Err(
+                    e @ (ConnectError::UsernameRefused { .. }
+                    | ConnectError::Full { .. }
+                    | ConnectError::PasswordNeeded { .. }
+                    | ConnectError::WrongPassword { .. }),
+                ) => {
                     return Err(e);
                 }
                 Err(e) => last_error = e,
@@ -499,11 +508,40 @@ async fn register(
                 addr: addr.to_owned(),
                 source,
             })?;
+        if let Some(password) = &config.password {
+            match auth(&mut conn, password)
+                .await
+                .map_err(|e| e.into_connect_error(addr))?
+            {
+                Answer::Registered { .. } => {}
+                Answer::Refused {
+                    status: Status::Unauthorized,
+                    ..
+                } => {
+                    return Err(ConnectError::WrongPassword {
+                        addr: addr.to_owned(),
+                    });
+                }
+                Answer::Refused { status, reason } => {
+                    return Err(ConnectError::Refused {
+                        addr: addr.to_owned(),
+                        status,
+                        reason,
+                    });
+                }
+            }
+        }
         let answer = comm(&mut conn, Frame::register(config.username.as_str()))
             .await
             .map_err(|e| e.into_connect_error(addr))?;
         match answer {
             Answer::Registered { id, token } => Ok((conn, id, token)),
+            Answer::Refused {
+                status: Status::Unauthorized,
+                ..
+            } => Err(ConnectError::PasswordNeeded {
+                addr: addr.to_owned(),
+            }),
             Answer::Refused {
                 status: Status::BadRequest,
                 reason,
@@ -663,6 +701,35 @@ async fn comm(conn: &mut Conn, request: Frame) -> Result<Answer, HandshakeError>
     }
 }
 
+/// Sends the server password and reads until its answer: `Registered` (with
+/// an empty id) stands for `RES::AUTH`, `Refused` for an error.
+async fn auth(conn: &mut Conn, password: &Secret) -> Result<Answer, HandshakeError> {
+    send_frame(conn, Frame::auth(password.expose())).await?;
+    loop {
+        let frame = match conn.next().await {
+            None => return Err(HandshakeError::Eof),
+            Some(Err(e)) => return Err(HandshakeError::Io(e)),
+            Some(Ok(Err(e))) => {
+                warn!(error = %e, "malformed frame from the server");
+                continue;
+            }
+            Some(Ok(Ok(frame))) => frame,
+        };
+        match ServerEvent::from_frame(frame) {
+            ServerEvent::AuthOk => {
+                return Ok(Answer::Registered {
+                    id: PeerId::new(""),
+                    token: ResumeToken(Text::new()),
+                });
+            }
+            ServerEvent::Refused { status, reason, .. } => {
+                return Ok(Answer::Refused { status, reason });
+            }
+            _ => debug!("ignored before the password was taken"),
+        }
+    }
+}
+
 /// Writes one frame; an I/O failure is returned, an unencodable frame is
 /// logged and skipped (requests are validated before they get here).
 async fn send_frame(conn: &mut Conn, frame: Frame) -> io::Result<()> {
@@ -697,6 +764,14 @@ async fn restore(
 ) -> Result<(Conn, Restored), String> {
     let attempt = async {
         let mut conn = open(&config, &addr).await.map_err(|e| e.to_string())?;
+        if let Some(password) = &config.password {
+            match auth(&mut conn, password).await.map_err(|e| e.to_string())? {
+                Answer::Registered { .. } => {}
+                Answer::Refused { .. } => {
+                    return Err("the server refused the password".to_owned());
+                }
+            }
+        }
         let resume = match &last_msg_id {
             Some(last) => Frame::resume_after(
                 id.as_text().clone(),
@@ -1495,6 +1570,7 @@ impl Task {
             }
             ServerEvent::Registered { .. }
             | ServerEvent::BadRegistration
+            | ServerEvent::AuthOk
             | ServerEvent::Ignored => {
                 debug!("ignored frame");
             }

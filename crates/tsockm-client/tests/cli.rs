@@ -572,3 +572,50 @@ async fn a_slow_script_in_a_busy_lobby_finishes() {
     within(drain).await.unwrap();
     server.stop().await;
 }
+
+/// `--password-file`: the first line is the password; a wrong one (or a
+/// missing file) exits 2 with one line that does not show the password.
+#[tokio::test]
+async fn the_password_file_opens_a_server_with_a_password() {
+    let password = "open sesame 42";
+    let server = common::start_with(tsockm_server::Config {
+        password: Some(tsockm_server::config::Password::new(password)),
+        ..common::server_config()
+    })
+    .await;
+    let dir = std::env::temp_dir().join(format!("tsockm-client-pw-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let right = dir.join("right");
+    let wrong = dir.join("wrong");
+    std::fs::write(&right, format!("{password}\n")).unwrap();
+    std::fs::write(&wrong, "not it\n").unwrap();
+
+    let right_arg = right.display().to_string();
+    let mut alice = Client::spawn(
+        &server,
+        &["--username", "alice", "--password-file", &right_arg],
+    );
+    alice.expect("* registered as alice (").await;
+    let (code, _, _) = alice.finish().await;
+    assert_eq!(code, 0);
+
+    let wrong_arg = wrong.display().to_string();
+    let missing_arg = dir.join("missing").display().to_string();
+    for (file, says) in [
+        (wrong_arg.as_str(), "refused the password"),
+        (missing_arg.as_str(), "cannot read the password file"),
+    ] {
+        let client = Client::spawn(&server, &["--username", "bob", "--password-file", file]);
+        let (code, rest, stderr) = client.finish().await;
+        assert_eq!(code, 2, "{stderr}");
+        assert!(rest.is_empty(), "{rest:?}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+        assert!(
+            !stderr.contains("not it") && !stderr.contains(password),
+            "{stderr}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    server.stop().await;
+}

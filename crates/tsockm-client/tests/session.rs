@@ -739,3 +739,46 @@ async fn ending_while_disconnected_with_nothing_queued_is_immediate() {
     assert_eq!(closed, Closed::Ended);
     server.stop().await;
 }
+
+/// A server with a password (section 13): the client sends it before
+/// registering and before every resume; without it, or with a wrong one,
+/// connecting fails with a typed error that never shows the password.
+#[tokio::test]
+async fn the_server_password_goes_before_registering_and_resuming() {
+    let password = "correct horse battery";
+    let server = start_with(tsockm_server::Config {
+        password: Some(tsockm_server::config::Password::new(password)),
+        removal_delay: Duration::from_secs(20),
+        ..server_config()
+    })
+    .await;
+    match Session::connect(server.config("alice")).await {
+        Err(ConnectError::PasswordNeeded { .. }) => {}
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    let wrong = Config {
+        password: Some(tsockm_client::Secret::new("wrong guess")),
+        ..server.config("alice")
+    };
+    match Session::connect(wrong).await {
+        Err(e @ ConnectError::WrongPassword { .. }) => {
+            assert!(!format!("{e} {e:?}").contains("wrong guess"), "{e:?}")
+        }
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    let proxy = Proxy::start(server.addr).await;
+    let right = Config {
+        password: Some(tsockm_client::Secret::new(password)),
+        ..client_config(proxy.addr, "alice")
+    };
+    assert!(!format!("{right:?}").contains(password));
+    let (alice, mut alice_events) = within(Session::connect(right)).await.unwrap();
+    let alice_id = alice.id();
+    proxy.cut();
+    wait_for(&mut alice_events, |e| {
+        matches!(e, Event::Reconnected { .. })
+    })
+    .await;
+    assert_eq!(alice.id(), alice_id, "resumed, not registered anew");
+    server.stop().await;
+}
