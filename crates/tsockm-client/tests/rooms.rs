@@ -384,3 +384,70 @@ async fn rooms_in_script_mode() {
     assert_eq!(status.code(), Some(0));
     server.stop().await;
 }
+
+/// A graceful restart on a persistent store: the server saves the sessions,
+/// the client reconnects and resumes (same id, same rooms, no new
+/// registration), and the history from before the restart is still there.
+#[tokio::test]
+async fn a_graceful_restart_on_a_persistent_store_resumes_the_session() {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let dir =
+        std::env::temp_dir().join(format!("tsockm-client-test-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = dir.join("store.db");
+    let config = || tsockm_server::Config {
+        store: Some(tsockm_server::StoreSpec::Sqlite(store.clone())),
+        removal_delay: Duration::from_secs(10),
+        ..server_config()
+    };
+    let server = start_with(config()).await;
+    let addr = server.addr;
+    let (alice, mut alice_events) = server.connect("alice").await;
+    let (bob, mut bob_events) = server.connect("bob").await;
+    let ops = Conversation::Room(room("#ops"));
+    for (session, events) in [(&alice, &mut alice_events), (&bob, &mut bob_events)] {
+        session.join(&room("#ops")).await.unwrap();
+        wait_for(events, |e| matches!(e, Event::RoomJoined { .. })).await;
+    }
+    bob.send(&ops, "before the restart").await.unwrap();
+    let m = message(wait_for(&mut alice_events, |e| matches!(e, Event::Message(_))).await);
+    assert_eq!(m.text, "before the restart");
+    let alice_id = alice.id();
+
+    server.stop().await;
+    wait_for(&mut alice_events, |e| {
+        matches!(e, Event::Reconnecting { .. })
+    })
+    .await;
+    let server = start_with(tsockm_server::Config { addr, ..config() }).await;
+    match wait_for(&mut alice_events, |e| {
+        matches!(e, Event::Reconnected { .. } | Event::Reregistered { .. })
+    })
+    .await
+    {
+        Event::Reconnected { .. } => {}
+        other => panic!("the session was not restored: {other:?}"),
+    }
+    assert_eq!(alice.id(), alice_id);
+    assert!(alice.state().rooms.contains_key(&room("#ops")));
+    wait_for(&mut bob_events, |e| matches!(e, Event::Reconnected { .. })).await;
+    bob.send(&ops, "after the restart").await.unwrap();
+    let m = message(wait_for(&mut alice_events, |e| matches!(e, Event::Message(_))).await);
+    assert_eq!(
+        (m.conversation, m.text.as_str()),
+        (ops.clone(), "after the restart")
+    );
+    alice.history(&ops, 10, None).await.unwrap();
+    match wait_for(&mut alice_events, |e| matches!(e, Event::History { .. })).await {
+        Event::History { messages, .. } => {
+            let texts: Vec<&str> = messages.iter().map(|m| m.text.as_str()).collect();
+            assert_eq!(texts, ["before the restart", "after the restart"]);
+        }
+        _ => unreachable!(),
+    }
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
