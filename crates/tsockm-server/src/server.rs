@@ -16,16 +16,22 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use bytes::Bytes;
+use tsockm_proto::{Action, Frame, Status};
+
+use crate::addr::wire_addr;
 use crate::config::Config;
 use crate::connection::{self, ConnectionContext};
+use crate::doorman::{DoorLimits, Doorman, Turned};
 use crate::logging::FrameLog;
-use crate::outbox::Backlog;
+use crate::outbox::{Backlog, Bounds};
 use crate::registry::{
     ConsoleReply, ConsoleRequest, Hook, Registry, RegistryClosed, RegistryHandle, Shared,
 };
 use crate::start::{OpenStore, StartError, open_store};
 use crate::stats::Stats;
 use crate::store::StoreHandle;
+use crate::wire;
 
 /// Connections allowed beyond `max_peers`, for clients still registering
 /// (and resumes taking over a connection not yet found dead).
@@ -137,13 +143,22 @@ impl Server {
             stats: shared.stats,
             backlog: shared.backlog,
             max_frame_bytes: config.max_frame_bytes,
-            send_queue_frames: config.send_queue_frames,
-            remembered_messages: config.kept_frames,
+            outbox_bounds: Bounds {
+                frames: config.send_queue_frames,
+                bytes: config.send_queue_bytes,
+                remember: config.kept_frames,
+            },
             shutdown: registry_done.clone(),
         };
         let slots = Arc::new(Semaphore::new(
             config.max_peers.saturating_add(EXTRA_CONNECTIONS),
         ));
+        let doorman = Doorman::new(DoorLimits {
+            unregistered: config.max_unregistered,
+            unregistered_per_ip: config.max_unregistered_per_ip,
+            conns_per_ip: config.max_conns_per_ip,
+        });
+        let srv = wire_addr(local_addr);
         let mut next_conn = 0u64;
         loop {
             let permit = tokio::select! {
@@ -167,13 +182,25 @@ impl Server {
             };
             let accepted_at = tokio::time::Instant::now();
             let _ = stream.set_nodelay(true);
+            let ticket = match doorman.admit(addr) {
+                Ok(ticket) => Arc::new(ticket),
+                Err(turned) => {
+                    // Told why in one frame, then closed.
+                    let refusal = turned_away(&srv, addr, turned);
+                    tracker.spawn(async move {
+                        connection::turn_away(stream, refusal).await;
+                        drop(permit);
+                    });
+                    continue;
+                }
+            };
             next_conn += 1;
             let conn = next_conn;
             let cx = cx.clone();
             let span = tracing::info_span!("conn", id = conn, %addr);
             tracker.spawn(
                 async move {
-                    connection::serve(stream, addr, conn, accepted_at, cx).await;
+                    connection::serve(stream, addr, conn, accepted_at, ticket, cx).await;
                     drop(permit);
                 }
                 .instrument(span),
@@ -195,6 +222,16 @@ impl Server {
         tracing::info!("server stopped");
         Ok(())
     }
+}
+
+/// The frame a connection turned away at the door gets:
+/// `ERR::NONE::503::server::<srv>::<client addr>::<reason>`.
+fn turned_away(srv: &str, addr: SocketAddr, turned: Turned) -> Bytes {
+    let frame = Frame::error(Action::None, Status::ServiceUnavailable, turned.to_string())
+        .with_sender(tsockm_proto::SERVER_ID)
+        .with_src(srv)
+        .with_dst(wire_addr(addr));
+    wire::encode(&frame).unwrap_or_default()
 }
 
 /// Sends operator commands to a running server's registry.

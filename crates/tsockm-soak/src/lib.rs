@@ -82,6 +82,8 @@ pub fn server_config() -> Config {
         // Far more than a peer can miss while away in this load, so that no
         // kept frame is dropped and every gap is a bug.
         kept_frames: 4096,
+        // Every bot comes from 127.0.0.1, many registering at once.
+        max_unregistered_per_ip: tsockm_server::config::DEFAULT_MAX_UNREGISTERED,
         log_mode: LogMode::Silent,
         ..Config::default()
     }
@@ -416,6 +418,9 @@ fn empty_info() -> InfoReport {
         frames_dropped: 0,
         frames_rate_limited: 0,
         peers_cut_off: 0,
+        peers_over_budget: 0,
+        queued_bytes: 0,
+        max_queued_bytes: 0,
         n_rooms: 0,
         store: String::new(),
         store_written: 0,

@@ -122,6 +122,29 @@ impl TestClient {
         }
     }
 
+    /// Connects to `addr` from the local address `from` (any port), so a test
+    /// can play several client addresses on loopback (127.0.0.2, ...).
+    pub async fn connect_from(addr: SocketAddr, from: std::net::IpAddr) -> TestClient {
+        let socket = match from {
+            std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+            std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+        }
+        .expect("a socket");
+        socket
+            .bind(SocketAddr::new(from, 0))
+            .unwrap_or_else(|e| panic!("bind {from}: {e}"));
+        let stream = tokio::time::timeout(DEFAULT_TIMEOUT, socket.connect(addr))
+            .await
+            .unwrap_or_else(|_| panic!("connect to {addr} from {from} timed out"))
+            .unwrap_or_else(|e| panic!("connect to {addr} from {from}: {e}"));
+        TestClient {
+            framed: Framed::new(stream, FrameCodec::with_max_frame_bytes(1 << 20)),
+            timeout: DEFAULT_TIMEOUT,
+            id: String::new(),
+            token: String::new(),
+        }
+    }
+
     /// From now on, decodes what the server sends with a limit of
     /// `max_frame_bytes` (terminator excluded), as a client enforcing the
     /// server's `--max-frame` would: a longer line makes the `expect_*`
