@@ -211,6 +211,10 @@ async fn checks_come_in_section_14s_order() {
     for (conversation, query, status) in cases {
         refused(&mut bob, conversation, query, status).await;
     }
+    // Section 9's step 7 (SENDER_ID naming someone else) comes first.
+    let spoofed = Frame::history("#bad name", "abc").with_sender(alice.id.clone());
+    bob.send(spoofed).await;
+    bob.expect_error(Action::History, Status::Forbidden).await;
     server.stop().await;
 }
 

@@ -363,3 +363,47 @@ async fn after_a_crash_no_session_is_restored_and_history_is_a_prefix() {
     );
     server.stop().await;
 }
+
+/// "on a graceful shutdown (`:exit`, SIGINT, SIGTERM) a server with a
+/// persistent store saves its sessions": each of the three, on the binary.
+#[tokio::test]
+async fn exit_sigint_and_sigterm_all_save_the_sessions() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    for how in [":exit", "-INT", "-TERM"] {
+        let db = dir
+            .path()
+            .join(format!("{}.db", how.trim_start_matches([':', '-'])));
+        let (mut child, addr) = spawn_binary(&db).await;
+        let mut alice = TestClient::joined(addr, "alice", 0).await;
+        if how == ":exit" {
+            let mut stdin = child.stdin.take().expect("its standard input");
+            tokio::io::AsyncWriteExt::write_all(&mut stdin, b":exit\n")
+                .await
+                .expect("write to the console");
+        } else {
+            let pid = child.id().expect("a running child").to_string();
+            let status = tokio::process::Command::new("kill")
+                .args([how, &pid])
+                .status()
+                .await
+                .expect("run kill");
+            assert!(status.success());
+        }
+        let end = alice
+            .expect_where("COMM_END", |f| f.action == Action::CommEnd)
+            .await;
+        assert!(end.body.starts_with("server shutting down"), "{how}: {end}");
+        let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+            .await
+            .expect("the server exits in time")
+            .expect("its status");
+        assert_eq!(status.code(), Some(0), "{how}");
+
+        let server = start_with(sqlite_config(&db)).await;
+        let peers = server.peers().await;
+        assert_eq!(peers.len(), 1, "{how}: {peers:?}");
+        assert!(peers[0].id == alice.id && !peers[0].online, "{how}");
+        resume(&server, &alice.id, &alice.token, "").await;
+        server.stop().await;
+    }
+}

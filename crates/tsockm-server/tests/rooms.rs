@@ -575,3 +575,53 @@ async fn a_room_message_among_many_peers_reaches_only_its_members() {
     }
     server.stop().await;
 }
+
+/// "A room comes into being with its first JOIN and exists while it has
+/// members (online or away). Its stored history outlives it."
+#[tokio::test]
+async fn a_room_lives_while_it_has_members_away_included_and_its_history_outlives_it() {
+    let server = start_with(Config {
+        removal_delay: Duration::from_millis(400),
+        ..config()
+    })
+    .await;
+    let mut alice = server.joined("alice", 0).await;
+    let mut bob = server.joined("bob", 1).await;
+    alice.sync().await;
+    join(&mut alice, "#r").await;
+    alice.send(Frame::direct("#r", "before")).await;
+    alice.sync().await;
+    let alice_id = alice.id.clone();
+    drop(alice);
+    server
+        .wait_for_peers("alice away", |peers| {
+            peers.iter().any(|p| p.id == alice_id && !p.online)
+        })
+        .await;
+    // Only an away member: the room is still there.
+    assert_eq!(rooms(&mut bob).await, "#r 1");
+    bob.expect_where("alice removed", |f| f.action == Action::NtfyKill)
+        .await;
+    assert_eq!(rooms(&mut bob).await, "");
+    // A new room of the same name: the old messages are its history.
+    let roster = join(&mut bob, "#r").await;
+    assert_eq!(roster.len(), 1, "a new room, bob its only member");
+    let history = bob.history("#r", "5").await;
+    assert_eq!(history.texts(), ["before"]);
+    assert_eq!(history.items[0].sender_id, alice_id.as_str());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn room_requests_before_registration_are_400() {
+    let server = start().await;
+    let mut stranger = server.client().await;
+    for frame in [Frame::join("#r"), Frame::part("#r"), Frame::rooms()] {
+        let action = frame.action;
+        stranger.send(frame).await;
+        stranger.expect_error(action, Status::BadRequest).await;
+    }
+    stranger.register("stranger").await;
+    assert_eq!(rooms(&mut stranger).await, "");
+    server.stop().await;
+}
