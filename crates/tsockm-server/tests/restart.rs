@@ -236,9 +236,12 @@ async fn a_graceful_restart_keeps_history_ids_and_sessions() {
     third.stop().await;
 }
 
+/// The rest of a binary's standard output, line by line.
+type Stdout = tokio::io::Lines<BufReader<tokio::process::ChildStdout>>;
+
 /// The server binary on the store at `db`, its address read from its
 /// first line of standard output.
-async fn spawn_binary(db: &Path) -> (tokio::process::Child, std::net::SocketAddr) {
+async fn spawn_binary(db: &Path) -> (tokio::process::Child, std::net::SocketAddr, Stdout) {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tsockm-server"))
         .env("TSOCKM_STORE", format!("sqlite:{}", db.display()))
         .args(["--addr", "127.0.0.1:0", "--silent", "--max-rate", "1000000"])
@@ -260,7 +263,7 @@ async fn spawn_binary(db: &Path) -> (tokio::process::Child, std::net::SocketAddr
         .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
         .parse()
         .expect("an address");
-    (child, addr)
+    (child, addr, lines)
 }
 
 /// Every stored lobby message, oldest first, read page by page.
@@ -289,7 +292,7 @@ async fn after_a_crash_no_session_is_restored_and_history_is_a_prefix() {
     const KILL_AFTER: usize = 4000;
     let dir = tempfile::tempdir().expect("a temporary directory");
     let db: PathBuf = dir.path().join("x.db");
-    let (mut child, addr) = spawn_binary(&db).await;
+    let (mut child, addr, _stdout) = spawn_binary(&db).await;
     let mut alice = TestClient::joined(addr, "alice", 0).await;
     let mut bob = TestClient::joined(addr, "bob", 1).await;
     alice.sync().await;
@@ -373,14 +376,30 @@ async fn exit_sigint_and_sigterm_all_save_the_sessions() {
         let db = dir
             .path()
             .join(format!("{}.db", how.trim_start_matches([':', '-'])));
-        let (mut child, addr) = spawn_binary(&db).await;
+        let (mut child, addr, mut stdout) = spawn_binary(&db).await;
         let mut alice = TestClient::joined(addr, "alice", 0).await;
+        let mut stdin = child.stdin.take().expect("its standard input");
         if how == ":exit" {
-            let mut stdin = child.stdin.take().expect("its standard input");
             tokio::io::AsyncWriteExt::write_all(&mut stdin, b":exit\n")
                 .await
                 .expect("write to the console");
         } else {
+            // The binary listens for signals from a task it starts after
+            // it says it listens: wait until its console (started after
+            // that task) answers, or the signal may find no handler yet.
+            tokio::io::AsyncWriteExt::write_all(&mut stdin, b":info\n")
+                .await
+                .expect("write to the console");
+            for _ in 0..100 {
+                let line = tokio::time::timeout(Duration::from_secs(10), stdout.next_line())
+                    .await
+                    .expect("the console answers in time")
+                    .expect("readable")
+                    .expect("a line");
+                if line.starts_with("address:") {
+                    break;
+                }
+            }
             let pid = child.id().expect("a running child").to_string();
             let status = tokio::process::Command::new("kill")
                 .args([how, &pid])
