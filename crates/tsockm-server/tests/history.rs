@@ -271,6 +271,13 @@ async fn a_direct_conversation_holds_both_directions_named_by_the_other_peer() {
         assert!(history.items.is_empty());
         assert_eq!(history.end.body, "end 0");
     }
+    // Bob gone, his id was registered: the conversation is still there.
+    bob.send(Frame::comm_end()).await;
+    bob.expect_closed_skipping(|_| true).await;
+    alice
+        .expect_where("bob left", |f| f.action == Action::NtfyKill)
+        .await;
+    assert_eq!(alice.history(&b, "10").await.ids(), at_alice.ids());
     server.stop().await;
 }
 

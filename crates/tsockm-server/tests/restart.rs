@@ -126,6 +126,7 @@ async fn a_graceful_restart_keeps_history_ids_and_sessions() {
     stop_gracefully(first, &mut [&mut alice, &mut bob, &mut carol]).await;
 
     // Started again on the same store, within the removal delay.
+    let started = tokio::time::Instant::now();
     let second = start_with(sqlite_config(&db)).await;
     let restored = second.peers().await;
     assert_eq!(restored.len(), 3, "{restored:#?}");
@@ -218,6 +219,11 @@ async fn a_graceful_restart_keeps_history_ids_and_sessions() {
             )
         );
     }
+    assert!(
+        started.elapsed() >= REMOVAL_DELAY,
+        "removed {:?} after the start",
+        started.elapsed()
+    );
     assert_eq!(second.peers().await.len(), 3);
     stop_gracefully(second, &mut [&mut alice, &mut bob, &mut dave]).await;
 
@@ -234,6 +240,42 @@ async fn a_graceful_restart_keeps_history_ids_and_sessions() {
     let lobby = late.history("*", "10").await;
     assert_eq!(lobby.texts(), ["m0", "m1", "m2", "m3", "m4", "c0", "n0"]);
     third.stop().await;
+}
+
+/// "saves its sessions (peers, their rooms, and a hash of each resume
+/// token ...)": a peer away at the shutdown keeps the frames kept for it.
+#[tokio::test]
+async fn frames_kept_for_an_away_peer_survive_a_graceful_restart() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let db = dir.path().join("x.db");
+    let first = start_with(sqlite_config(&db)).await;
+    let mut alice = first.joined("alice", 0).await;
+    let erin = first.joined("erin", 1).await;
+    alice.sync().await;
+    let (erin_id, erin_token) = (erin.id.clone(), erin.token.clone());
+    drop(erin);
+    first
+        .wait_for_peers("erin away", |peers| {
+            peers.iter().any(|p| p.id == erin_id && !p.online)
+        })
+        .await;
+    alice.send(Frame::direct(&erin_id, "kept across")).await;
+    alice.sync().await;
+    stop_gracefully(first, &mut [&mut alice]).await;
+
+    let second = start_with(sqlite_config(&db)).await;
+    let mut erin = resume(&second, &erin_id, &erin_token, "").await;
+    let kept = erin.sync().await;
+    assert_eq!(
+        summary(&kept),
+        [(
+            Action::Msg,
+            alice.id.clone(),
+            erin_id.clone(),
+            "kept across".to_owned()
+        )]
+    );
+    second.stop().await;
 }
 
 /// The rest of a binary's standard output, line by line.

@@ -377,3 +377,29 @@ async fn an_unknown_last_msg_id_resends_what_was_written_since_the_token() {
     assert_eq!(texts(&third.sync().await), ["m2", "m3", "m4"]);
     server.stop().await;
 }
+
+/// "it remembers, per peer, at least the last `--kept-frames` messages
+/// written": with 5, a resume naming the 5th from last gets the 4 after it.
+#[tokio::test]
+async fn the_last_kept_frames_messages_written_are_remembered() {
+    let server = start_with(Config {
+        kept_frames: 5,
+        ..config()
+    })
+    .await;
+    let mut alice = server.joined("alice", 0).await;
+    let bob = server.joined("bob", 1).await;
+    alice.sync().await;
+    for i in 0..20 {
+        alice.send(Frame::direct(&bob.id, format!("m{i}"))).await;
+    }
+    alice.sync().await;
+    // Bob read none of them; their ids, from the history of the
+    // conversation.
+    let ids = alice.history(&bob.id, "20").await.ids();
+    assert_eq!(ids.len(), 20);
+    let mut new = resume(&server, &bob, &ids[15]).await;
+    assert_eq!(texts(&new.sync().await), numbered("m", 16..20));
+    drop(bob);
+    server.stop().await;
+}
