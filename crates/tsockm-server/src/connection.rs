@@ -377,6 +377,22 @@ async fn close_gracefully<T: Transport>(stream: &mut T) {
 mod tests {
     use super::*;
 
+    /// The size of the future an async fn returns, without calling it.
+    fn future_size<A, B, C, D, E, F: Future>(_: impl FnOnce(A, B, C, D, E) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// Every connection's task is this future (plus the spawn wrapper) for
+    /// its whole life, so its size is memory per idle peer. Printed for the
+    /// record (`cargo test -p tsockm-server serve_future -- --nocapture`);
+    /// the bound catches a careless large local.
+    #[test]
+    fn serve_future_for_tcp_stays_small() {
+        let size = future_size(serve::<tokio::net::TcpStream>);
+        println!("serve::<TcpStream> future: {size} bytes");
+        assert!(size <= 1024, "serve::<TcpStream> future is {size} bytes");
+    }
+
     #[test]
     fn positions_advance_across_frames_and_partial_writes() {
         let batch = [Bytes::from_static(b"abc"), Bytes::from_static(b"defg")];

@@ -5,8 +5,8 @@ mod common;
 use std::collections::HashSet;
 
 use common::{TestClient, start};
-use tsockm_testkit::is_message_id;
 use tsockm_proto::{Action, Frame, Kind, Status};
+use tsockm_testkit::is_message_id;
 
 #[tokio::test]
 async fn registration_answers_with_id_and_token() {
@@ -169,7 +169,11 @@ async fn unknown_escapes_are_relayed_escaped_properly() {
         .await;
     let line = next(&mut lines).await;
     let fields: Vec<&str> = line.splitn(7, "::").collect();
-    assert_eq!(fields[..4], ["RES", "MSG", "200", alice.id.as_str()], "{line}");
+    assert_eq!(
+        fields[..4],
+        ["RES", "MSG", "200", alice.id.as_str()],
+        "{line}"
+    );
     assert!(is_message_id(fields[4]), "{line}");
     assert_eq!(fields[5..], ["*", "tab\\\\there\\\\"], "{line}");
     server.stop().await;

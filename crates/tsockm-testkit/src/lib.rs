@@ -38,7 +38,10 @@ pub struct TestClient {
 /// Whether `id` looks like a message id (section 10): letters and digits,
 /// at most 32 characters, never `server`.
 pub fn is_message_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 32 && id != "server" && id.bytes().all(|b| b.is_ascii_alphanumeric())
+    !id.is_empty()
+        && id.len() <= 32
+        && id != "server"
+        && id.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 /// A registration answer's body split into id and token.
