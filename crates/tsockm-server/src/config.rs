@@ -2,6 +2,7 @@
 //! flags, and the duration syntax the flags use (`500ms`, `13s`, `2m`).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -41,6 +42,18 @@ pub enum LogMode {
     Dev,
 }
 
+/// Where the listener's TLS certificate chain and private key are: PEM
+/// files, read once when the server binds (see `docs/tls.md`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, the server's own certificate first (e.g.
+    /// Let's Encrypt's `fullchain.pem`).
+    pub cert: PathBuf,
+    /// The private key of the first certificate (e.g. `privkey.pem`):
+    /// PKCS#8, PKCS#1 (RSA) or SEC1 (EC).
+    pub key: PathBuf,
+}
+
 /// Everything the server can be told. `Config::default()` is what the binary
 /// runs with when given no flags.
 #[derive(Debug, Clone)]
@@ -74,6 +87,9 @@ pub struct Config {
     pub history_max: usize,
     /// Rooms one peer may be in at once.
     pub max_rooms_per_peer: usize,
+    /// `Some`: the listener speaks TLS with this certificate; `None`: plain
+    /// TCP.
+    pub tls: Option<TlsFiles>,
     /// How much to log.
     pub log_mode: LogMode,
 }
@@ -94,6 +110,7 @@ impl Default for Config {
             store: None,
             history_max: DEFAULT_HISTORY_MAX,
             max_rooms_per_peer: DEFAULT_MAX_ROOMS_PER_PEER,
+            tls: None,
             log_mode: LogMode::Dev,
         }
     }
@@ -164,6 +181,15 @@ pub struct Cli {
     #[arg(long, default_value_t = DEFAULT_MAX_ROOMS_PER_PEER, value_parser = parse_positive)]
     pub max_rooms_per_peer: usize,
 
+    /// Speak TLS with this certificate chain (PEM, the server's certificate
+    /// first, e.g. fullchain.pem); needs --tls-key.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM, e.g. privkey.pem); needs --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
     /// Log only warnings and errors (unless RUST_LOG says otherwise; then
     /// frames it lets through are logged in full).
     #[arg(short, long, conflicts_with = "tiny")]
@@ -184,6 +210,11 @@ impl Cli {
         } else {
             LogMode::Dev
         };
+        // Clap's `requires` lets the two flags through only together.
+        let tls = match (self.tls_cert, self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            _ => None,
+        };
         Config {
             addr: self.addr,
             max_peers: self.max_peers,
@@ -198,6 +229,7 @@ impl Cli {
             store: self.store,
             history_max: self.history_max,
             max_rooms_per_peer: self.max_rooms_per_peer,
+            tls,
             log_mode,
         }
     }
@@ -286,7 +318,37 @@ mod tests {
         assert_eq!(config.kept_frames, default.kept_frames);
         assert_eq!(config.history_max, default.history_max);
         assert_eq!(config.max_rooms_per_peer, default.max_rooms_per_peer);
+        assert_eq!(config.tls, default.tls);
         assert_eq!(config.log_mode, LogMode::Dev);
+    }
+
+    #[test]
+    fn tls_flags_come_together_or_not_at_all() {
+        let config = Cli::parse_from([
+            "tsockm-server",
+            "--tls-cert",
+            "/etc/tsockm/fullchain.pem",
+            "--tls-key",
+            "/etc/tsockm/privkey.pem",
+        ])
+        .into_config();
+        assert_eq!(
+            config.tls,
+            Some(TlsFiles {
+                cert: "/etc/tsockm/fullchain.pem".into(),
+                key: "/etc/tsockm/privkey.pem".into(),
+            })
+        );
+        for alone in [["--tls-cert", "cert.pem"], ["--tls-key", "key.pem"]] {
+            let error = Cli::try_parse_from(["tsockm-server", alone[0], alone[1]])
+                .expect_err("one TLS flag alone is refused");
+            assert_eq!(
+                error.kind(),
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "{alone:?}"
+            );
+            assert_eq!(error.exit_code(), 2, "{alone:?}");
+        }
     }
 
     #[test]

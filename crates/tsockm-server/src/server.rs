@@ -26,6 +26,7 @@ use crate::registry::{
 use crate::start::{OpenStore, StartError, open_store};
 use crate::stats::Stats;
 use crate::store::StoreHandle;
+use crate::tls::TlsListener;
 
 /// Connections allowed beyond `max_peers`, for clients still registering
 /// (and resumes taking over a connection not yet found dead).
@@ -41,6 +42,8 @@ pub struct Server {
     config: Config,
     listener: TcpListener,
     local_addr: SocketAddr,
+    /// `Some` when the listener speaks TLS: the certificate, loaded.
+    tls: Option<TlsListener>,
     registry: Registry,
     handle: RegistryHandle,
     shared: Shared,
@@ -49,9 +52,16 @@ pub struct Server {
 }
 
 impl Server {
-    /// Opens the store, binds `config.addr` and prepares the registry
-    /// (restoring the sessions a previous server saved in the store).
+    /// Loads the TLS certificate if one is configured, opens the store,
+    /// binds `config.addr` and prepares the registry (restoring the
+    /// sessions a previous server saved in the store).
     pub async fn bind(config: Config) -> Result<Server, StartError> {
+        // First, so that a bad certificate is reported before the store is
+        // touched.
+        let tls = match &config.tls {
+            Some(files) => Some(TlsListener::load(files, config.handshake_timeout)?),
+            None => None,
+        };
         let OpenStore {
             handle: store,
             thread,
@@ -78,6 +88,7 @@ impl Server {
             config,
             listener,
             local_addr,
+            tls,
             registry,
             handle,
             shared,
@@ -116,12 +127,13 @@ impl Server {
             config,
             listener,
             local_addr,
+            tls,
             registry,
             handle,
             shared,
             store,
         } = self;
-        tracing::info!(addr = %local_addr, "listening");
+        tracing::info!(addr = %local_addr, tls = tls.is_some(), "listening");
         let tracker = TaskTracker::new();
         let registry_done = CancellationToken::new();
         {
@@ -171,13 +183,27 @@ impl Server {
             let conn = next_conn;
             let cx = cx.clone();
             let span = tracing::info_span!("conn", id = conn, %addr);
-            tracker.spawn(
-                async move {
-                    connection::serve(stream, addr, conn, accepted_at, cx).await;
-                    drop(permit);
+            // Two task types: plain TCP's stays `serve::<TcpStream>`, as
+            // small as it was, and only TLS connections carry TLS.
+            match &tls {
+                None => tracker.spawn(
+                    async move {
+                        connection::serve(stream, addr, conn, accepted_at, cx).await;
+                        drop(permit);
+                    }
+                    .instrument(span),
+                ),
+                Some(tls) => {
+                    let tls = tls.clone();
+                    tracker.spawn(
+                        async move {
+                            tls.serve(stream, addr, conn, accepted_at, cx).await;
+                            drop(permit);
+                        }
+                        .instrument(span),
+                    )
                 }
-                .instrument(span),
-            );
+            };
         }
         drop(listener);
         tracker.close();
