@@ -25,6 +25,14 @@ pub const DEFAULT_SEND_QUEUE_FRAMES: usize = 4096;
 pub const DEFAULT_MAX_RATE: u32 = 1000;
 /// Default for [`Config::kept_frames`].
 pub const DEFAULT_KEPT_FRAMES: usize = 1024;
+/// Default for [`Config::send_queue_bytes`]: 4 MiB.
+pub const DEFAULT_SEND_QUEUE_BYTES: usize = 4 << 20;
+/// Default for [`Config::max_queued_bytes`]: 1 GiB.
+pub const DEFAULT_MAX_QUEUED_BYTES: usize = 1 << 30;
+/// Default for [`Config::max_unregistered`].
+pub const DEFAULT_MAX_UNREGISTERED: usize = 1024;
+/// Default for [`Config::max_unregistered_per_ip`].
+pub const DEFAULT_MAX_UNREGISTERED_PER_IP: usize = 16;
 /// Default for [`Config::history_max`].
 pub const DEFAULT_HISTORY_MAX: usize = 10_000;
 /// Default for [`Config::max_rooms_per_peer`].
@@ -74,6 +82,23 @@ pub struct Config {
     pub handshake_timeout: Duration,
     /// Frames queued for one peer before it is cut off as too slow.
     pub send_queue_frames: usize,
+    /// Bytes queued for one peer before it is cut off as too slow; also the
+    /// most bytes kept for an away peer.
+    pub send_queue_bytes: usize,
+    /// Bytes queued and kept for all peers together; past it, the peers
+    /// holding the most are cut off or lose their oldest kept frames.
+    pub max_queued_bytes: usize,
+    /// Connections not registered yet, from all addresses together.
+    pub max_unregistered: usize,
+    /// Connections not registered yet from one address.
+    pub max_unregistered_per_ip: usize,
+    /// Connections from one address, registered or not (0: no cap).
+    pub max_conns_per_ip: usize,
+    /// The server password, if it has one (section 13).
+    pub password: Option<Password>,
+    /// `Some`: the listener speaks TLS with this certificate (section 13);
+    /// `None`: plain TCP.
+    pub tls: Option<TlsFiles>,
     /// Frames per second one connection may send (0: no limit).
     pub max_rate: u32,
     /// Frames kept for an away peer; past it the oldest are dropped. Also
@@ -87,9 +112,6 @@ pub struct Config {
     pub history_max: usize,
     /// Rooms one peer may be in at once.
     pub max_rooms_per_peer: usize,
-    /// `Some`: the listener speaks TLS with this certificate; `None`: plain
-    /// TCP.
-    pub tls: Option<TlsFiles>,
     /// How much to log.
     pub log_mode: LogMode,
 }
@@ -105,12 +127,18 @@ impl Default for Config {
             removal_delay: DEFAULT_REMOVAL_DELAY,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             send_queue_frames: DEFAULT_SEND_QUEUE_FRAMES,
+            send_queue_bytes: DEFAULT_SEND_QUEUE_BYTES,
+            max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
+            max_unregistered: DEFAULT_MAX_UNREGISTERED,
+            max_unregistered_per_ip: DEFAULT_MAX_UNREGISTERED_PER_IP,
+            max_conns_per_ip: 0,
+            password: None,
+            tls: None,
             max_rate: DEFAULT_MAX_RATE,
             kept_frames: DEFAULT_KEPT_FRAMES,
             store: None,
             history_max: DEFAULT_HISTORY_MAX,
             max_rooms_per_peer: DEFAULT_MAX_ROOMS_PER_PEER,
-            tls: None,
             log_mode: LogMode::Dev,
         }
     }
@@ -124,9 +152,10 @@ impl Default for Config {
 #[derive(Debug, Parser)]
 #[command(name = "tsockm-server", version, about, long_about)]
 pub struct Cli {
-    /// Address to listen on (`host:port`; port 0 picks a free one).
+    /// Address to listen on (`host:port`, the host a name or an IP address;
+    /// port 0 picks a free one).
     #[arg(long, default_value = DEFAULT_ADDR)]
-    pub addr: SocketAddr,
+    pub addr: String,
 
     /// Most registered peers (online and away); one more gets 503.
     #[arg(long, default_value_t = DEFAULT_MAX_PEERS, value_parser = parse_positive)]
@@ -156,6 +185,47 @@ pub struct Cli {
     #[arg(long, default_value_t = DEFAULT_SEND_QUEUE_FRAMES, value_parser = parse_positive)]
     pub send_queue: usize,
 
+    /// Bytes queued for one peer (e.g. `4MiB`); a peer that lets it fill up
+    /// is disconnected. Also the most kept for an away peer.
+    #[arg(long, default_value = "4MiB", value_parser = parse_bytes)]
+    pub send_queue_bytes: usize,
+
+    /// Bytes queued and kept for all peers together (e.g. `1GiB`); past it
+    /// the peers holding the most are cut off, or lose their oldest kept
+    /// frames if away. Peers that read what they are sent are never touched.
+    #[arg(long, default_value = "1GiB", value_parser = parse_bytes)]
+    pub max_queued_bytes: usize,
+
+    /// Connections that have not registered yet, from all addresses
+    /// together; one more gets `ERR::NONE::503` and is closed.
+    #[arg(long, default_value_t = DEFAULT_MAX_UNREGISTERED, value_parser = parse_positive)]
+    pub max_unregistered: usize,
+
+    /// Connections that have not registered yet from one address; one more
+    /// gets `ERR::NONE::503` and is closed.
+    #[arg(long, default_value_t = DEFAULT_MAX_UNREGISTERED_PER_IP, value_parser = parse_positive)]
+    pub max_unregistered_per_ip: usize,
+
+    /// Connections from one address, registered or not; one more gets
+    /// `ERR::NONE::503` and is closed (0: no cap, so that a whole office
+    /// behind one address fits).
+    #[arg(long, default_value_t = 0)]
+    pub max_conns_per_ip: usize,
+
+    /// A file whose first line is the server password: clients must send
+    /// it with `REQ::AUTH` before registering.
+    #[arg(long, value_name = "PATH")]
+    pub password_file: Option<PathBuf>,
+
+    /// Speak TLS with this certificate chain (PEM, the server's certificate
+    /// first, e.g. fullchain.pem); needs --tls-key.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM, e.g. privkey.pem); needs --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
     /// Frames per second one connection may send; more get 429 (0: no limit).
     #[arg(long, default_value_t = DEFAULT_MAX_RATE)]
     pub max_rate: u32,
@@ -181,15 +251,6 @@ pub struct Cli {
     #[arg(long, default_value_t = DEFAULT_MAX_ROOMS_PER_PEER, value_parser = parse_positive)]
     pub max_rooms_per_peer: usize,
 
-    /// Speak TLS with this certificate chain (PEM, the server's certificate
-    /// first, e.g. fullchain.pem); needs --tls-key.
-    #[arg(long, value_name = "PEM", requires = "tls_key")]
-    pub tls_cert: Option<PathBuf>,
-
-    /// The private key of --tls-cert (PEM, e.g. privkey.pem); needs --tls-cert.
-    #[arg(long, value_name = "PEM", requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
-
     /// Log only warnings and errors (unless RUST_LOG says otherwise; then
     /// frames it lets through are logged in full).
     #[arg(short, long, conflicts_with = "tiny")]
@@ -200,9 +261,15 @@ pub struct Cli {
     pub tiny: bool,
 }
 
+/// Flags that cannot work together, or a value that cannot be used: the
+/// message says which and why, in one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
 impl Cli {
-    /// The configuration these flags describe.
-    pub fn into_config(self) -> Config {
+    /// The configuration these flags describe, checked as a whole.
+    pub fn into_config(self) -> Result<Config, ConfigError> {
         let log_mode = if self.silent {
             LogMode::Silent
         } else if self.tiny {
@@ -215,8 +282,8 @@ impl Cli {
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
             _ => None,
         };
-        Config {
-            addr: self.addr,
+        let config = Config {
+            addr: resolve(&self.addr)?,
             max_peers: self.max_peers,
             max_frame_bytes: self.max_frame,
             health_interval: self.health_interval,
@@ -224,15 +291,125 @@ impl Cli {
             removal_delay: self.removal_delay,
             handshake_timeout: self.handshake_timeout,
             send_queue_frames: self.send_queue,
+            send_queue_bytes: self.send_queue_bytes,
+            max_queued_bytes: self.max_queued_bytes,
+            max_unregistered: self.max_unregistered,
+            max_unregistered_per_ip: self.max_unregistered_per_ip,
+            max_conns_per_ip: self.max_conns_per_ip,
+            password: match &self.password_file {
+                Some(path) => Some(Password::read(path)?),
+                None => None,
+            },
+            tls,
             max_rate: self.max_rate,
             kept_frames: self.kept_frames,
             store: self.store,
             history_max: self.history_max,
             max_rooms_per_peer: self.max_rooms_per_peer,
-            tls,
             log_mode,
-        }
+        };
+        config.check()?;
+        Ok(config)
     }
+}
+
+impl Config {
+    /// Refuses settings that contradict each other.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let fail = |message: String| Err(ConfigError(message));
+        if self.health_timeout < self.health_interval {
+            return fail(format!(
+                "--health-timeout ({}) is shorter than --health-interval ({}): \
+                 every peer would be found dead before its next health check",
+                humantime::format_duration(self.health_timeout),
+                humantime::format_duration(self.health_interval)
+            ));
+        }
+        if self.send_queue_bytes < self.max_frame_bytes + 1 {
+            return fail(format!(
+                "--send-queue-bytes ({}) must hold at least one frame of --max-frame ({} bytes)",
+                self.send_queue_bytes, self.max_frame_bytes
+            ));
+        }
+        if self.max_queued_bytes < self.send_queue_bytes {
+            return fail(format!(
+                "--max-queued-bytes ({}) must be at least --send-queue-bytes ({})",
+                self.max_queued_bytes, self.send_queue_bytes
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The first address `host:port` names (a host name is looked up).
+fn resolve(addr: &str) -> Result<SocketAddr, ConfigError> {
+    use std::net::ToSocketAddrs;
+    let mut addrs = addr.to_socket_addrs().map_err(|e| {
+        ConfigError(format!(
+            "--addr `{addr}` is not an address to listen on ({e}); write host:port, e.g. 127.0.0.1:6969 or localhost:6969"
+        ))
+    })?;
+    addrs
+        .next()
+        .ok_or_else(|| ConfigError(format!("--addr `{addr}` names no address")))
+}
+
+/// The server password. Never shown: its `Debug` writes `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    /// A password given directly (tests).
+    pub fn new(password: impl Into<String>) -> Password {
+        Password(password.into())
+    }
+
+    /// The first line of `path`.
+    pub fn read(path: &std::path::Path) -> Result<Password, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError(format!(
+                "cannot read the password file {}: {e}",
+                path.display()
+            ))
+        })?;
+        let line = text.lines().next().unwrap_or("").trim_end_matches('\r');
+        if line.is_empty() {
+            return Err(ConfigError(format!(
+                "the password file {} is empty: its first line is the password",
+                path.display()
+            )));
+        }
+        Ok(Password(line.to_owned()))
+    }
+
+    /// Whether `given` is the password, in time that does not depend on
+    /// where they differ or how long either is.
+    pub fn matches(&self, given: &str) -> bool {
+        use sha2::{Digest, Sha256};
+        use subtle::ConstantTimeEq;
+        let expected = Sha256::digest(self.0.as_bytes());
+        let given = Sha256::digest(given.as_bytes());
+        expected.ct_eq(&given).into()
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
+
+/// Parses a size in bytes: `4096`, `4KiB`, `4MiB`, `1GiB`, `4MB`.
+pub fn parse_bytes(text: &str) -> Result<usize, String> {
+    let size: bytesize::ByteSize = text
+        .trim()
+        .parse()
+        .map_err(|e| format!("`{text}` is not a size in bytes ({e}); write e.g. 4MiB or 1GiB"))?;
+    let n = usize::try_from(size.as_u64()).map_err(|_| format!("`{text}` is too large"))?;
+    if n == 0 {
+        return Err(format!("`{text}` must be more than zero"));
+    }
+    Ok(n)
 }
 
 /// Longest `--max-frame` accepted, in bytes.
@@ -304,7 +481,7 @@ mod tests {
 
     #[test]
     fn flag_defaults_match_the_config_defaults() {
-        let config = Cli::parse_from(["tsockm-server"]).into_config();
+        let config = Cli::parse_from(["tsockm-server"]).into_config().unwrap();
         let default = Config::default();
         assert_eq!(config.addr, default.addr);
         assert_eq!(config.max_peers, default.max_peers);
@@ -314,6 +491,15 @@ mod tests {
         assert_eq!(config.removal_delay, default.removal_delay);
         assert_eq!(config.handshake_timeout, default.handshake_timeout);
         assert_eq!(config.send_queue_frames, default.send_queue_frames);
+        assert_eq!(config.send_queue_bytes, default.send_queue_bytes);
+        assert_eq!(config.max_queued_bytes, default.max_queued_bytes);
+        assert_eq!(config.max_unregistered, default.max_unregistered);
+        assert_eq!(
+            config.max_unregistered_per_ip,
+            default.max_unregistered_per_ip
+        );
+        assert_eq!(config.max_conns_per_ip, default.max_conns_per_ip);
+        assert_eq!(config.password, None);
         assert_eq!(config.max_rate, default.max_rate);
         assert_eq!(config.kept_frames, default.kept_frames);
         assert_eq!(config.history_max, default.history_max);
@@ -331,7 +517,8 @@ mod tests {
             "--tls-key",
             "/etc/tsockm/privkey.pem",
         ])
-        .into_config();
+        .into_config()
+        .unwrap();
         assert_eq!(
             config.tls,
             Some(TlsFiles {
@@ -353,11 +540,59 @@ mod tests {
 
     #[test]
     fn health_timeout_defaults_to_twice_the_interval() {
-        let config = Cli::parse_from(["tsockm-server", "--health-interval", "500ms"]).into_config();
+        let config = Cli::parse_from(["tsockm-server", "--health-interval", "500ms"])
+            .into_config()
+            .unwrap();
         assert_eq!(config.health_timeout, Duration::from_secs(1));
-        let config = Cli::parse_from(["tsockm-server", "-t"]).into_config();
+        let config = Cli::parse_from(["tsockm-server", "-t"])
+            .into_config()
+            .unwrap();
         assert_eq!(config.log_mode, LogMode::Tiny);
-        let config = Cli::parse_from(["tsockm-server", "--silent"]).into_config();
+        let config = Cli::parse_from(["tsockm-server", "--silent"])
+            .into_config()
+            .unwrap();
         assert_eq!(config.log_mode, LogMode::Silent);
+    }
+
+    #[test]
+    fn contradictory_settings_are_refused_in_one_line() {
+        let refused = [
+            vec!["--health-interval", "10s", "--health-timeout", "5s"],
+            vec!["--max-frame", "65536", "--send-queue-bytes", "64KiB"],
+            vec!["--send-queue-bytes", "8MiB", "--max-queued-bytes", "4MiB"],
+            vec!["--addr", "nowhere.invalid:6969"],
+            vec!["--addr", "127.0.0.1"],
+            vec!["--password-file", "/nonexistent/password"],
+        ];
+        for flags in refused {
+            let cli =
+                Cli::parse_from(std::iter::once("tsockm-server").chain(flags.iter().copied()));
+            let error = cli.into_config().expect_err(&format!("{flags:?}"));
+            assert!(!error.to_string().contains('\n'), "{error}");
+        }
+        let ok = Cli::parse_from([
+            "tsockm-server",
+            "--addr",
+            "localhost:0",
+            "--max-conns-per-ip",
+            "16",
+        ]);
+        let config = ok.into_config().unwrap();
+        assert!(config.addr.ip().is_loopback());
+    }
+
+    #[test]
+    fn sizes_and_passwords() {
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert_eq!(parse_bytes("4KiB"), Ok(4096));
+        assert_eq!(parse_bytes("4MiB"), Ok(4 << 20));
+        assert_eq!(parse_bytes("1GiB"), Ok(1 << 30));
+        assert!(parse_bytes("0").is_err());
+        assert!(parse_bytes("lots").is_err());
+        let password = Password::new("s3cret");
+        assert!(password.matches("s3cret"));
+        assert!(!password.matches("s3cre"));
+        assert!(!password.matches(""));
+        assert_eq!(format!("{password:?}"), "Password(***)");
     }
 }

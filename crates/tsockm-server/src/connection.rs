@@ -21,7 +21,8 @@ use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 use tsockm_proto::FrameCodec;
 
-use crate::outbox::{Backlog, Outbox};
+use crate::doorman::Ticket;
+use crate::outbox::{Backlog, Bounds, Outbox};
 use crate::registry::{Activity, Command, ConnId, NewConnection, RegistryHandle};
 use crate::stats::Stats;
 use crate::transport::Transport;
@@ -58,10 +59,8 @@ pub struct ConnectionContext {
     pub backlog: Arc<Backlog>,
     /// Longest frame in bytes.
     pub max_frame_bytes: usize,
-    /// Send queue bound in frames.
-    pub send_queue_frames: usize,
-    /// Messages written to a peer remembered for its resume.
-    pub remembered_messages: usize,
+    /// What one connection's outbox holds at most.
+    pub outbox_bounds: Bounds,
     /// Server shutdown: a connection's writer then has a bounded time left.
     pub shutdown: CancellationToken,
 }
@@ -75,13 +74,10 @@ pub async fn serve<T: Transport>(
     addr: SocketAddr,
     conn: ConnId,
     accepted_at: Instant,
+    ticket: Arc<Ticket>,
     cx: ConnectionContext,
 ) {
-    let outbox = Arc::new(Outbox::with_backlog(
-        cx.send_queue_frames,
-        cx.remembered_messages,
-        cx.backlog.clone(),
-    ));
+    let outbox = Arc::new(Outbox::with_backlog(cx.outbox_bounds, cx.backlog.clone()));
     let activity = Arc::new(Activity::new());
     let new = NewConnection {
         conn,
@@ -89,6 +85,7 @@ pub async fn serve<T: Transport>(
         outbox: outbox.clone(),
         activity: activity.clone(),
         accepted_at,
+        ticket,
     };
     if cx.registry.send(Command::Connect(new)).await.is_err() {
         return; // Shutting down.
@@ -346,6 +343,28 @@ async fn write_some<T: Transport>(
     }
 }
 
+/// Writes one frame to a connection turned away at the door, then closes
+/// it; the write gets [`CLOSE_LINGER`] at most.
+pub async fn turn_away<T: Transport>(mut stream: T, frame: Bytes) {
+    let wrote = timeout(CLOSE_LINGER, async {
+        let mut at = 0;
+        while at < frame.len() {
+            poll_fn(|cx| stream.poll_write_ready(cx)).await?;
+            match stream.try_write_vectored(&[IoSlice::new(&frame[at..])]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => at += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        poll_fn(|cx| stream.poll_flush(cx)).await
+    })
+    .await;
+    if matches!(wrote, Ok(Ok(()))) {
+        close_gracefully(&mut stream).await;
+    }
+}
+
 /// Sends FIN, then reads and discards whatever the peer still sends for a
 /// moment, so unread input does not turn the close into a reset.
 pub(crate) async fn close_gracefully<T: Transport>(stream: &mut T) {
@@ -378,7 +397,7 @@ mod tests {
     use super::*;
 
     /// The size of the future an async fn returns, without calling it.
-    fn future_size<A, B, C, D, E, F: Future>(_: impl FnOnce(A, B, C, D, E) -> F) -> usize {
+    fn future_size<A, B, C, D, E, G, F: Future>(_: impl FnOnce(A, B, C, D, E, G) -> F) -> usize {
         std::mem::size_of::<F>()
     }
 

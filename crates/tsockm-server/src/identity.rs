@@ -223,10 +223,11 @@ mod tests {
         assert_eq!(maker.msg_seq("zz"), None);
         // A server restarted on the same store (same alphabet, the largest
         // stored seq) goes on past it.
-        let again = IdentityMaker::new(&alphabet, 0, last).unwrap();
+        let mut again = IdentityMaker::new(&alphabet, 0, last).unwrap();
         let (seq, id) = again.peek_msg();
+        again.commit_msg(seq);
         assert!(seq > last);
-        assert_eq!(maker.msg_seq(&id), Some(seq));
+        assert_eq!(again.msg_seq(&id), Some(seq));
     }
 
     #[test]

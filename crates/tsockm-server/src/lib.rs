@@ -44,6 +44,7 @@ mod addr;
 pub mod config;
 mod connection;
 pub mod console;
+mod doorman;
 mod identity;
 pub mod logging;
 mod outbox;

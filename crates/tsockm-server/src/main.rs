@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use tokio::sync::mpsc;
 use tsockm_server::{CancellationToken, Cli, Server, console, logging, shutdown};
 
@@ -11,8 +11,14 @@ use tsockm_server::{CancellationToken, Cli, Server, console, logging, shutdown};
 const CONSOLE_LINES: usize = 64;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let config = cli.into_config();
+    let config = match Cli::parse().into_config() {
+        Ok(config) => config,
+        // Flags that contradict each other are a bad command line: exit 2,
+        // as clap does for the others.
+        Err(error) => Cli::command()
+            .error(clap::error::ErrorKind::ArgumentConflict, error)
+            .exit(),
+    };
     logging::init(config.log_mode);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

@@ -1,4 +1,5 @@
-//! [`Outbox`]: one connection's bounded queue of encoded frames.
+//! [`Outbox`]: one connection's bounded queue of encoded frames, and
+//! [`Backlog`], what all the queues hold together.
 //!
 //! The registry pushes shared `Bytes` (one encoding per broadcast, cloned per
 //! recipient) without ever waiting; the connection's writer leases copies of
@@ -13,6 +14,10 @@
 //! across an `.await` or a system call, and the only contenders are the
 //! registry and this connection's writer.
 //!
+//! A queue is bounded in frames and in bytes. Its length and the time of its
+//! writer's last progress are also kept in atomics, so that the registry can
+//! tell, without a lock, which writers are behind and which have stalled.
+//!
 //! The connection task waits on it through wakers kept under the same lock
 //! (one for "something to write", one for "closed"), not a `Notify` or a
 //! cancellation token: a waiting task then holds no waiter node, and an
@@ -23,9 +28,11 @@ use std::future::poll_fn;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 /// Largest empty deque an outbox keeps once a burst is written.
 const KEPT_QUEUE_CAPACITY: usize = 8;
@@ -36,19 +43,36 @@ const RELAYED_MESSAGE: &[u8] = b"RES::MSG::";
 /// Why a push did not queue the frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PushError {
-    /// The queue holds its maximum number of frames: the peer is not reading.
+    /// The queue holds its maximum of frames or bytes: the peer is not
+    /// reading.
     Full,
     /// The outbox was closed: the connection is ending.
     Closed,
 }
 
-/// Frames waiting in every outbox of the server, so the registry can tell
-/// when the writers as a whole are behind and stop taking in more work.
-#[derive(Debug, Default)]
+/// What every outbox of the server holds together, so the registry can tell
+/// when the writers as a whole are behind (and stop taking in more work),
+/// and how many bytes wait for peers in all (queued here, or kept for away
+/// peers, which the registry adds).
+#[derive(Debug)]
 pub struct Backlog {
     frames: AtomicUsize,
+    bytes: AtomicUsize,
     /// Notified each time a writer takes frames out of its outbox.
     drained: Notify,
+    /// Writers' progress times are milliseconds since this.
+    epoch: Instant,
+}
+
+impl Default for Backlog {
+    fn default() -> Self {
+        Backlog {
+            frames: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
+            drained: Notify::new(),
+            epoch: Instant::now(),
+        }
+    }
 }
 
 impl Backlog {
@@ -57,21 +81,58 @@ impl Backlog {
         self.frames.load(Ordering::Relaxed)
     }
 
+    /// Bytes queued in all outboxes and kept for away peers now.
+    pub fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
     /// Resolves after some writer next takes frames out (or at once if one
     /// did since the last call).
     pub async fn drained(&self) {
         self.drained.notified().await;
     }
 
-    fn add(&self, n: usize) {
-        self.frames.fetch_add(n, Ordering::Relaxed);
+    /// Counts `n` bytes kept outside any outbox (frames kept for an away
+    /// peer).
+    pub fn add_kept(&self, n: usize) {
+        self.bytes.fetch_add(n, Ordering::Relaxed);
     }
 
-    fn sub(&self, n: usize) {
+    /// Stops counting `n` kept bytes.
+    pub fn sub_kept(&self, n: usize) {
         if n > 0 {
-            self.frames.fetch_sub(n, Ordering::Relaxed);
+            self.bytes.fetch_sub(n, Ordering::Relaxed);
         }
     }
+
+    fn add(&self, n_frames: usize, n_bytes: usize) {
+        self.frames.fetch_add(n_frames, Ordering::Relaxed);
+        self.bytes.fetch_add(n_bytes, Ordering::Relaxed);
+    }
+
+    fn sub(&self, n_frames: usize, n_bytes: usize) {
+        if n_frames > 0 {
+            self.frames.fetch_sub(n_frames, Ordering::Relaxed);
+        }
+        if n_bytes > 0 {
+            self.bytes.fetch_sub(n_bytes, Ordering::Relaxed);
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// How much one outbox may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    /// Most frames queued at once.
+    pub frames: usize,
+    /// Most bytes queued at once.
+    pub bytes: usize,
+    /// Most written messages remembered (and at most `bytes` of them).
+    pub remember: usize,
 }
 
 #[derive(Debug, Default)]
@@ -81,6 +142,8 @@ struct State {
     /// so what is taken back (for a resume) is exactly what the socket has
     /// not had yet.
     queue: VecDeque<Bytes>,
+    /// Bytes of the frames in `queue`.
+    queued_bytes: usize,
     /// Bytes of the first frame already written to the socket.
     front_written: usize,
     closed: bool,
@@ -88,6 +151,8 @@ struct State {
     /// first, at most `remember` of them: sent again to a client that
     /// resumes naming the last message it received.
     written: VecDeque<Bytes>,
+    /// Bytes of the frames in `written`.
+    written_bytes: usize,
     /// Set when a push found the queue full: every later push is refused
     /// too until the queue is taken back, so frames refused to a peer that
     /// is about to be cut off cannot be overtaken by later ones that found
@@ -118,30 +183,41 @@ pub struct Outbox {
     /// Changed only under the state's lock; read without it by a writer
     /// about to write, which must not take the lock for that.
     epoch: AtomicU64,
-    /// Most frames queued at once.
-    capacity: usize,
-    /// Most written messages remembered.
-    remember: usize,
+    /// Frames queued now (a copy of the queue's length, read without the
+    /// lock by the registry's congestion check).
+    n_queued: AtomicUsize,
+    /// When the writer last made progress, or the queue last stopped being
+    /// empty, in the backlog's milliseconds.
+    progress_ms: AtomicU64,
+    bounds: Bounds,
     /// The server-wide count this outbox's frames are part of.
     backlog: Arc<Backlog>,
 }
 
 impl Outbox {
-    /// An empty outbox holding at most `capacity` frames, counted in a
-    /// backlog of its own, remembering no written message.
+    /// An empty outbox holding at most `capacity` frames (and 1 GiB),
+    /// counted in a backlog of its own, remembering no written message.
     #[cfg(test)]
     pub fn new(capacity: usize) -> Self {
-        Outbox::with_backlog(capacity, 0, Arc::default())
+        let bounds = Bounds {
+            frames: capacity,
+            bytes: 1 << 30,
+            remember: 0,
+        };
+        Outbox::with_backlog(bounds, Arc::default())
     }
 
-    /// An empty outbox holding at most `capacity` frames, counted in
-    /// `backlog`, remembering the last `remember` messages written.
-    pub fn with_backlog(capacity: usize, remember: usize, backlog: Arc<Backlog>) -> Self {
+    /// An empty outbox with these bounds, counted in `backlog`.
+    pub fn with_backlog(bounds: Bounds, backlog: Arc<Backlog>) -> Self {
         Outbox {
             state: Mutex::new(State::default()),
             epoch: AtomicU64::new(0),
-            capacity: capacity.max(1),
-            remember,
+            n_queued: AtomicUsize::new(0),
+            progress_ms: AtomicU64::new(backlog.now_ms()),
+            bounds: Bounds {
+                frames: bounds.frames.max(1),
+                ..bounds
+            },
             backlog,
         }
     }
@@ -154,21 +230,41 @@ impl Outbox {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Whether `frame` fits now (the queue's bounds, not clogged).
+    fn fits(&self, state: &State, frame: &Bytes) -> bool {
+        !state.clogged
+            && state.queue.len() < self.bounds.frames
+            && state.queued_bytes + frame.len() <= self.bounds.bytes
+    }
+
+    /// Appends a frame to the queue (under the lock), counting it.
+    fn append(&self, state: &mut State, frame: Bytes) {
+        if state.queue.is_empty() {
+            // A writer that had nothing to do is not behind until now.
+            self.progress_ms
+                .store(self.backlog.now_ms(), Ordering::Relaxed);
+        }
+        state.queued_bytes += frame.len();
+        state.queue.push_back(frame);
+        self.n_queued.store(state.queue.len(), Ordering::Relaxed);
+    }
+
     /// Queues a frame, unless the queue is full or closed.
     pub fn push(&self, frame: Bytes) -> Result<(), PushError> {
+        let len = frame.len();
         let writer = {
             let mut state = self.lock();
             if state.closed {
                 return Err(PushError::Closed);
             }
-            if state.clogged || state.queue.len() >= self.capacity {
+            if !self.fits(&state, &frame) {
                 state.clogged = true;
                 return Err(PushError::Full);
             }
-            state.queue.push_back(frame);
+            self.append(&mut state, frame);
             state.writer.take()
         };
-        self.backlog.add(1);
+        self.backlog.add(1, len);
         wake(writer);
         Ok(())
     }
@@ -180,17 +276,19 @@ impl Outbox {
         frames: impl Iterator<Item = &'a Bytes>,
     ) -> Result<usize, Vec<Bytes>> {
         let mut frames = frames.peekable();
-        let (n_pushed, writer, refused) = {
+        let (n_pushed, n_bytes, writer, refused) = {
             let mut state = self.lock();
             let mut n_pushed = 0;
+            let mut n_bytes = 0;
             let mut refused = None;
             while let Some(frame) = frames.peek() {
-                if state.closed || state.clogged || state.queue.len() >= self.capacity {
+                if state.closed || !self.fits(&state, frame) {
                     state.clogged |= !state.closed;
                     refused = Some(frames.by_ref().cloned().collect::<Vec<_>>());
                     break;
                 }
-                state.queue.push_back((*frame).clone());
+                n_bytes += frame.len();
+                self.append(&mut state, (*frame).clone());
                 n_pushed += 1;
                 frames.next();
             }
@@ -199,9 +297,9 @@ impl Outbox {
             } else {
                 None
             };
-            (n_pushed, writer, refused)
+            (n_pushed, n_bytes, writer, refused)
         };
-        self.backlog.add(n_pushed);
+        self.backlog.add(n_pushed, n_bytes);
         wake(writer);
         match refused {
             Some(refused) => Err(refused),
@@ -209,18 +307,19 @@ impl Outbox {
         }
     }
 
-    /// Queues a frame past the capacity: for the roster and resume replays,
+    /// Queues a frame past the bounds: for the roster and resume replays,
     /// which are bounded by the peer count and the kept bound instead.
     pub fn push_unbounded(&self, frame: Bytes) {
+        let len = frame.len();
         let writer = {
             let mut state = self.lock();
             if state.closed {
                 return;
             }
-            state.queue.push_back(frame);
+            self.append(&mut state, frame);
             state.writer.take()
         };
-        self.backlog.add(1);
+        self.backlog.add(1, len);
         wake(writer);
     }
 
@@ -228,25 +327,28 @@ impl Outbox {
     /// the writer is part-way through is given back whole: its start went
     /// to a socket that is being abandoned).
     pub fn take_pending(&self) -> VecDeque<Bytes> {
-        let pending = {
+        let (pending, n_bytes) = {
             let mut state = self.lock();
             state.front_written = 0;
             state.clogged = false;
             self.epoch.fetch_add(1, Ordering::Release);
-            std::mem::take(&mut state.queue)
+            self.n_queued.store(0, Ordering::Relaxed);
+            let n_bytes = std::mem::take(&mut state.queued_bytes);
+            (std::mem::take(&mut state.queue), n_bytes)
         };
-        self.backlog.sub(pending.len());
+        self.backlog.sub(pending.len(), n_bytes);
         pending
     }
 
     /// Closes the outbox: the writer sends what is queued (plus `last`, which
-    /// goes past the capacity) and then the connection ends.
+    /// goes past the bounds) and then the connection ends.
     pub fn close(&self, last: Option<Bytes>) {
         let (writer, closer) = {
             let mut state = self.lock();
             if let Some(frame) = last {
-                state.queue.push_back(frame);
-                self.backlog.add(1);
+                let len = frame.len();
+                self.append(&mut state, frame);
+                self.backlog.add(1, len);
             }
             state.closed = true;
             (state.writer.take(), state.closer.take())
@@ -257,7 +359,9 @@ impl Outbox {
 
     /// Takes the remembered messages written so far, oldest first.
     pub fn take_written(&self) -> VecDeque<Bytes> {
-        std::mem::take(&mut self.lock().written)
+        let mut state = self.lock();
+        state.written_bytes = 0;
+        std::mem::take(&mut state.written)
     }
 
     /// Whether [`Outbox::close`] was called.
@@ -280,9 +384,25 @@ impl Outbox {
     }
 
     /// Frames queued now.
-    #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.lock().queue.len()
+        self.n_queued.load(Ordering::Relaxed)
+    }
+
+    /// Bytes queued now.
+    pub fn queued_bytes(&self) -> usize {
+        self.lock().queued_bytes
+    }
+
+    /// Whether frames wait here while the writer has made no progress for
+    /// `after`: the peer stopped reading (or its network did). Its queue
+    /// then says nothing about how the other writers keep up.
+    pub fn stalled(&self, after: Duration) -> bool {
+        if self.len() == 0 {
+            return false;
+        }
+        let since = self.progress_ms.load(Ordering::Relaxed);
+        let after_ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+        self.backlog.now_ms().saturating_sub(since) >= after_ms
     }
 
     /// Waits until there is something to write (`true`), or the outbox is
@@ -336,33 +456,49 @@ impl Outbox {
     /// (and changes nothing) if the queue was taken back since the lease:
     /// the rest of the batch is no longer this writer's to write.
     pub fn written(&self, lease: &Lease, n_frames: usize, offset: usize) -> bool {
-        {
+        if n_frames > 0 || offset > 0 {
+            self.progress_ms
+                .store(self.backlog.now_ms(), Ordering::Relaxed);
+        }
+        let n_bytes = {
             let mut state = self.lock();
             if self.epoch.load(Ordering::Relaxed) != lease.epoch {
                 return false;
             }
             let n_frames = n_frames.min(state.queue.len());
-            if self.remember > 0 {
-                let State { queue, written, .. } = &mut *state;
-                for frame in queue.drain(..n_frames) {
-                    if frame.starts_with(RELAYED_MESSAGE) {
-                        if written.len() == self.remember {
-                            written.pop_front();
+            let State {
+                queue,
+                queued_bytes,
+                written,
+                written_bytes,
+                ..
+            } = &mut *state;
+            let mut n_bytes = 0;
+            for frame in queue.drain(..n_frames) {
+                n_bytes += frame.len();
+                if self.bounds.remember > 0 && frame.starts_with(RELAYED_MESSAGE) {
+                    *written_bytes += frame.len();
+                    written.push_back(frame);
+                    while written.len() > self.bounds.remember || *written_bytes > self.bounds.bytes
+                    {
+                        match written.pop_front() {
+                            Some(old) => *written_bytes -= old.len(),
+                            None => break,
                         }
-                        written.push_back(frame);
                     }
                 }
-            } else {
-                state.queue.drain(..n_frames);
             }
+            *queued_bytes -= n_bytes;
             state.front_written = offset;
             if state.queue.is_empty() && state.queue.capacity() > KEPT_QUEUE_CAPACITY {
                 // A burst grew the deque: do not keep it for an idle peer.
                 state.queue = VecDeque::new();
             }
-            self.backlog.sub(n_frames);
-        }
-        if n_frames > 0 {
+            self.n_queued.store(state.queue.len(), Ordering::Relaxed);
+            self.backlog.sub(n_frames, n_bytes);
+            n_bytes
+        };
+        if n_bytes > 0 {
             self.backlog.drained.notify_one();
         }
         true
@@ -387,8 +523,8 @@ fn wake(waker: Option<Waker>) {
 impl Drop for Outbox {
     fn drop(&mut self) {
         // Frames never written (the connection ended) leave the backlog.
-        let n_left = self.lock().queue.len();
-        self.backlog.sub(n_left);
+        let state = self.lock();
+        self.backlog.sub(state.queue.len(), state.queued_bytes);
     }
 }
 
@@ -442,7 +578,12 @@ mod tests {
 
     #[tokio::test]
     async fn the_last_messages_written_are_remembered() {
-        let outbox = Outbox::with_backlog(8, 2, Arc::default());
+        let bounds = Bounds {
+            frames: 8,
+            bytes: 1 << 20,
+            remember: 2,
+        };
+        let outbox = Outbox::with_backlog(bounds, Arc::default());
         for frame in [
             "RES::MSG::1\n",
             "RES::NTFY_JOIN::x\n",
@@ -490,8 +631,13 @@ mod tests {
     #[tokio::test]
     async fn the_backlog_counts_queued_frames() {
         let backlog = Arc::new(Backlog::default());
-        let a = Outbox::with_backlog(8, 0, backlog.clone());
-        let b_ = Outbox::with_backlog(8, 0, backlog.clone());
+        let bounds = Bounds {
+            frames: 8,
+            bytes: 1 << 20,
+            remember: 0,
+        };
+        let a = Outbox::with_backlog(bounds, backlog.clone());
+        let b_ = Outbox::with_backlog(bounds, backlog.clone());
         a.push(b("1")).unwrap();
         a.push(b("2")).unwrap();
         b_.push_unbounded(b("3"));
@@ -507,6 +653,37 @@ mod tests {
         assert_eq!(backlog.frames(), 2);
         drop(b_);
         assert_eq!(backlog.frames(), 0);
+    }
+
+    #[tokio::test]
+    async fn bounded_in_bytes_too_and_the_backlog_counts_them() {
+        let backlog = Arc::new(Backlog::default());
+        let bounds = Bounds {
+            frames: 100,
+            bytes: 10,
+            remember: 0,
+        };
+        let outbox = Outbox::with_backlog(bounds, backlog.clone());
+        outbox.push(b("12345")).unwrap();
+        outbox.push(b("6789")).unwrap();
+        assert_eq!(outbox.push(b("ab")), Err(PushError::Full));
+        assert_eq!((backlog.frames(), backlog.bytes()), (2, 9));
+        assert_eq!(outbox.queued_bytes(), 9);
+        assert_eq!(outbox.take_pending().len(), 2);
+        assert_eq!((backlog.frames(), backlog.bytes()), (0, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_writer_without_progress_is_stalled() {
+        let outbox = Outbox::new(8);
+        let after = Duration::from_millis(50);
+        assert!(!outbox.stalled(after), "empty");
+        outbox.push(b("x")).unwrap();
+        assert!(!outbox.stalled(after), "just queued");
+        tokio::time::advance(Duration::from_millis(60)).await;
+        assert!(outbox.stalled(after));
+        write_all(&outbox, 8).await;
+        assert!(!outbox.stalled(after), "written");
     }
 
     #[tokio::test]

@@ -16,10 +16,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use bytes::Bytes;
+use tsockm_proto::{Action, Frame, Status};
+
+use crate::addr::wire_addr;
 use crate::config::Config;
 use crate::connection::{self, ConnectionContext};
+use crate::doorman::{DoorLimits, Doorman, Turned};
 use crate::logging::FrameLog;
-use crate::outbox::Backlog;
+use crate::outbox::{Backlog, Bounds};
 use crate::registry::{
     ConsoleReply, ConsoleRequest, Hook, Registry, RegistryClosed, RegistryHandle, Shared,
 };
@@ -27,6 +32,7 @@ use crate::start::{OpenStore, StartError, open_store};
 use crate::stats::Stats;
 use crate::store::StoreHandle;
 use crate::tls::TlsListener;
+use crate::wire;
 
 /// Connections allowed beyond `max_peers`, for clients still registering
 /// (and resumes taking over a connection not yet found dead).
@@ -149,13 +155,22 @@ impl Server {
             stats: shared.stats,
             backlog: shared.backlog,
             max_frame_bytes: config.max_frame_bytes,
-            send_queue_frames: config.send_queue_frames,
-            remembered_messages: config.kept_frames,
+            outbox_bounds: Bounds {
+                frames: config.send_queue_frames,
+                bytes: config.send_queue_bytes,
+                remember: config.kept_frames,
+            },
             shutdown: registry_done.clone(),
         };
         let slots = Arc::new(Semaphore::new(
             config.max_peers.saturating_add(EXTRA_CONNECTIONS),
         ));
+        let doorman = Doorman::new(DoorLimits {
+            unregistered: config.max_unregistered,
+            unregistered_per_ip: config.max_unregistered_per_ip,
+            conns_per_ip: config.max_conns_per_ip,
+        });
+        let srv = wire_addr(local_addr);
         let mut next_conn = 0u64;
         loop {
             let permit = tokio::select! {
@@ -179,6 +194,30 @@ impl Server {
             };
             let accepted_at = tokio::time::Instant::now();
             let _ = stream.set_nodelay(true);
+            let ticket = match doorman.admit(addr) {
+                Ok(ticket) => Arc::new(ticket),
+                Err(turned) if tls.is_none() => {
+                    // Told why in one frame, then closed.
+                    let refusal = turned_away(&srv, addr, turned);
+                    tracker.spawn(async move {
+                        connection::turn_away(stream, refusal).await;
+                        drop(permit);
+                    });
+                    continue;
+                }
+                Err(turned) => {
+                    // A TLS client cannot read a frame sent in clear, and a
+                    // handshake to say it over TLS would spend the very time
+                    // and sockets the door limits bound: closed unanswered.
+                    tracing::debug!(%addr, reason = %turned, "turned away (TLS)");
+                    tracker.spawn(async move {
+                        let mut stream = stream;
+                        connection::close_gracefully(&mut stream).await;
+                        drop(permit);
+                    });
+                    continue;
+                }
+            };
             next_conn += 1;
             let conn = next_conn;
             let cx = cx.clone();
@@ -188,7 +227,7 @@ impl Server {
             match &tls {
                 None => tracker.spawn(
                     async move {
-                        connection::serve(stream, addr, conn, accepted_at, cx).await;
+                        connection::serve(stream, addr, conn, accepted_at, ticket, cx).await;
                         drop(permit);
                     }
                     .instrument(span),
@@ -197,7 +236,7 @@ impl Server {
                     let tls = tls.clone();
                     tracker.spawn(
                         async move {
-                            tls.serve(stream, addr, conn, accepted_at, cx).await;
+                            tls.serve(stream, addr, conn, accepted_at, ticket, cx).await;
                             drop(permit);
                         }
                         .instrument(span),
@@ -221,6 +260,16 @@ impl Server {
         tracing::info!("server stopped");
         Ok(())
     }
+}
+
+/// The frame a connection turned away at the door gets:
+/// `ERR::NONE::503::server::<srv>::<client addr>::<reason>`.
+fn turned_away(srv: &str, addr: SocketAddr, turned: Turned) -> Bytes {
+    let frame = Frame::error(Action::None, Status::ServiceUnavailable, turned.to_string())
+        .with_sender(tsockm_proto::SERVER_ID)
+        .with_src(srv)
+        .with_dst(wire_addr(addr));
+    wire::encode(&frame).unwrap_or_default()
 }
 
 /// Sends operator commands to a running server's registry.

@@ -21,6 +21,8 @@ pub struct Stats {
     pub frames_rate_limited: AtomicU64,
     /// Peers cut off because their send queue was full.
     pub peers_cut_off: AtomicU64,
+    /// Peers cut off (or trimmed) because the server held too many bytes.
+    pub peers_over_budget: AtomicU64,
 }
 
 impl Stats {

@@ -24,6 +24,7 @@ use tokio_rustls::rustls::{self, ServerConfig};
 
 use crate::config::TlsFiles;
 use crate::connection::{self, ConnectionContext};
+use crate::doorman::Ticket;
 use crate::registry::ConnId;
 use crate::tls_transport::TlsTransport;
 
@@ -164,13 +165,15 @@ impl TlsListener {
     /// `accepted_at` plus the handshake timeout (the registry's timer for
     /// registration counts from the same instant), then the session as on
     /// plain TCP. A client that is not TLS, fails the handshake or is too
-    /// slow is closed with nothing sent in clear.
+    /// slow is closed with nothing sent in clear. The door's `ticket` is
+    /// held throughout: a handshaking connection counts as unregistered.
     pub(crate) async fn serve(
         &self,
         tcp: TcpStream,
         addr: SocketAddr,
         conn: ConnId,
         accepted_at: Instant,
+        ticket: Arc<Ticket>,
         cx: ConnectionContext,
     ) {
         let deadline = accepted_at + self.handshake_timeout;
@@ -183,7 +186,7 @@ impl TlsListener {
         let tcp = match outcome {
             Ok(Ok(tls)) => {
                 let transport = TlsTransport::new(tls);
-                connection::serve(transport, addr, conn, accepted_at, cx).await;
+                connection::serve(transport, addr, conn, accepted_at, ticket, cx).await;
                 return;
             }
             Ok(Err(mut refused)) => {

@@ -1,5 +1,7 @@
 //! The username rules of the contract (section 4).
 
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+
 /// Longest username, in Unicode scalar values.
 pub const USERNAME_MAX_CHARS: usize = 32;
 
@@ -15,6 +17,10 @@ pub enum UsernameError {
     /// Holds a control character.
     #[error("invalid username: it contains a control character")]
     Control,
+    /// Holds a format character (a bidirectional control, a zero-width
+    /// character), which could make it look like another name.
+    #[error("invalid username: it contains an invisible formatting character (U+{0:04X})")]
+    Format(u32),
     /// Holds the field separator.
     #[error("invalid username: it contains `::`")]
     Separator,
@@ -34,6 +40,12 @@ pub fn check_username(name: &str) -> Result<(), UsernameError> {
     }
     if name.chars().any(char::is_control) {
         return Err(UsernameError::Control);
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| c.general_category() == GeneralCategory::Format)
+    {
+        return Err(UsernameError::Format(u32::from(c)));
     }
     if name.contains("::") {
         return Err(UsernameError::Separator);
@@ -68,6 +80,11 @@ mod tests {
             (&"x".repeat(33), UsernameError::TooLong(33)),
             ("a\u{7}b", UsernameError::Control),
             ("a\u{85}b", UsernameError::Control),
+            ("adm\u{202e}nim", UsernameError::Format(0x202e)),
+            ("a\u{200b}b", UsernameError::Format(0x200b)),
+            ("\u{2066}a", UsernameError::Format(0x2066)),
+            ("a\u{feff}", UsernameError::Format(0xfeff)),
+            ("a\u{ad}b", UsernameError::Format(0xad)),
             ("a::b", UsernameError::Separator),
             (" a", UsernameError::Whitespace),
             ("a ", UsernameError::Whitespace),

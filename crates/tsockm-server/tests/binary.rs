@@ -131,7 +131,7 @@ async fn console_answers_on_stdout_and_the_server_outlives_stdin() {
 /// A `:ping` waiting for its window does not hold up the next command.
 #[tokio::test]
 async fn a_pending_ping_does_not_block_the_console() {
-    let mut server = spawn(&["--health-timeout", "4s"]).await;
+    let mut server = spawn(&["--health-interval", "2s", "--health-timeout", "4s"]).await;
     let silent = TestClient::joined(server.addr, "quiet", 0).await;
     let mut stdin = server.child.stdin.take().unwrap();
     stdin.write_all(b":ping all\n:list\n").await.unwrap();

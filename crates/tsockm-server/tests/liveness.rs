@@ -493,13 +493,25 @@ async fn half_sent_frames_do_not_stop_others_from_registering() {
         ..config()
     })
     .await;
+    // One address holds as many unregistered connections as it may (16 by
+    // default); past that it is turned away at once with 503.
+    let per_ip = tsockm_server::config::DEFAULT_MAX_UNREGISTERED_PER_IP;
     let mut loris = Vec::new();
-    for _ in 0..50 {
+    for _ in 0..per_ip {
         let mut client = TestClient::connect(server.addr).await;
         client.send_raw(b"REQ::COMM::200::::::::half-a-na").await;
         loris.push(client);
     }
-    let mut alice = server.joined("alice", 0).await;
+    for _ in 0..20 {
+        let mut turned = TestClient::connect(server.addr).await;
+        turned
+            .expect_error(Action::None, Status::ServiceUnavailable)
+            .await;
+        turned.expect_closed().await;
+    }
+    // Someone at another address signs up at once.
+    let mut alice = TestClient::connect_from(server.addr, [127, 0, 0, 2].into()).await;
+    alice.register("alice").await;
     alice.send(Frame::get_peer(alice.id.clone())).await;
     alice
         .expect_frame(Kind::Res, Action::GetPeer, Status::Ok)

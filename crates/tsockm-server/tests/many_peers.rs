@@ -149,6 +149,9 @@ async fn serve_many() -> Result<(), String> {
         health_interval: Duration::from_secs(3600),
         health_timeout: Duration::from_secs(7200),
         handshake_timeout: Duration::from_secs(120),
+        // Every client comes from 127.0.0.1, many registering at once.
+        max_unregistered: N_PEERS,
+        max_unregistered_per_ip: N_PEERS,
         log_mode: LogMode::Silent,
         ..Config::default()
     };

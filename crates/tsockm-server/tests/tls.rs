@@ -1,7 +1,8 @@
 //! The server over real TLS on loopback (contract section 13): sessions as
 //! on plain TCP, TLS 1.2 and 1.3, large and many frames, resume and
 //! COMM_END; a plaintext client gets nothing but a closed connection; the
-//! handshake counts toward the handshake timeout; shutdown ends each
+//! handshake counts toward the handshake timeout; a connection over the
+//! door limits is closed unanswered; shutdown ends each
 //! session with COMM_END and close_notify; and the binary's flags. Every
 //! certificate is made at run time (`TestPki`).
 
@@ -193,6 +194,26 @@ async fn a_plaintext_client_gets_nothing_but_a_closed_connection() {
     // Nobody registered, and TLS clients are still served.
     assert!(server.peers().await.is_empty());
     server.joined("alice", 0).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_connection_over_the_door_limits_is_closed_unanswered() {
+    let pki = TestPki::new();
+    let config = Config {
+        max_unregistered_per_ip: 1,
+        ..test_config()
+    };
+    let server = TestServer::start_tls(&pki, config).await;
+    // Handshaking or handshaken, a connection not registered yet holds the
+    // address's one place.
+    let mut first = server.client().await;
+    let mut second = TcpStream::connect(server.addr).await.expect("connect");
+    let got = bytes_until_closed(&mut second, WAIT).await;
+    assert!(got.is_empty(), "a 503 in clear on a TLS port: {got:?}");
+    // Once the first registers, the place is free again.
+    first.join_as("alice", 0).await;
+    server.joined("bob", 1).await;
     server.stop().await;
 }
 

@@ -82,6 +82,8 @@ pub fn server_config() -> Config {
         // Far more than a peer can miss while away in this load, so that no
         // kept frame is dropped and every gap is a bug.
         kept_frames: 4096,
+        // Every bot comes from 127.0.0.1, many registering at once.
+        max_unregistered_per_ip: tsockm_server::config::DEFAULT_MAX_UNREGISTERED,
         log_mode: LogMode::Silent,
         ..Config::default()
     }

@@ -156,6 +156,24 @@ impl TestClient {
         }
     }
 
+    /// Connects to `addr` from the local address `from` (any port), so a test
+    /// can play several client addresses on loopback (127.0.0.2, ...).
+    pub async fn connect_from(addr: SocketAddr, from: std::net::IpAddr) -> TestClient {
+        let socket = match from {
+            std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+            std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+        }
+        .expect("a socket");
+        socket
+            .bind(SocketAddr::new(from, 0))
+            .unwrap_or_else(|e| panic!("bind {from}: {e}"));
+        let stream = tokio::time::timeout(DEFAULT_TIMEOUT, socket.connect(addr))
+            .await
+            .unwrap_or_else(|_| panic!("connect to {addr} from {from} timed out"))
+            .unwrap_or_else(|e| panic!("connect to {addr} from {from}: {e}"));
+        TestClient::over(ClientStream::Tcp(stream))
+    }
+
     /// Connects and registers as `username`, then reads the roster of
     /// `n_others` NTFY_JOIN frames.
     pub async fn joined(addr: SocketAddr, username: &str, n_others: usize) -> TestClient {

@@ -13,6 +13,7 @@ use tsockm_proto::{Frame, FrameError};
 
 use super::ConnId;
 use super::console::{ConsoleReply, ConsoleRequest};
+use crate::doorman::Ticket;
 use crate::outbox::Outbox;
 
 /// The last sign of life of a connection: the last line read from it to its
@@ -68,6 +69,8 @@ pub struct NewConnection {
     pub activity: Arc<Activity>,
     /// When it was accepted (the handshake timeout counts from here).
     pub accepted_at: Instant,
+    /// Its places at the door, marked registered when it registers.
+    pub ticket: Arc<Ticket>,
 }
 
 /// What the registry is asked to do.

@@ -24,7 +24,8 @@ use slab::Slab;
 use tsockm_proto::Text;
 
 use super::ConnId;
-use super::peer::{Delivery, Link, Peer, PeerInfo};
+use super::peer::{Delivery, Kept, KeptBounds, Link, Peer, PeerInfo};
+use crate::outbox::Backlog;
 use crate::stats::Stats;
 
 /// A peer's place in the fan-out; stable while the peer is registered.
@@ -56,23 +57,26 @@ pub(crate) struct Fanout {
     by_id: HashMap<Text, PeerKey>,
     /// Broadcasts handled but not yet pushed, with the peer to skip.
     staged: Vec<(Option<PeerKey>, Bytes)>,
-    /// Frames kept for an away peer at most.
-    kept_frames: usize,
+    /// What is kept for an away peer at most.
+    kept_bounds: KeptBounds,
     stats: Arc<Stats>,
+    backlog: Arc<Backlog>,
     /// Connections whose send queue filled up, with the frames that did not
     /// fit, in order; the registry cuts them off.
     clogged: Vec<(ConnId, Vec<Bytes>)>,
 }
 
 impl Fanout {
-    /// An empty fan-out keeping at most `kept_frames` for an away peer.
-    pub fn new(kept_frames: usize, stats: Arc<Stats>) -> Self {
+    /// An empty fan-out keeping at most `kept_bounds` for an away peer,
+    /// counting kept bytes in `backlog`.
+    pub fn new(kept_bounds: KeptBounds, stats: Arc<Stats>, backlog: Arc<Backlog>) -> Self {
         Fanout {
             peers: Slab::new(),
             by_id: HashMap::new(),
             staged: Vec::new(),
-            kept_frames,
+            kept_bounds,
             stats,
+            backlog,
             clogged: Vec::new(),
         }
     }
@@ -111,6 +115,27 @@ impl Fanout {
     /// Every peer with its key.
     pub fn iter(&self) -> impl Iterator<Item = (PeerKey, &Peer)> {
         self.peers.iter()
+    }
+
+    /// Frames to keep for an away peer, within the bounds; the oldest are
+    /// dropped (and counted) past them.
+    pub fn keep(&self, frames: impl IntoIterator<Item = Bytes>) -> Kept {
+        let (kept, dropped) = Kept::new(frames, self.kept_bounds, self.backlog.clone());
+        Stats::add(&self.stats.frames_dropped, dropped);
+        kept
+    }
+
+    /// Drops the oldest frame kept for the away peer at `key`; gives its
+    /// size, or `None` if there is none (or the peer is online).
+    pub fn drop_oldest_kept(&mut self, key: PeerKey) -> Option<usize> {
+        match &mut self.peers.get_mut(key)?.link {
+            Link::Away { kept, .. } => {
+                let size = kept.drop_oldest()?;
+                Stats::add(&self.stats.frames_dropped, 1);
+                Some(size)
+            }
+            Link::Online { .. } => None,
+        }
     }
 
     /// Registers a peer.
@@ -203,7 +228,7 @@ impl Fanout {
                 .iter()
                 .filter(|(skip, _)| *skip != Some(key))
                 .map(|(_, bytes)| bytes);
-            match peer.deliver_all(frames, self.kept_frames) {
+            match peer.deliver_all(frames) {
                 Delivery::Queued(n) => n_queued += n,
                 Delivery::Kept { dropped } => n_dropped += dropped,
                 Delivery::Overflow(undelivered) => {
@@ -245,7 +270,7 @@ impl Fanout {
         let Some(peer) = self.peers.get_mut(key) else {
             return;
         };
-        match peer.deliver_all(frames, self.kept_frames) {
+        match peer.deliver_all(frames) {
             Delivery::Queued(n) => Stats::add(&self.stats.frames_out, n),
             Delivery::Kept { dropped } => Stats::add(&self.stats.frames_dropped, dropped),
             Delivery::Overflow(undelivered) => {
@@ -296,13 +321,20 @@ mod tests {
         )
     }
 
+    fn bounds(frames: usize) -> KeptBounds {
+        KeptBounds {
+            frames,
+            bytes: 1 << 20,
+        }
+    }
+
     fn b(s: &'static str) -> Bytes {
         Bytes::from_static(s.as_bytes())
     }
 
     #[test]
     fn staged_broadcasts_reach_those_registered_when_they_were_accepted() {
-        let mut fanout = Fanout::new(8, Arc::default());
+        let mut fanout = Fanout::new(bounds(8), Arc::default(), Arc::default());
         let (link, a_out) = online(1, 8);
         let a = fanout.insert(info("a"), link);
         fanout.deliver(Audience::Everyone { except: Some(a) }, &b("from a"));
@@ -317,7 +349,7 @@ mod tests {
 
     #[test]
     fn a_direct_frame_follows_the_staged_broadcasts() {
-        let mut fanout = Fanout::new(8, Arc::default());
+        let mut fanout = Fanout::new(bounds(8), Arc::default(), Arc::default());
         let (link, a_out) = online(1, 8);
         let a = fanout.insert(info("a"), link);
         fanout.deliver(Audience::Everyone { except: None }, &b("1"));
@@ -342,14 +374,14 @@ mod tests {
 
     #[test]
     fn an_away_peer_keeps_frames_and_a_relink_flushes_first() {
-        let mut fanout = Fanout::new(2, Arc::default());
+        let mut fanout = Fanout::new(bounds(2), Arc::default(), Arc::default());
         let (link, _) = online(1, 8);
         let a = fanout.insert(info("a"), link);
         fanout.deliver(Audience::Everyone { except: None }, &b("before"));
         let before = fanout.relink(
             a,
             Link::Away {
-                kept: VecDeque::new(),
+                kept: Kept::new([], bounds(2), Arc::default()).0,
                 written: VecDeque::new(),
                 generation: 1,
             },
@@ -365,12 +397,13 @@ mod tests {
         let Some(Link::Away { kept, .. }) = fanout.get(a).map(Peer::link) else {
             panic!("away");
         };
-        assert_eq!(kept, &[b("2"), b("3")]);
+        let kept: Vec<&Bytes> = kept.iter().collect();
+        assert_eq!(kept, [&b("2"), &b("3")]);
     }
 
     #[test]
     fn a_full_queue_clogs_and_keeps_what_did_not_fit_in_order() {
-        let mut fanout = Fanout::new(8, Arc::default());
+        let mut fanout = Fanout::new(bounds(8), Arc::default(), Arc::default());
         let (link, a_out) = online(7, 1);
         let a = fanout.insert(info("a"), link);
         fanout.deliver(Audience::One(a), &b("1"));
@@ -384,7 +417,7 @@ mod tests {
 
     #[test]
     fn lookups_by_id_and_removal() {
-        let mut fanout = Fanout::new(8, Arc::default());
+        let mut fanout = Fanout::new(bounds(8), Arc::default(), Arc::default());
         let (link, _) = online(1, 8);
         let a = fanout.insert(info("a"), link);
         assert_eq!(fanout.key_of("a"), Some(a));

@@ -47,7 +47,8 @@ use tokio_util::time::DelayQueue;
 use tsockm_proto::{Action, Frame, FrameError, Status, Text};
 
 use crate::addr::wire_addr;
-use crate::config::Config;
+use crate::config::{Config, Password};
+use crate::doorman::Ticket;
 use crate::identity::IdentityMaker;
 use crate::logging::{Direction, FrameLog};
 use crate::outbox::{Backlog, Outbox};
@@ -64,6 +65,7 @@ pub use console::{
 use fanout::{Fanout, PeerKey};
 use history::{HISTORY_ANSWERS, HistoryAnswer};
 pub use hook::{AcceptedMessage, ChannelHook, Hook};
+use peer::KeptBounds;
 use rooms::Rooms;
 use timers::{Pings, Timer};
 
@@ -84,6 +86,26 @@ pub const BURST_PUSHES: usize = 8192;
 /// then it handles one anyway, so a few stalled peers can only slow it, and
 /// the send-queue bound cuts them off.
 pub const CONGESTION_PAUSE_MAX: Duration = Duration::from_millis(20);
+
+/// A writer that has made no progress for this long, with frames waiting,
+/// is stalled: its queue no longer counts toward congestion.
+pub const STALLED_AFTER: Duration = Duration::from_millis(50);
+
+/// How often, at most, the congestion check looks at which writers are
+/// stalled (only while the total backlog is over its limit).
+pub const STALL_SCAN_EVERY: Duration = Duration::from_millis(5);
+
+/// Wrong passwords a connection may send; the last one closes it.
+pub const MAX_BAD_PASSWORDS: u8 = 3;
+
+/// The last look at which writers are stalled.
+#[derive(Debug, Clone, Copy)]
+struct StallScan {
+    /// When it was made.
+    at: Instant,
+    /// Frames waiting in the outboxes of writers that were not stalled.
+    active: usize,
+}
 
 /// What the registry shares with the connections and the console.
 #[derive(Debug, Clone)]
@@ -108,6 +130,12 @@ struct Conn {
     /// Health checks sent and not answered yet: that many answers are
     /// exempt from the rate.
     solicited: u32,
+    /// Its places at the door.
+    ticket: Arc<Ticket>,
+    /// Whether it gave the server password (or none is needed).
+    authed: bool,
+    /// Wrong passwords it sent.
+    n_bad_passwords: u8,
 }
 
 impl Conn {
@@ -126,8 +154,8 @@ struct Limits {
     removal_delay: Duration,
     handshake_timeout: Duration,
     max_rate: u32,
-    kept_frames: usize,
     send_queue_frames: usize,
+    max_queued_bytes: usize,
     max_frame_bytes: usize,
     max_rooms_per_peer: usize,
 }
@@ -153,7 +181,10 @@ pub struct Registry {
     history_rx: mpsc::Receiver<HistoryAnswer>,
     timers: DelayQueue<Timer>,
     pings: Pings,
+    stall_scan: StallScan,
     next_generation: u64,
+    /// The server password, if it has one.
+    password: Option<Password>,
     /// Where accepted messages go besides their recipients (the store
     /// first).
     hooks: Vec<Box<dyn Hook>>,
@@ -185,8 +216,8 @@ impl Registry {
                 removal_delay: config.removal_delay,
                 handshake_timeout: config.handshake_timeout,
                 max_rate: config.max_rate,
-                kept_frames: config.kept_frames,
                 send_queue_frames: config.send_queue_frames,
+                max_queued_bytes: config.max_queued_bytes,
                 max_frame_bytes: config.max_frame_bytes,
                 max_rooms_per_peer: config.max_rooms_per_peer,
             },
@@ -194,7 +225,14 @@ impl Registry {
                 srv: Text::from(wire_addr(local_addr)),
             },
             log,
-            fanout: Fanout::new(config.kept_frames, stats.clone()),
+            fanout: Fanout::new(
+                KeptBounds {
+                    frames: config.kept_frames,
+                    bytes: config.send_queue_bytes,
+                },
+                stats.clone(),
+                backlog.clone(),
+            ),
             stats,
             backlog,
             started: Instant::now(),
@@ -202,11 +240,16 @@ impl Registry {
             conns: HashMap::new(),
             rooms: Rooms::default(),
             hooks: vec![Box::new(store.clone())],
+            password: config.password.clone(),
             store,
             history_tx,
             history_rx,
             timers: DelayQueue::new(),
             pings: Pings::default(),
+            stall_scan: StallScan {
+                at: Instant::now(),
+                active: 0,
+            },
             next_generation: 0,
             rx,
         };
@@ -277,6 +320,7 @@ impl Registry {
             // Whatever the branch staged goes out before the next wait.
             self.fanout.flush();
             self.settle();
+            self.enforce_budget();
         }
         // Frames already queued were accepted from their connections: handle
         // them before the sessions end, but no more than one queue's worth.
@@ -289,19 +333,72 @@ impl Registry {
         self.shut_down();
     }
 
-    /// Whether the frames waiting in all outboxes average more than 1/64 of
-    /// a send queue (64 frames by default), on top of one full queue: the
-    /// writers as a whole are behind. One stalled peer never reaches this
-    /// alone (it is cut off at one full queue); a few of them can slow
-    /// intake until they are cut off, which the pause bounds.
-    fn congested(&self) -> bool {
+    /// Whether the writers as a whole are behind: the frames waiting in the
+    /// outboxes of writers that make progress average more than 1/64 of a
+    /// send queue (64 frames by default), on top of one full queue.
+    ///
+    /// A writer that has made no progress for [`STALLED_AFTER`] (its peer
+    /// stopped reading) does not count: stalled peers cannot pause intake
+    /// for everyone; the send-queue bounds cut them off instead. Which
+    /// writers are stalled is looked at only when the total is over the
+    /// limit, and then at most every [`STALL_SCAN_EVERY`].
+    fn congested(&mut self) -> bool {
         let send_queue = self.limits.send_queue_frames;
         let limit = self
             .conns
             .len()
             .saturating_mul(send_queue / 64)
             .saturating_add(send_queue);
-        self.backlog.frames() > limit
+        if self.backlog.frames() <= limit {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= self.stall_scan.at + STALL_SCAN_EVERY {
+            let active: usize = self
+                .conns
+                .values()
+                .filter(|conn| !conn.outbox.stalled(STALLED_AFTER))
+                .map(|conn| conn.outbox.len())
+                .sum();
+            self.stall_scan = StallScan { at: now, active };
+        }
+        self.stall_scan.active > limit
+    }
+
+    /// Past the global byte budget, the peers holding the most lose what
+    /// they hold until the total is back under 7/8 of it: an online one is
+    /// cut off (its queue is kept, within the kept bounds), an away one
+    /// loses its oldest kept frames. A peer that reads what it is sent
+    /// holds next to nothing and is the last to be touched.
+    fn enforce_budget(&mut self) {
+        let budget = self.limits.max_queued_bytes;
+        if self.backlog.bytes() <= budget {
+            return;
+        }
+        let target = budget - budget / 8;
+        let mut holders: Vec<(usize, PeerKey)> = self
+            .fanout
+            .iter()
+            .map(|(key, peer)| (peer.held_bytes(), key))
+            .filter(|(held, _)| *held > 0)
+            .collect();
+        holders.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        tracing::warn!(
+            queued_bytes = self.backlog.bytes(),
+            budget,
+            "over the byte budget: the peers holding the most lose it"
+        );
+        for (_, key) in holders {
+            if self.backlog.bytes() <= target {
+                break;
+            }
+            if let Some(conn) = self.fanout.get(key).and_then(|peer| peer.conn()) {
+                Stats::add(&self.stats.peers_over_budget, 1);
+                self.cut_off(conn, Vec::new());
+                self.settle();
+            }
+            while self.backlog.bytes() > target && self.fanout.drop_oldest_kept(key).is_some() {}
+        }
     }
 
     /// Handles one command; broadcasts may stay staged.
@@ -334,6 +431,9 @@ impl Registry {
                 peer: None,
                 rate: TokenBucket::new(self.limits.max_rate, Instant::now()),
                 solicited: 0,
+                ticket: new.ticket,
+                authed: self.password.is_none(),
+                n_bad_passwords: 0,
             },
         );
     }
@@ -353,7 +453,7 @@ impl Registry {
         }
         let mut facts = ConnFacts {
             peer: conn.peer.as_ref().map(|(_, id)| id.as_str()),
-            needs_auth: false,
+            needs_auth: !conn.authed,
             over_rate: false,
         };
         if takes_token(&item, &facts, conn.solicited > 0) {
@@ -383,7 +483,7 @@ impl Registry {
                     token,
                     last_msg_id,
                 } => self.resume(conn_id, &peer_id, &token, &last_msg_id),
-                Request::Auth { .. } => self.on_auth(conn_id),
+                Request::Auth { password } => self.on_auth(conn_id, &password),
                 // Admission takes nothing else before registration.
                 _ => {}
             }
@@ -397,7 +497,7 @@ impl Registry {
                 self.remove_peer(key, Some(&end));
             }
             Request::HealthAnswer => self.on_health_answer(&id),
-            Request::Auth { .. } => self.on_auth(conn_id),
+            Request::Auth { password } => self.on_auth(conn_id, &password),
             Request::Join { room } => self.on_join(conn_id, key, room),
             Request::Part { room } => self.on_part(conn_id, key, room),
             Request::Rooms => self.on_rooms(conn_id, &id),
@@ -410,13 +510,41 @@ impl Registry {
         }
     }
 
-    /// AUTH on a server without a password: accepted, whatever the body.
-    fn on_auth(&mut self, conn_id: ConnId) {
-        let Some(conn) = self.conns.get(&conn_id) else {
+    /// AUTH: the password, compared in constant time; without a server
+    /// password, any body is accepted. The third wrong one closes the
+    /// connection.
+    fn on_auth(&mut self, conn_id: ConnId, given: &str) {
+        let Some(conn) = self.conns.get_mut(&conn_id) else {
             return;
         };
-        let answer = self.wire.auth_ok(&conn.addr_text.clone());
-        self.send_to_conn(conn_id, &answer);
+        let right = self
+            .password
+            .as_ref()
+            .is_none_or(|password| password.matches(given));
+        if right {
+            conn.authed = true;
+            let answer = self.wire.auth_ok(&conn.addr_text.clone());
+            self.send_to_conn(conn_id, &answer);
+            return;
+        }
+        conn.n_bad_passwords = conn.n_bad_passwords.saturating_add(1);
+        let n_bad = conn.n_bad_passwords;
+        let remaining = MAX_BAD_PASSWORDS.saturating_sub(n_bad);
+        let reason = if remaining == 0 {
+            "wrong password: closing after three wrong passwords".to_owned()
+        } else {
+            format!("wrong password: {remaining} more wrong and the connection is closed")
+        };
+        let answer = self
+            .wire
+            .error(Action::Auth, Status::Unauthorized, conn.dst(), reason);
+        if remaining > 0 {
+            self.send_to_conn(conn_id, &answer);
+            return;
+        }
+        self.log.frame(Direction::Out, conn.dst(), &answer);
+        tracing::info!(who = %conn.dst(), "three wrong passwords: closing");
+        self.disconnect(conn_id, wire::encode(&answer), sessions::Queued::Write);
     }
 
     /// Queues a frame for one connection (registered or not), after the

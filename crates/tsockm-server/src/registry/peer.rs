@@ -13,7 +13,7 @@ use tsockm_proto::Text;
 
 use super::ConnId;
 use crate::identity::TokenHash;
-use crate::outbox::Outbox;
+use crate::outbox::{Backlog, Outbox};
 use crate::room::RoomName;
 
 /// Everything about a registered peer except where its frames go.
@@ -55,8 +55,8 @@ pub(crate) enum Link {
     },
     /// Connection lost: frames are kept until it resumes or is removed.
     Away {
-        /// Frames addressed to it since, oldest first, at most the kept bound.
-        kept: VecDeque<Bytes>,
+        /// Frames addressed to it since, oldest first, within the kept bounds.
+        kept: Kept,
         /// The last messages written to its last connection, oldest first.
         written: VecDeque<Bytes>,
         /// Tells this absence's removal timer from an older one's.
@@ -98,12 +98,16 @@ impl Peer {
         }
     }
 
+    /// The bytes waiting for it: queued for its connection, or kept.
+    pub fn held_bytes(&self) -> usize {
+        match &self.link {
+            Link::Online { outbox, .. } => outbox.queued_bytes(),
+            Link::Away { kept, .. } => kept.bytes(),
+        }
+    }
+
     /// Hands frames to the peer, in order, without ever waiting.
-    pub(super) fn deliver_all<'a>(
-        &mut self,
-        frames: impl Iterator<Item = &'a Bytes>,
-        kept_frames: usize,
-    ) -> Delivery {
+    pub(super) fn deliver_all<'a>(&mut self, frames: impl Iterator<Item = &'a Bytes>) -> Delivery {
         match &mut self.link {
             Link::Online { outbox, .. } => match outbox.push_all(frames) {
                 Ok(n) => Delivery::Queued(n as u64),
@@ -112,7 +116,7 @@ impl Peer {
             Link::Away { kept, .. } => {
                 let mut dropped = 0;
                 for frame in frames {
-                    dropped += keep(kept, frame.clone(), kept_frames);
+                    dropped += kept.push(frame.clone());
                 }
                 Delivery::Kept { dropped }
             }
@@ -120,33 +124,126 @@ impl Peer {
     }
 }
 
-/// Appends `frame` to `kept`, dropping the oldest past `bound`; returns how
-/// many were dropped.
-pub(crate) fn keep(kept: &mut VecDeque<Bytes>, frame: Bytes, bound: usize) -> u64 {
-    kept.push_back(frame);
-    trim(kept, bound)
+/// How much is kept for one away peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct KeptBounds {
+    /// Most frames.
+    pub frames: usize,
+    /// Most bytes.
+    pub bytes: usize,
 }
 
-/// Drops the oldest frames past `bound`; returns how many.
-pub(crate) fn trim(kept: &mut VecDeque<Bytes>, bound: usize) -> u64 {
-    let excess = kept.len().saturating_sub(bound);
-    kept.drain(..excess);
-    excess as u64
+/// The frames kept for an away peer, oldest first, within its bounds; the
+/// bytes are counted in the server's backlog for as long as they are kept.
+#[derive(Debug)]
+pub(crate) struct Kept {
+    frames: VecDeque<Bytes>,
+    bytes: usize,
+    bounds: KeptBounds,
+    backlog: Arc<Backlog>,
+}
+
+impl Kept {
+    /// Keeps `frames` (the oldest dropped past the bounds).
+    pub fn new(
+        frames: impl IntoIterator<Item = Bytes>,
+        bounds: KeptBounds,
+        backlog: Arc<Backlog>,
+    ) -> (Kept, u64) {
+        let mut kept = Kept {
+            frames: VecDeque::new(),
+            bytes: 0,
+            bounds,
+            backlog,
+        };
+        let dropped = frames.into_iter().map(|frame| kept.push(frame)).sum();
+        (kept, dropped)
+    }
+
+    /// Appends a frame, dropping the oldest past the bounds; returns how
+    /// many were dropped.
+    pub fn push(&mut self, frame: Bytes) -> u64 {
+        self.bytes += frame.len();
+        self.backlog.add_kept(frame.len());
+        self.frames.push_back(frame);
+        let mut dropped = 0;
+        while self.frames.len() > self.bounds.frames || self.bytes > self.bounds.bytes {
+            if self.drop_oldest().is_none() {
+                break;
+            }
+            dropped += 1;
+        }
+        dropped
+    }
+
+    /// Drops the oldest frame; gives its size.
+    pub fn drop_oldest(&mut self) -> Option<usize> {
+        let frame = self.frames.pop_front()?;
+        self.bytes -= frame.len();
+        self.backlog.sub_kept(frame.len());
+        Some(frame.len())
+    }
+
+    /// How many frames are kept.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// How many bytes are kept.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Copies of the kept frames, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &Bytes> {
+        self.frames.iter()
+    }
+
+    /// Takes every kept frame out, oldest first.
+    pub fn take(&mut self) -> VecDeque<Bytes> {
+        self.backlog.sub_kept(self.bytes);
+        self.bytes = 0;
+        std::mem::take(&mut self.frames)
+    }
+}
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        self.backlog.sub_kept(self.bytes);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn frame(n: usize) -> Bytes {
+        Bytes::from(vec![b'x'; n])
+    }
+
     #[test]
-    fn keeping_drops_the_oldest_past_the_bound() {
-        let mut kept = VecDeque::new();
-        for i in 0..5u8 {
-            let dropped = keep(&mut kept, Bytes::from(vec![i]), 3);
-            assert_eq!(dropped, u64::from(i >= 3));
-        }
-        assert_eq!(kept, [vec![2u8], vec![3], vec![4]]);
-        assert_eq!(trim(&mut kept, 1), 2);
-        assert_eq!(kept, [vec![4u8]]);
+    fn kept_frames_are_bounded_in_frames_and_bytes_and_counted() {
+        let backlog = Arc::new(Backlog::default());
+        let bounds = KeptBounds {
+            frames: 3,
+            bytes: 10,
+        };
+        let (mut kept, dropped) = Kept::new([frame(1), frame(2)], bounds, backlog.clone());
+        assert_eq!((dropped, kept.len(), kept.bytes()), (0, 2, 3));
+        assert_eq!(kept.push(frame(3)), 0);
+        // A fourth frame: over the frame bound, the oldest goes.
+        assert_eq!(kept.push(frame(4)), 1);
+        assert_eq!((kept.len(), kept.bytes()), (3, 9));
+        // Over the byte bound: as many of the oldest as it takes.
+        assert_eq!(kept.push(frame(8)), 3);
+        assert_eq!((kept.len(), kept.bytes()), (1, 8));
+        assert_eq!(backlog.bytes(), 8);
+        let taken = kept.take();
+        assert_eq!(taken.len(), 1);
+        assert_eq!(backlog.bytes(), 0);
+        kept.push(frame(5));
+        drop(kept);
+        assert_eq!(backlog.bytes(), 0);
     }
 }

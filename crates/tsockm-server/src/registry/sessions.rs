@@ -11,7 +11,7 @@ use tsockm_proto::{Action, Frame, Status, Text};
 use super::console::{PeerSummary, summarize};
 use super::fanout::{Audience, PeerKey};
 use super::messages::unix_ms;
-use super::peer::{Link, PeerInfo, trim};
+use super::peer::{Link, PeerInfo};
 use super::timers::Timer;
 use super::{ConnId, Registry};
 use crate::identity::{hash_token, new_token, token_matches};
@@ -86,6 +86,7 @@ impl Registry {
         );
         if let Some(conn) = self.conns.get_mut(&conn_id) {
             conn.peer = Some((key, id.clone()));
+            conn.ticket.registered();
         }
         let welcome = self.wire.welcome(&addr, &id, &token);
         self.send_to_conn(conn_id, &welcome);
@@ -169,6 +170,7 @@ impl Registry {
             return;
         };
         conn.peer = Some((key, peer_id.clone()));
+        conn.ticket.registered();
         let addr = conn.addr_text.clone();
         let outbox = conn.outbox.clone();
         if let Some(info) = self.fanout.info_mut(key) {
@@ -185,7 +187,9 @@ impl Registry {
             },
         );
         let (written, pending) = match previous {
-            Some(Link::Away { kept, written, .. }) => (written, kept),
+            Some(Link::Away {
+                mut kept, written, ..
+            }) => (written, kept.take()),
             Some(Link::Online {
                 conn: old_conn,
                 outbox: old_outbox,
@@ -244,7 +248,7 @@ impl Registry {
             return;
         };
         let refused = self.fanout.unclog(conn_id);
-        let mut pending = match queued {
+        let pending = match queued {
             Queued::Write if refused.is_empty() => VecDeque::new(),
             // A queue that overflowed cannot be written out: keep it all.
             Queued::Write => {
@@ -264,14 +268,13 @@ impl Registry {
         if self.fanout.get(key).and_then(|peer| peer.conn()) != Some(conn_id) {
             return;
         }
-        let dropped = trim(&mut pending, self.limits.kept_frames);
-        Stats::add(&self.stats.frames_dropped, dropped);
+        let kept = self.fanout.keep(pending);
         self.next_generation += 1;
         let generation = self.next_generation;
         self.fanout.relink(
             key,
             Link::Away {
-                kept: pending,
+                kept,
                 written,
                 generation,
             },
@@ -425,7 +428,7 @@ impl Registry {
                     rooms: rooms.clone(),
                 },
                 Link::Away {
-                    kept: peer.kept.into(),
+                    kept: self.fanout.keep(peer.kept),
                     written: VecDeque::new(),
                     generation,
                 },

@@ -176,6 +176,7 @@ mod tests {
     use tsockm_proto::{Frame, FrameCodec, Kind};
 
     use crate::config::{Config, LogMode};
+    use crate::doorman::{DoorLimits, Doorman};
     use crate::identity::IdentityMaker;
     use crate::logging::FrameLog;
     use crate::outbox::{Backlog, Outbox};
@@ -276,7 +277,14 @@ mod tests {
                 id: String::new(),
                 token: String::new(),
             };
+            let doorman = Doorman::new(DoorLimits {
+                unregistered: 1000,
+                unregistered_per_ip: 1000,
+                conns_per_ip: 0,
+            });
+            let addr: SocketAddr = "127.0.0.1:40000".parse().unwrap();
             let new = NewConnection {
+                ticket: Arc::new(doorman.admit(addr).unwrap()),
                 conn: conn.conn,
                 addr: "127.0.0.1:40000".parse().unwrap(),
                 outbox: conn.outbox.clone(),
