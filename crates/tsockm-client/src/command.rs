@@ -1,15 +1,21 @@
-//! What the user types, parsed: a broadcast line or a `:command`.
+//! What the user types, parsed: a message line or a `:command`.
 //!
 //! Pure: no I/O, no session. A command missing its argument is an error that
 //! names what is missing and carries the command's usage.
 
 use std::fmt;
 
+use crate::{RoomName, RoomNameError};
+
+/// How many stored messages `:history` shows when not told.
+pub const DEFAULT_HISTORY: usize = 50;
+
 /// One line typed by the user, understood.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// A message to everyone: a line without a leading `:`, or `:msg <text>`.
-    Broadcast(String),
+    /// A message to the current conversation: a line without a leading
+    /// `:`, or `:msg <text>`.
+    Say(String),
     /// `:dm <peer_id|username> <text>`.
     Direct {
         /// A peer id or a username, to be resolved against the roster.
@@ -19,6 +25,16 @@ pub enum Command {
     },
     /// `:gp <peer_id>`: look a peer up.
     GetPeer(String),
+    /// `:join #room`: join a room (and make it the current conversation).
+    Join(RoomName),
+    /// `:part [#room]`: leave a room (the current one if not named).
+    Part(Option<RoomName>),
+    /// `:rooms`: list the rooms on the server.
+    Rooms,
+    /// `:go <* | #room | peer_id | username>`: switch conversation.
+    Go(String),
+    /// `:history [n]`: the last n stored messages of the current conversation.
+    History(usize),
     /// `:list`: who is online.
     List,
     /// `:info`: this session.
@@ -64,7 +80,7 @@ pub const MSG: Spec = Spec {
     name: ":msg",
     aliases: &[],
     args: "<text>",
-    help: "send a message to everyone (so does any line not starting with `:`)",
+    help: "send to the current conversation (so does any line not starting with `:`)",
 };
 /// `:dm`.
 pub const DM: Spec = Spec {
@@ -79,6 +95,41 @@ pub const GP: Spec = Spec {
     aliases: &[],
     args: "<peer_id>",
     help: "look up a peer's username",
+};
+/// `:join`.
+pub const JOIN: Spec = Spec {
+    name: ":join",
+    aliases: &[":j"],
+    args: "<#room>",
+    help: "join a room and switch to it",
+};
+/// `:part`.
+pub const PART: Spec = Spec {
+    name: ":part",
+    aliases: &[":leave"],
+    args: "[#room]",
+    help: "leave a room (the current one if none named)",
+};
+/// `:rooms`.
+pub const ROOMS: Spec = Spec {
+    name: ":rooms",
+    aliases: &[],
+    args: "",
+    help: "the rooms on the server, with their members",
+};
+/// `:go`.
+pub const GO: Spec = Spec {
+    name: ":go",
+    aliases: &[":g"],
+    args: "<* | #room | peer_id | username>",
+    help: "switch conversation: the lobby, a room, or a peer",
+};
+/// `:history`.
+pub const HISTORY: Spec = Spec {
+    name: ":history",
+    aliases: &[],
+    args: "[n]",
+    help: "the last n (50) stored messages of the conversation",
 };
 /// `:list`.
 pub const LIST: Spec = Spec {
@@ -117,7 +168,9 @@ pub const EXIT: Spec = Spec {
 };
 
 /// Every command, in the order `:help` shows them.
-pub const COMMANDS: [Spec; 8] = [MSG, DM, GP, LIST, INFO, CC, HELP, EXIT];
+pub const COMMANDS: [Spec; 13] = [
+    MSG, DM, JOIN, PART, GO, ROOMS, HISTORY, GP, LIST, INFO, CC, HELP, EXIT,
+];
 
 /// What is wrong with a typed command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,6 +189,13 @@ pub enum CommandError {
         /// The command.
         spec: Spec,
     },
+    /// An argument is not what the command takes.
+    Invalid {
+        /// The command.
+        spec: Spec,
+        /// What is wrong, in words.
+        problem: String,
+    },
 }
 
 impl CommandError {
@@ -144,7 +204,9 @@ impl CommandError {
     pub fn usage(&self) -> String {
         match self {
             CommandError::Unknown(_) => help_text(),
-            CommandError::Missing { spec, .. } | CommandError::Unexpected { spec } => {
+            CommandError::Missing { spec, .. }
+            | CommandError::Unexpected { spec }
+            | CommandError::Invalid { spec, .. } => {
                 format!("usage: {}", spec.usage())
             }
         }
@@ -157,6 +219,7 @@ impl fmt::Display for CommandError {
             CommandError::Unknown(name) => write!(f, "unknown command `{name}`"),
             CommandError::Missing { spec, what } => write!(f, "{}: missing {what}", spec.name),
             CommandError::Unexpected { spec } => write!(f, "{} takes no argument", spec.name),
+            CommandError::Invalid { spec, problem } => write!(f, "{}: {problem}", spec.name),
         }
     }
 }
@@ -188,7 +251,7 @@ pub fn parse(line: &str) -> Result<Option<Command>, CommandError> {
         return Ok(None);
     }
     if !line.starts_with(':') {
-        return Ok(Some(Command::Broadcast(line.to_owned())));
+        return Ok(Some(Command::Say(line.to_owned())));
     }
     let (name, rest) = split_word(line);
     let Some(spec) = COMMANDS.iter().copied().find(|s| s.is_named(name)) else {
@@ -200,7 +263,57 @@ pub fn parse(line: &str) -> Result<Option<Command>, CommandError> {
             if rest.is_empty() {
                 return Err(missing("the message text"));
             }
-            Command::Broadcast(rest.to_owned())
+            Command::Say(rest.to_owned())
+        }
+        ":join" => {
+            let (room, extra) = split_word(rest);
+            if room.is_empty() {
+                return Err(missing("the room name"));
+            }
+            if !extra.is_empty() {
+                return Err(CommandError::Unexpected { spec });
+            }
+            Command::Join(room_arg(spec, room)?)
+        }
+        ":part" => {
+            let (room, extra) = split_word(rest);
+            if !extra.is_empty() {
+                return Err(CommandError::Unexpected { spec });
+            }
+            if room.is_empty() {
+                Command::Part(None)
+            } else {
+                Command::Part(Some(room_arg(spec, room)?))
+            }
+        }
+        ":go" => {
+            let (to, extra) = split_word(rest);
+            if to.is_empty() {
+                return Err(missing("where to: *, a #room, or a peer"));
+            }
+            if !extra.is_empty() {
+                return Err(CommandError::Unexpected { spec });
+            }
+            Command::Go(to.to_owned())
+        }
+        ":history" => {
+            let (n, extra) = split_word(rest);
+            if !extra.is_empty() {
+                return Err(CommandError::Unexpected { spec });
+            }
+            if n.is_empty() {
+                Command::History(DEFAULT_HISTORY)
+            } else {
+                match n.parse::<usize>() {
+                    Ok(n) if (1..=crate::MAX_HISTORY).contains(&n) => Command::History(n),
+                    _ => {
+                        return Err(CommandError::Invalid {
+                            spec,
+                            problem: format!("give a number from 1 to {}", crate::MAX_HISTORY),
+                        });
+                    }
+                }
+            }
         }
         ":dm" => {
             let (to, text) = split_word(rest);
@@ -231,6 +344,7 @@ pub fn parse(line: &str) -> Result<Option<Command>, CommandError> {
             }
             match spec.name {
                 ":list" => Command::List,
+                ":rooms" => Command::Rooms,
                 ":info" => Command::Info,
                 ":cc" => Command::Clear,
                 ":help" => Command::Help,
@@ -239,6 +353,20 @@ pub fn parse(line: &str) -> Result<Option<Command>, CommandError> {
         }
     };
     Ok(Some(command))
+}
+
+fn room_arg(spec: Spec, room: &str) -> Result<RoomName, CommandError> {
+    RoomName::parse(room).map_err(|e: RoomNameError| CommandError::Invalid {
+        spec,
+        problem: e.to_string(),
+    })
+}
+
+/// Every name a command can be typed with, for Tab completion.
+pub fn names() -> impl Iterator<Item = &'static str> {
+    COMMANDS
+        .iter()
+        .flat_map(|s| std::iter::once(s.name).chain(s.aliases.iter().copied()))
 }
 
 /// Splits off the first whitespace-separated word; the rest keeps its inner
@@ -264,7 +392,7 @@ mod tests {
     }
 
     fn bc(s: &str) -> Result<Option<Command>, CommandError> {
-        Ok(Some(Command::Broadcast(s.to_owned())))
+        Ok(Some(Command::Say(s.to_owned())))
     }
 
     #[test]
@@ -362,6 +490,42 @@ mod tests {
             check(line, Ok(Some(command)));
         }
         check(":list all", Err(CommandError::Unexpected { spec: LIST }));
+    }
+
+    #[test]
+    fn rooms_and_conversations() {
+        let room = |s: &str| RoomName::parse(s).unwrap();
+        check(":join #Rust", Ok(Some(Command::Join(room("#rust")))));
+        check(":j #a", Ok(Some(Command::Join(room("#a")))));
+        check(
+            ":join",
+            Err(CommandError::Missing {
+                spec: JOIN,
+                what: "the room name",
+            }),
+        );
+        check(
+            ":join rust",
+            Err(CommandError::Invalid {
+                spec: JOIN,
+                problem: "a room name starts with `#`, as in #general".into(),
+            }),
+        );
+        check(":part", Ok(Some(Command::Part(None))));
+        check(":part #a", Ok(Some(Command::Part(Some(room("#a"))))));
+        check(":rooms", Ok(Some(Command::Rooms)));
+        check(":go *", Ok(Some(Command::Go("*".into()))));
+        check(":go alice", Ok(Some(Command::Go("alice".into()))));
+        check(":history", Ok(Some(Command::History(DEFAULT_HISTORY))));
+        check(":history 10", Ok(Some(Command::History(10))));
+        check(
+            ":history 0",
+            Err(CommandError::Invalid {
+                spec: HISTORY,
+                problem: "give a number from 1 to 500".into(),
+            }),
+        );
+        assert!(names().any(|n| n == ":leave"));
     }
 
     #[test]

@@ -2,21 +2,37 @@
 //! pieces of the `tsockm-client` terminal program.
 //!
 //! ```text
-//! Session::connect ──► Session (handle: send, end, state)
+//! Session::connect ──► Session (handle: send, join, history, end, state)
 //!                  └─► Events  (typed events, ends with Event::Closed)
 //! ```
 //!
-//! - [`Session`] (`session.rs`): the network side. Connects, registers,
-//!   answers health checks, keeps the roster, reconnects with backoff and
-//!   resumes. The only module that does I/O.
-//! - [`Event`], [`Closed`] (`event.rs`): what a session reports.
-//! - [`Roster`], [`PeerId`] (`roster.rs`): who is on the server; pure state.
-//! - [`ConnectError`], [`SessionError`] (`error.rs`).
-//! - `backoff.rs`: delays between reconnection attempts; pure arithmetic.
-//! - [`command`]: parsing of what the user types (`:dm`, `:list`, ...); pure.
-//! - [`app`]: the terminal program's state (counters, resolving `:dm`
-//!   targets, `:info`); pure.
-//! - [`ui`]: how events and answers are written for a person or a script.
+//! The library, from the network up:
+//!
+//! - [`Session`] (`session.rs`): the network side and the only module doing
+//!   I/O. Connects, registers, answers health checks, keeps the roster and
+//!   the rooms, paces what it sends, sends again a message refused with 429,
+//!   reconnects (round robin over its addresses) and resumes.
+//! - `server_event.rs`: every frame from the server turned into one typed
+//!   `ServerEvent`, in one place; `pacing.rs`: the client's token bucket;
+//!   `backoff.rs`: delays between reconnection attempts. Pure.
+//! - [`Event`], [`Message`], [`Closed`] (`event.rs`): what a session reports.
+//! - [`Conversation`], [`RoomName`], [`MsgId`] (`conversation.rs`),
+//!   [`Roster`], [`PeerId`] (`roster.rs`): pure data.
+//! - [`ConnectError`], [`SessionError`] (`error.rs`); [`Secret`]
+//!   (`secret.rs`): the server password, never shown.
+//!
+//! The terminal program's pieces, all pure (no I/O, no clock of their own):
+//!
+//! - [`command`]: what the user types (`:join`, `:dm`, ...), parsed.
+//! - [`input`]: the line being typed: editing, history, Tab completion.
+//! - [`app`]: the program's state: conversations, their logs and unread
+//!   counts, scrollback, connection status; what each key and line does.
+//! - [`text`]: how untrusted text is made safe to show (control and format
+//!   characters escaped) and local times of day.
+//! - [`lines`]: the line modes' rendering (`--plain` and script mode).
+//! - [`tui`]: the full-screen rendering with ratatui.
+//! - [`chat`]: the loop body every mode shares: a line, a key or an event
+//!   in, the app updated and its requests made of the session.
 //!
 //! The wire format itself lives in `tsockm_proto`; this crate never frames
 //! bytes by hand.
@@ -29,8 +45,8 @@
 //! session.broadcast("hello").await?;
 //! session.end().await?;
 //! while let Some(event) = events.recv().await {
-//!     if let Event::Message { username, text, .. } = event {
-//!         println!("{}: {text}", username.as_deref().unwrap_or("?"));
+//!     if let Event::Message(message) = event {
+//!         println!("{}: {}", message.username.as_deref().unwrap_or("?"), message.text);
 //!     }
 //! }
 //! # Ok(())
@@ -41,15 +57,28 @@
 
 pub mod app;
 mod backoff;
+pub mod chat;
 pub mod command;
+mod conversation;
 mod error;
 mod event;
+pub mod input;
+pub mod lines;
+mod pacing;
 mod roster;
+mod secret;
+mod server_event;
 mod session;
-pub mod ui;
+pub mod text;
+pub mod tui;
 
 pub use backoff::Backoff;
+pub use conversation::{Conversation, MAX_ROOM_NAME_CHARS, MsgId, RoomName, RoomNameError};
 pub use error::{ConnectError, SessionError};
-pub use event::{Closed, Event};
+pub use event::{Closed, Event, Message};
 pub use roster::{PeerId, Roster};
-pub use session::{Config, Events, MAX_FRAME_FROM_SERVER_BYTES, Session, State};
+pub use secret::Secret;
+pub use session::{
+    Config, DEFAULT_MAX_RATE, DEFAULT_RATE_BURST, Events, MAX_FRAME_FROM_SERVER_BYTES, MAX_HISTORY,
+    Permit, Session, State,
+};

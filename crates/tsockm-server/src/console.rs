@@ -273,6 +273,7 @@ fn render_info(info: &InfoReport) -> String {
          rooms: {}\n\
          frames: {} in, {} out\nbytes: {} in, {} out\n\
          dropped: {} kept frame(s), {} rate-limited frame(s), {} peer(s) cut off for not reading\n\
+         queued: {} of at most {} bytes; {} peer(s) cut off or trimmed over that budget\n\
          store: {}{failing}: {} message(s) written, {} failed, {} dropped (queue full)",
         info.addr,
         human(info.uptime),
@@ -287,6 +288,9 @@ fn render_info(info: &InfoReport) -> String {
         info.frames_dropped,
         info.frames_rate_limited,
         info.peers_cut_off,
+        info.queued_bytes,
+        info.max_queued_bytes,
+        info.peers_over_budget,
         info.store,
         info.store_written,
         info.store_failed,

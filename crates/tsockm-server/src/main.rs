@@ -7,8 +7,23 @@ use clap::{CommandFactory, Parser};
 use tokio::sync::mpsc;
 use tsockm_server::{CancellationToken, Cli, Server, console, logging, shutdown};
 
+/// jemalloc, with a background thread that gives freed memory back to the
+/// system within seconds (see `allocator_gives_memory_back`).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Console lines buffered between the stdin thread and the console task.
 const CONSOLE_LINES: usize = 64;
+
+/// Turns on jemalloc's background purging: without it, memory freed after a
+/// burst is returned only as later allocations happen to trigger it.
+fn allocator_gives_memory_back() {
+    #[cfg(not(target_env = "msvc"))]
+    if let Err(error) = tikv_jemalloc_ctl::background_thread::write(true) {
+        tracing::warn!(%error, "cannot start the allocator's background purging");
+    }
+}
 
 fn main() -> ExitCode {
     let config = match Cli::parse().into_config() {
@@ -20,6 +35,7 @@ fn main() -> ExitCode {
             .exit(),
     };
     logging::init(config.log_mode);
+    allocator_gives_memory_back();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {

@@ -26,14 +26,13 @@ pub struct TestServer {
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
 
-/// Server settings for tests: quiet, short removal delay.
+/// Server settings for tests: the testkit's (loopback, port 0, quiet, an
+/// in-memory store, never the default data directory) with a short
+/// removal delay.
 pub fn server_config() -> tsockm_server::Config {
     tsockm_server::Config {
-        store: Some(tsockm_server::StoreSpec::Memory),
-        addr: "127.0.0.1:0".parse().unwrap(),
         removal_delay: Duration::from_secs(2),
-        log_mode: tsockm_server::LogMode::Silent,
-        ..tsockm_server::Config::default()
+        ..tsockm_testkit::test_config()
     }
 }
 

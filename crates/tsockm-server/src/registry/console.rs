@@ -97,6 +97,12 @@ pub struct InfoReport {
     pub frames_rate_limited: u64,
     /// Peers cut off for a full send queue.
     pub peers_cut_off: u64,
+    /// Peers cut off (or trimmed) because the server held too many bytes.
+    pub peers_over_budget: u64,
+    /// Bytes queued for connections and kept for away peers now.
+    pub queued_bytes: usize,
+    /// The most bytes the server queues and keeps (`--max-queued-bytes`).
+    pub max_queued_bytes: usize,
     /// Rooms with members.
     pub n_rooms: usize,
     /// The store, e.g. `sqlite:/path/tsockm.db`.
@@ -318,6 +324,9 @@ impl Registry {
             frames_dropped: Stats::get(&self.stats.frames_dropped),
             frames_rate_limited: Stats::get(&self.stats.frames_rate_limited),
             peers_cut_off: Stats::get(&self.stats.peers_cut_off),
+            peers_over_budget: Stats::get(&self.stats.peers_over_budget),
+            queued_bytes: self.backlog.bytes(),
+            max_queued_bytes: self.limits.max_queued_bytes,
             n_rooms: self.rooms.sorted().len(),
             store: self.store.describe().to_owned(),
             store_written: StoreStats::get(&store.messages_written),

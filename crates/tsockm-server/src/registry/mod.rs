@@ -382,7 +382,7 @@ impl Registry {
             .map(|(key, peer)| (peer.held_bytes(), key))
             .filter(|(held, _)| *held > 0)
             .collect();
-        holders.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        holders.sort_unstable_by_key(|&(held, _)| std::cmp::Reverse(held));
         tracing::warn!(
             queued_bytes = self.backlog.bytes(),
             budget,
