@@ -50,6 +50,18 @@ pub enum LogMode {
     Dev,
 }
 
+/// Where the listener's TLS certificate chain and private key are: PEM
+/// files, read once when the server binds (see `docs/tls.md`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, the server's own certificate first (e.g.
+    /// Let's Encrypt's `fullchain.pem`).
+    pub cert: PathBuf,
+    /// The private key of the first certificate (e.g. `privkey.pem`):
+    /// PKCS#8, PKCS#1 (RSA) or SEC1 (EC).
+    pub key: PathBuf,
+}
+
 /// Everything the server can be told. `Config::default()` is what the binary
 /// runs with when given no flags.
 #[derive(Debug, Clone)]
@@ -84,6 +96,9 @@ pub struct Config {
     pub max_conns_per_ip: usize,
     /// The server password, if it has one (section 13).
     pub password: Option<Password>,
+    /// `Some`: the listener speaks TLS with this certificate (section 13);
+    /// `None`: plain TCP.
+    pub tls: Option<TlsFiles>,
     /// Frames per second one connection may send (0: no limit).
     pub max_rate: u32,
     /// Frames kept for an away peer; past it the oldest are dropped. Also
@@ -118,6 +133,7 @@ impl Default for Config {
             max_unregistered_per_ip: DEFAULT_MAX_UNREGISTERED_PER_IP,
             max_conns_per_ip: 0,
             password: None,
+            tls: None,
             max_rate: DEFAULT_MAX_RATE,
             kept_frames: DEFAULT_KEPT_FRAMES,
             store: None,
@@ -201,6 +217,15 @@ pub struct Cli {
     #[arg(long, value_name = "PATH")]
     pub password_file: Option<PathBuf>,
 
+    /// Speak TLS with this certificate chain (PEM, the server's certificate
+    /// first, e.g. fullchain.pem); needs --tls-key.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM, e.g. privkey.pem); needs --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
     /// Frames per second one connection may send; more get 429 (0: no limit).
     #[arg(long, default_value_t = DEFAULT_MAX_RATE)]
     pub max_rate: u32,
@@ -252,6 +277,11 @@ impl Cli {
         } else {
             LogMode::Dev
         };
+        // Clap's `requires` lets the two flags through only together.
+        let tls = match (self.tls_cert, self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            _ => None,
+        };
         let config = Config {
             addr: resolve(&self.addr)?,
             max_peers: self.max_peers,
@@ -270,6 +300,7 @@ impl Cli {
                 Some(path) => Some(Password::read(path)?),
                 None => None,
             },
+            tls,
             max_rate: self.max_rate,
             kept_frames: self.kept_frames,
             store: self.store,
@@ -473,7 +504,38 @@ mod tests {
         assert_eq!(config.kept_frames, default.kept_frames);
         assert_eq!(config.history_max, default.history_max);
         assert_eq!(config.max_rooms_per_peer, default.max_rooms_per_peer);
+        assert_eq!(config.tls, default.tls);
         assert_eq!(config.log_mode, LogMode::Dev);
+    }
+
+    #[test]
+    fn tls_flags_come_together_or_not_at_all() {
+        let config = Cli::parse_from([
+            "tsockm-server",
+            "--tls-cert",
+            "/etc/tsockm/fullchain.pem",
+            "--tls-key",
+            "/etc/tsockm/privkey.pem",
+        ])
+        .into_config()
+        .unwrap();
+        assert_eq!(
+            config.tls,
+            Some(TlsFiles {
+                cert: "/etc/tsockm/fullchain.pem".into(),
+                key: "/etc/tsockm/privkey.pem".into(),
+            })
+        );
+        for alone in [["--tls-cert", "cert.pem"], ["--tls-key", "key.pem"]] {
+            let error = Cli::try_parse_from(["tsockm-server", alone[0], alone[1]])
+                .expect_err("one TLS flag alone is refused");
+            assert_eq!(
+                error.kind(),
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "{alone:?}"
+            );
+            assert_eq!(error.exit_code(), 2, "{alone:?}");
+        }
     }
 
     #[test]

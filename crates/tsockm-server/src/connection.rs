@@ -367,7 +367,7 @@ pub async fn turn_away<T: Transport>(mut stream: T, frame: Bytes) {
 
 /// Sends FIN, then reads and discards whatever the peer still sends for a
 /// moment, so unread input does not turn the close into a reset.
-async fn close_gracefully<T: Transport>(stream: &mut T) {
+pub(crate) async fn close_gracefully<T: Transport>(stream: &mut T) {
     if poll_fn(|cx| stream.poll_shutdown(cx)).await.is_err() {
         return;
     }
@@ -395,6 +395,25 @@ async fn close_gracefully<T: Transport>(stream: &mut T) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The size of the future an async fn returns, without calling it.
+    fn future_size<A, B, C, D, E, G, F: Future>(_: impl FnOnce(A, B, C, D, E, G) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// Every connection's task is this future (plus the spawn wrapper) for
+    /// its whole life, so its size is memory per idle peer. Printed for the
+    /// record (`cargo test -p tsockm-server serve_future -- --nocapture`);
+    /// the bound catches a careless large local.
+    #[test]
+    fn serve_future_for_tcp_stays_small() {
+        let size = future_size(serve::<tokio::net::TcpStream>);
+        println!("serve::<TcpStream> future: {size} bytes");
+        assert!(size <= 1024, "serve::<TcpStream> future is {size} bytes");
+        // For comparison only: TLS connections carry rustls's session.
+        let tls = future_size(serve::<crate::tls_transport::TlsTransport>);
+        println!("serve::<TlsTransport> future: {tls} bytes");
+    }
 
     #[test]
     fn positions_advance_across_frames_and_partial_writes() {

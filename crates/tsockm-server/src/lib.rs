@@ -8,6 +8,8 @@
 //! - `connection.rs`: one task per connection: decode frames into registry
 //!   commands, write the connection's outbox to the socket, over a
 //!   `transport.rs` `Transport` (TCP, TLS).
+//! - `tls.rs`: the certificate and key, and each TLS connection's
+//!   handshake; `tls_transport.rs`: the `Transport` over a TLS session.
 //! - `outbox.rs`: the bounded per-connection send queue.
 //! - `registry/`: the actor owning every peer, connection and room, one
 //!   job per file (see its `mod.rs`): admission in the contract's order,
@@ -54,11 +56,13 @@ pub mod shutdown;
 mod start;
 mod stats;
 pub mod store;
+mod tls;
+mod tls_transport;
 mod transport;
 mod username;
 mod wire;
 
-pub use config::{Cli, Config, LogMode};
+pub use config::{Cli, Config, LogMode, TlsFiles};
 pub use registry::{
     AcceptedMessage, ChannelHook, ConsoleReply, ConsoleRequest, Hook, InfoReport, PeerSummary,
     PingReport, RegistryClosed, RoomSummary, Target,
@@ -66,4 +70,5 @@ pub use registry::{
 pub use server::{Console, Server};
 pub use start::StartError;
 pub use store::{Conversation, StoreSpec};
+pub use tls::{PemFile, TlsError};
 pub use tokio_util::sync::CancellationToken;

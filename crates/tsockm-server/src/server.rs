@@ -31,6 +31,7 @@ use crate::registry::{
 use crate::start::{OpenStore, StartError, open_store};
 use crate::stats::Stats;
 use crate::store::StoreHandle;
+use crate::tls::TlsListener;
 use crate::wire;
 
 /// Connections allowed beyond `max_peers`, for clients still registering
@@ -47,6 +48,8 @@ pub struct Server {
     config: Config,
     listener: TcpListener,
     local_addr: SocketAddr,
+    /// `Some` when the listener speaks TLS: the certificate, loaded.
+    tls: Option<TlsListener>,
     registry: Registry,
     handle: RegistryHandle,
     shared: Shared,
@@ -55,9 +58,16 @@ pub struct Server {
 }
 
 impl Server {
-    /// Opens the store, binds `config.addr` and prepares the registry
-    /// (restoring the sessions a previous server saved in the store).
+    /// Loads the TLS certificate if one is configured, opens the store,
+    /// binds `config.addr` and prepares the registry (restoring the
+    /// sessions a previous server saved in the store).
     pub async fn bind(config: Config) -> Result<Server, StartError> {
+        // First, so that a bad certificate is reported before the store is
+        // touched.
+        let tls = match &config.tls {
+            Some(files) => Some(TlsListener::load(files, config.handshake_timeout)?),
+            None => None,
+        };
         let OpenStore {
             handle: store,
             thread,
@@ -84,6 +94,7 @@ impl Server {
             config,
             listener,
             local_addr,
+            tls,
             registry,
             handle,
             shared,
@@ -122,12 +133,13 @@ impl Server {
             config,
             listener,
             local_addr,
+            tls,
             registry,
             handle,
             shared,
             store,
         } = self;
-        tracing::info!(addr = %local_addr, "listening");
+        tracing::info!(addr = %local_addr, tls = tls.is_some(), "listening");
         let tracker = TaskTracker::new();
         let registry_done = CancellationToken::new();
         {
@@ -184,11 +196,23 @@ impl Server {
             let _ = stream.set_nodelay(true);
             let ticket = match doorman.admit(addr) {
                 Ok(ticket) => Arc::new(ticket),
-                Err(turned) => {
+                Err(turned) if tls.is_none() => {
                     // Told why in one frame, then closed.
                     let refusal = turned_away(&srv, addr, turned);
                     tracker.spawn(async move {
                         connection::turn_away(stream, refusal).await;
+                        drop(permit);
+                    });
+                    continue;
+                }
+                Err(turned) => {
+                    // A TLS client cannot read a frame sent in clear, and a
+                    // handshake to say it over TLS would spend the very time
+                    // and sockets the door limits bound: closed unanswered.
+                    tracing::debug!(%addr, reason = %turned, "turned away (TLS)");
+                    tracker.spawn(async move {
+                        let mut stream = stream;
+                        connection::close_gracefully(&mut stream).await;
                         drop(permit);
                     });
                     continue;
@@ -198,13 +222,27 @@ impl Server {
             let conn = next_conn;
             let cx = cx.clone();
             let span = tracing::info_span!("conn", id = conn, %addr);
-            tracker.spawn(
-                async move {
-                    connection::serve(stream, addr, conn, accepted_at, ticket, cx).await;
-                    drop(permit);
+            // Two task types: plain TCP's stays `serve::<TcpStream>`, as
+            // small as it was, and only TLS connections carry TLS.
+            match &tls {
+                None => tracker.spawn(
+                    async move {
+                        connection::serve(stream, addr, conn, accepted_at, ticket, cx).await;
+                        drop(permit);
+                    }
+                    .instrument(span),
+                ),
+                Some(tls) => {
+                    let tls = tls.clone();
+                    tracker.spawn(
+                        async move {
+                            tls.serve(stream, addr, conn, accepted_at, ticket, cx).await;
+                            drop(permit);
+                        }
+                        .instrument(span),
+                    )
                 }
-                .instrument(span),
-            );
+            };
         }
         drop(listener);
         tracker.close();

@@ -12,6 +12,7 @@ use crate::identity::{IdentityError, IdentityMaker, shuffled_alphabet};
 use crate::store::{
     self, SavedSessions, Store, StoreError, StoreHandle, StoreSpec, StoreWorker, WorkerLimits,
 };
+use crate::tls::TlsError;
 
 /// The store's key for the alphabet ids are written with.
 const ALPHABET_KEY: &str = "sqids_alphabet";
@@ -28,6 +29,9 @@ pub enum StartError {
     /// Ids cannot be made (no randomness).
     #[error("{0}")]
     Identity(#[from] IdentityError),
+    /// The TLS certificate or key cannot be used.
+    #[error("{0}")]
+    Tls(#[from] TlsError),
     /// The address cannot be listened on.
     #[error("cannot listen on {addr}: {source}")]
     Listen {

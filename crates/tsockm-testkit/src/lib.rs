@@ -1,22 +1,31 @@
 //! What TsockM's integration tests share: [`TestServer`], the real server
 //! started in the test's runtime on `127.0.0.1:0` with an in-memory store
-//! (`server.rs`), and [`TestClient`], a small TCP client built on
-//! `tsockm-proto`: connect, register, send frames or raw bytes, and expect
-//! frames, EOF or silence, each under a timeout.
+//! (`server.rs`), [`TestClient`], a small client built on `tsockm-proto`
+//! over TCP or TLS: connect, register, send frames or raw bytes, and expect
+//! frames, EOF or silence, each under a timeout; and [`TestPki`], the
+//! certificates a TLS test server and its clients use (`tls.rs`).
 //!
 //! Every `expect_*` method panics with a description of what it waited for
 //! and what it got, which is what a failing test should print.
 
 mod server;
+mod tls;
 
 pub use server::{TestServer, test_config};
+pub use tls::{TEST_SERVER_NAMES, TestPki};
+pub use tokio_rustls::rustls::version::{TLS12, TLS13};
 
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls::SupportedProtocolVersion;
 use tokio_util::codec::Framed;
 use tsockm_proto::{Action, Frame, FrameCodec, FrameError, Kind, Status};
 
@@ -26,7 +35,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A test connection to a TsockM server.
 #[derive(Debug)]
 pub struct TestClient {
-    framed: Framed<TcpStream, FrameCodec>,
+    framed: Framed<ClientStream, FrameCodec>,
     /// How long `expect_*` waits.
     pub timeout: Duration,
     /// The peer id, once registered through [`TestClient::register`].
@@ -87,13 +96,92 @@ pub fn split_welcome(frame: &Frame) -> (String, String) {
     (id.to_owned(), token.to_owned())
 }
 
+/// The bytes under a [`TestClient`]: plain TCP or TLS over TCP.
+#[derive(Debug)]
+enum ClientStream {
+    Tcp(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl ClientStream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            ClientStream::Tcp(tcp) => tcp,
+            ClientStream::Tls(tls) => tls.get_ref().0,
+        }
+    }
+}
+
+impl AsyncRead for ClientStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Tcp(tcp) => Pin::new(tcp).poll_read(cx, buf),
+            ClientStream::Tls(tls) => Pin::new(tls.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for ClientStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ClientStream::Tcp(tcp) => Pin::new(tcp).poll_write(cx, buf),
+            ClientStream::Tls(tls) => Pin::new(tls.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Tcp(tcp) => Pin::new(tcp).poll_flush(cx),
+            ClientStream::Tls(tls) => Pin::new(tls.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Tcp(tcp) => Pin::new(tcp).poll_shutdown(cx),
+            ClientStream::Tls(tls) => Pin::new(tls.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
 impl TestClient {
     /// Connects to `addr`.
     pub async fn connect(addr: SocketAddr) -> TestClient {
-        let stream = tokio::time::timeout(DEFAULT_TIMEOUT, TcpStream::connect(addr))
+        TestClient::over(ClientStream::Tcp(tcp_connect(addr).await))
+    }
+
+    /// Connects to `addr` over TLS, trusting only the CA in `ca_pem` and
+    /// checking that the server's certificate is for `server_name`.
+    pub async fn connect_tls(addr: SocketAddr, ca_pem: &str, server_name: &str) -> TestClient {
+        TestClient::connect_tls_versions(addr, ca_pem, server_name, &[]).await
+    }
+
+    /// [`TestClient::connect_tls`] offering only `versions` ([`TLS12`],
+    /// [`TLS13`]; all of rustls's when empty).
+    pub async fn connect_tls_versions(
+        addr: SocketAddr,
+        ca_pem: &str,
+        server_name: &str,
+        versions: &[&'static SupportedProtocolVersion],
+    ) -> TestClient {
+        let tcp = tcp_connect(addr).await;
+        let (connector, name) = tls::connector(ca_pem, server_name, versions);
+        let tls = tokio::time::timeout(DEFAULT_TIMEOUT, connector.connect(name, tcp))
             .await
-            .unwrap_or_else(|_| panic!("connect to {addr} timed out"))
-            .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+            .unwrap_or_else(|_| panic!("TLS handshake with {addr} timed out"))
+            .unwrap_or_else(|e| panic!("TLS handshake with {addr}: {e}"));
+        TestClient::over(ClientStream::Tls(Box::new(tls)))
+    }
+
+    fn over(stream: ClientStream) -> TestClient {
         TestClient {
             framed: Framed::new(stream, FrameCodec::with_max_frame_bytes(1 << 20)),
             timeout: DEFAULT_TIMEOUT,
@@ -114,12 +202,7 @@ impl TestClient {
             .await
             .unwrap_or_else(|_| panic!("connect to {addr} timed out"))
             .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
-        TestClient {
-            framed: Framed::new(stream, FrameCodec::with_max_frame_bytes(1 << 20)),
-            timeout: DEFAULT_TIMEOUT,
-            id: String::new(),
-            token: String::new(),
-        }
+        TestClient::over(ClientStream::Tcp(stream))
     }
 
     /// Connects to `addr` from the local address `from` (any port), so a test
@@ -137,12 +220,7 @@ impl TestClient {
             .await
             .unwrap_or_else(|_| panic!("connect to {addr} from {from} timed out"))
             .unwrap_or_else(|e| panic!("connect to {addr} from {from}: {e}"));
-        TestClient {
-            framed: Framed::new(stream, FrameCodec::with_max_frame_bytes(1 << 20)),
-            timeout: DEFAULT_TIMEOUT,
-            id: String::new(),
-            token: String::new(),
-        }
+        TestClient::over(ClientStream::Tcp(stream))
     }
 
     /// From now on, decodes what the server sends with a limit of
@@ -208,21 +286,35 @@ impl TestClient {
     /// `n_others` NTFY_JOIN frames.
     pub async fn joined(addr: SocketAddr, username: &str, n_others: usize) -> TestClient {
         let mut client = TestClient::connect(addr).await;
-        client.register(username).await;
+        client.join_as(username, n_others).await;
+        client
+    }
+
+    /// Registers as `username`, then reads the roster of `n_others`
+    /// NTFY_JOIN frames.
+    pub async fn join_as(&mut self, username: &str, n_others: usize) {
+        self.register(username).await;
         for _ in 0..n_others {
-            client
-                .expect_where("roster NTFY_JOIN", |f| f.action == Action::NtfyJoin)
+            self.expect_where("roster NTFY_JOIN", |f| f.action == Action::NtfyJoin)
                 .await;
         }
-        client
     }
 
     /// The local address of this connection.
     pub fn local_addr(&self) -> SocketAddr {
         self.framed
             .get_ref()
+            .tcp()
             .local_addr()
             .expect("a connected socket has a local address")
+    }
+
+    /// The TLS version in use (`TLSv1_3`, ...), `None` on plain TCP.
+    pub fn tls_version(&self) -> Option<String> {
+        match self.framed.get_ref() {
+            ClientStream::Tcp(_) => None,
+            ClientStream::Tls(tls) => tls.get_ref().1.protocol_version().map(|v| format!("{v:?}")),
+        }
     }
 
     /// Sends a frame.
@@ -337,10 +429,29 @@ impl TestClient {
         self.expect_closed_skipping(|_| false).await;
     }
 
+    /// The connection must end cleanly with no further frame: EOF, not a
+    /// reset, and over TLS after the server's close_notify (a bare FIN
+    /// would be an `UnexpectedEof` error here).
+    pub async fn expect_clean_eof(&mut self) {
+        match tokio::time::timeout(self.timeout, self.framed.next()).await {
+            Ok(None) => {}
+            Ok(Some(item)) => panic!("expected a clean end, got {item:?}"),
+            Err(_) => panic!("connection still open after {:?}", self.timeout),
+        }
+    }
+
     /// Nothing may arrive for `quiet` (absence can only be shown by waiting).
     pub async fn expect_silence(&mut self, quiet: Duration) {
         if let Ok(item) = tokio::time::timeout(quiet, self.framed.next()).await {
             panic!("expected silence for {quiet:?}, got {item:?}");
         }
     }
+}
+
+/// A TCP connection to `addr`, under the default timeout.
+async fn tcp_connect(addr: SocketAddr) -> TcpStream {
+    tokio::time::timeout(DEFAULT_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .unwrap_or_else(|_| panic!("connect to {addr} timed out"))
+        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"))
 }

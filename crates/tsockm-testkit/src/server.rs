@@ -1,6 +1,7 @@
 //! [`TestServer`]: the real server, started in the test's runtime on
 //! `127.0.0.1:0`, quiet, with settings a test may change, and the console
-//! handle to ask it questions. Never the default data directory.
+//! handle to ask it questions. Never the default data directory. Started
+//! with TLS, its `client` and `joined` connect over TLS.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -11,7 +12,7 @@ use tsockm_server::{
     StoreSpec,
 };
 
-use crate::TestClient;
+use crate::{TEST_SERVER_NAMES, TestClient, TestPki};
 
 /// How long [`TestServer::wait_for_peers`] and [`TestServer::stop`] wait.
 const WAIT: Duration = Duration::from_secs(10);
@@ -39,6 +40,8 @@ pub struct TestServer {
     pub console: Console,
     /// Cancel to shut it down.
     pub shutdown: CancellationToken,
+    /// The CA its clients trust, when it speaks TLS.
+    pub ca_pem: Option<String>,
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
 
@@ -51,6 +54,18 @@ impl TestServer {
     /// Starts a server with `config`.
     pub async fn start_with(config: Config) -> TestServer {
         TestServer::start_with_hooks(config, Vec::new()).await
+    }
+
+    /// Starts a server speaking TLS with `pki`'s certificate, `config`
+    /// otherwise.
+    pub async fn start_tls(pki: &TestPki, config: Config) -> TestServer {
+        let config = Config {
+            tls: Some(pki.tls_files()),
+            ..config
+        };
+        let mut server = TestServer::start_with(config).await;
+        server.ca_pem = Some(pki.ca_pem.clone());
+        server
     }
 
     /// Starts a server with `config` and hooks that see every accepted message.
@@ -70,18 +85,24 @@ impl TestServer {
             srv: addr.to_string(),
             console,
             shutdown,
+            ca_pem: None,
             task: Some(task),
         }
     }
 
-    /// A new connection to it.
+    /// A new connection to it (over TLS if it speaks TLS).
     pub async fn client(&self) -> TestClient {
-        TestClient::connect(self.addr).await
+        match &self.ca_pem {
+            Some(ca_pem) => TestClient::connect_tls(self.addr, ca_pem, TEST_SERVER_NAMES[0]).await,
+            None => TestClient::connect(self.addr).await,
+        }
     }
 
     /// Connects and registers, reading a roster of `n_others` frames.
     pub async fn joined(&self, username: &str, n_others: usize) -> TestClient {
-        TestClient::joined(self.addr, username, n_others).await
+        let mut client = self.client().await;
+        client.join_as(username, n_others).await;
+        client
     }
 
     /// Asks the registry a console question.

@@ -89,7 +89,7 @@ pub const CONGESTION_PAUSE_MAX: Duration = Duration::from_millis(20);
 
 /// A writer that has made no progress for this long, with frames waiting,
 /// is stalled: its queue no longer counts toward congestion.
-pub const STALLED_AFTER: Duration = Duration::from_millis(50);
+pub const STALLED_AFTER: Duration = Duration::from_millis(500);
 
 /// How often, at most, the congestion check looks at which writers are
 /// stalled (only while the total backlog is over its limit).
