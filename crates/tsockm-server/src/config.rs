@@ -414,8 +414,10 @@ pub fn parse_bytes(text: &str) -> Result<usize, String> {
 
 /// Longest `--max-frame` accepted, in bytes.
 pub const MAX_FRAME_LIMIT: usize = 16 << 20;
-/// Shortest `--max-frame` accepted: a registration must fit.
-pub const MIN_FRAME_LIMIT: usize = 64;
+/// Shortest `--max-frame` accepted: every frame the server writes about a
+/// peer (a registration answer, NTFY_JOIN and JOIN with a 32-character
+/// username) must fit.
+pub const MIN_FRAME_LIMIT: usize = 256;
 
 /// Parses a count that must be at least 1.
 pub fn parse_positive(text: &str) -> Result<usize, String> {

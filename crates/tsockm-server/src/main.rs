@@ -47,10 +47,12 @@ fn main() -> ExitCode {
         let server = Server::bind(config)
             .await
             .map_err(|error| error.to_string())?;
+        let shutdown = CancellationToken::new();
+        // Listening for signals before saying we listen: a SIGTERM right
+        // after that line must shut down gracefully, not kill.
+        tokio::spawn(shutdown::cancel_on_signal(shutdown.clone()));
         eprintln!("tsockm-server: store {}", server.store());
         println!("tsockm-server listening on {}", server.local_addr());
-        let shutdown = CancellationToken::new();
-        tokio::spawn(shutdown::cancel_on_signal(shutdown.clone()));
         tokio::spawn(console::run(
             server.console(),
             stdin_lines(),

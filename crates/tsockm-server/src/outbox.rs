@@ -364,6 +364,24 @@ impl Outbox {
         std::mem::take(&mut state.written)
     }
 
+    /// Copies of the remembered messages written so far and of the
+    /// messages still queued, oldest first (what a client that did not
+    /// read them may ask for again).
+    pub fn remembered_and_queued(&self) -> Vec<Bytes> {
+        let state = self.lock();
+        state
+            .written
+            .iter()
+            .chain(
+                state
+                    .queue
+                    .iter()
+                    .filter(|f| f.starts_with(RELAYED_MESSAGE)),
+            )
+            .cloned()
+            .collect()
+    }
+
     /// Whether [`Outbox::close`] was called.
     #[cfg(test)]
     pub fn is_closed(&self) -> bool {

@@ -383,6 +383,7 @@ mod tests {
             Link::Away {
                 kept: Kept::new([], bounds(2), Arc::default()).0,
                 written: VecDeque::new(),
+                draining: None,
                 generation: 1,
             },
         );

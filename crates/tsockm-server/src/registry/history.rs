@@ -74,6 +74,16 @@ impl Registry {
                 }
             }
         };
+        if self.limits.history_max == 0 {
+            // Nothing is stored: every HISTORY gets the empty answer.
+            self.on_history_answer(HistoryAnswer {
+                key,
+                peer_id: requester.clone(),
+                label,
+                result: Ok(Page::default()),
+            });
+            return;
+        }
         let answers = self.history_tx.clone();
         let peer_id = requester.clone();
         let reply = Box::new(move |result| {

@@ -158,6 +158,7 @@ struct Limits {
     max_queued_bytes: usize,
     max_frame_bytes: usize,
     max_rooms_per_peer: usize,
+    history_max: usize,
 }
 
 /// The actor. Build it with [`Registry::new`], then `run` it.
@@ -220,6 +221,7 @@ impl Registry {
                 max_queued_bytes: config.max_queued_bytes,
                 max_frame_bytes: config.max_frame_bytes,
                 max_rooms_per_peer: config.max_rooms_per_peer,
+                history_max: config.history_max,
             },
             wire: Wire {
                 srv: Text::from(wire_addr(local_addr)),
@@ -565,13 +567,25 @@ impl Registry {
     }
 
     /// Answers a refused line with its error frame.
+    /// The reason is shortened if the frame would pass `--max-frame` (a
+    /// reason may quote what the client sent).
     fn refuse(&mut self, conn_id: ConnId, refusal: Refusal) {
         let Some(conn) = self.conns.get(&conn_id) else {
             return;
         };
+        // `ERR::<action>::<status>::server::<srv>::<dst>::`.
+        let header = "ERR::".len()
+            + refusal.action.as_str().len()
+            + "::000::server::".len()
+            + self.wire.srv.len()
+            + "::".len()
+            + conn.dst().len()
+            + "::".len();
+        let room = self.limits.max_frame_bytes.saturating_sub(header);
+        let reason = sessions::fit_reason(&refusal.reason, room).into_owned();
         let answer = self
             .wire
-            .error(refusal.action, refusal.status, conn.dst(), refusal.reason);
+            .error(refusal.action, refusal.status, conn.dst(), reason);
         self.send_to_conn(conn_id, &answer);
     }
 

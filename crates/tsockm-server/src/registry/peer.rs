@@ -59,6 +59,11 @@ pub(crate) enum Link {
         kept: Kept,
         /// The last messages written to its last connection, oldest first.
         written: VecDeque<Bytes>,
+        /// That connection's outbox if it is still being written out (the
+        /// peer stopped sending but may be reading): on a resume, what it
+        /// wrote since is remembered too, and what it has not written yet
+        /// follows the peer.
+        draining: Option<Arc<Outbox>>,
         /// Tells this absence's removal timer from an older one's.
         generation: u64,
     },

@@ -22,6 +22,13 @@ use crate::stats::Stats;
 use crate::store::{SavedPeer, SavedSessions};
 use crate::wire;
 
+/// Whether a connection's queue is being written out as it closes.
+#[derive(Debug, Clone, Copy)]
+enum QueuedMode {
+    Write,
+    Keep,
+}
+
 /// What becomes of the frames still queued for a connection that ends.
 #[derive(Debug)]
 pub(super) enum Queued {
@@ -189,8 +196,21 @@ impl Registry {
         );
         let (written, pending) = match previous {
             Some(Link::Away {
-                mut kept, written, ..
-            }) => (written, kept.take()),
+                mut kept,
+                mut written,
+                draining,
+                ..
+            }) => {
+                // What the old connection had not written when it closed
+                // comes first, then what was kept since.
+                let mut pending = VecDeque::new();
+                if let Some(old) = draining {
+                    written.extend(old.take_written());
+                    pending = old.take_pending();
+                }
+                pending.extend(kept.take());
+                (written, pending)
+            }
             Some(Link::Online {
                 conn: old_conn,
                 outbox: old_outbox,
@@ -249,6 +269,10 @@ impl Registry {
             return;
         };
         let refused = self.fanout.unclog(conn_id);
+        let queued_mode = match (&queued, refused.is_empty()) {
+            (Queued::Write, true) => QueuedMode::Write,
+            _ => QueuedMode::Keep,
+        };
         let pending = match queued {
             Queued::Write if refused.is_empty() => VecDeque::new(),
             // A queue that overflowed cannot be written out: keep it all.
@@ -269,6 +293,9 @@ impl Registry {
         if self.fanout.get(key).and_then(|peer| peer.conn()) != Some(conn_id) {
             return;
         }
+        // Written to a peer that only stopped sending: what it still writes
+        // is remembered there, for a resume naming the last message read.
+        let draining = matches!(queued_mode, QueuedMode::Write).then(|| conn.outbox.clone());
         let kept = self.fanout.keep(pending);
         self.next_generation += 1;
         let generation = self.next_generation;
@@ -277,6 +304,7 @@ impl Registry {
             Link::Away {
                 kept,
                 written,
+                draining,
                 generation,
             },
         );
@@ -371,9 +399,24 @@ impl Registry {
             .fanout
             .iter()
             .map(|(_, peer)| {
-                let kept = match peer.link() {
-                    Link::Away { kept, .. } => kept.iter().cloned().collect(),
-                    Link::Online { .. } => Vec::new(),
+                // Online peers' queues are written before they are told the
+                // server is going; a client that did not read them (a
+                // half-open connection) gets them again by naming the last
+                // message it read, from `written`.
+                let (kept, written) = match peer.link() {
+                    Link::Away {
+                        kept,
+                        written,
+                        draining,
+                        ..
+                    } => {
+                        let mut remembered: Vec<Bytes> = written.iter().cloned().collect();
+                        if let Some(old) = draining {
+                            remembered.extend(old.remembered_and_queued());
+                        }
+                        (kept.iter().cloned().collect(), remembered)
+                    }
+                    Link::Online { outbox, .. } => (Vec::new(), outbox.remembered_and_queued()),
                 };
                 let info = &peer.info;
                 let saved = SavedPeer {
@@ -384,6 +427,7 @@ impl Registry {
                     since_ms: unix_ms(info.since),
                     rooms: info.rooms.iter().map(ToString::to_string).collect(),
                     kept,
+                    written,
                 };
                 (info.since, saved)
             })
@@ -435,7 +479,8 @@ impl Registry {
                 },
                 Link::Away {
                     kept: self.fanout.keep(peer.kept),
-                    written: VecDeque::new(),
+                    written: peer.written.into(),
+                    draining: None,
                     generation,
                 },
             );
@@ -478,18 +523,6 @@ impl Registry {
         status: Status,
         reason: &str,
     ) {
-        let Some(conn) = self.conns.get(&conn_id) else {
-            return;
-        };
-        // `ERR::<action>::<status>::server::<srv>::<dst>::`.
-        let header = "ERR::".len()
-            + action.as_str().len()
-            + "::000::server::".len()
-            + self.wire.srv.len()
-            + "::".len()
-            + conn.dst().len()
-            + "::".len();
-        let reason = fit_reason(reason, self.limits.max_frame_bytes.saturating_sub(header));
         self.refuse(conn_id, super::Refusal::new(action, status, reason));
     }
 
@@ -504,7 +537,7 @@ const CUT: &str = "...";
 
 /// `reason` if it takes at most `max_bytes` once escaped; else as much of
 /// it as fits with [`CUT`] after it.
-fn fit_reason(reason: &str, max_bytes: usize) -> Cow<'_, str> {
+pub(super) fn fit_reason(reason: &str, max_bytes: usize) -> Cow<'_, str> {
     if wire::escaped_len(reason) <= max_bytes {
         return Cow::Borrowed(reason);
     }

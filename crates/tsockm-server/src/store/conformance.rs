@@ -234,6 +234,7 @@ pub fn sample_sessions(saved_at_ms: i64) -> SavedSessions {
                     Bytes::from_static(b"RES::MSG::200::p2::m1::*::hi\n"),
                     Bytes::from_static(b"RES::JOIN::200::p3::srv::#rust::carol\n"),
                 ],
+                written: vec![Bytes::from_static(b"RES::MSG::200::a::m1::*::hi\n")],
             },
             SavedPeer {
                 id: "p2ZyXwVuTs".to_owned(),
@@ -243,6 +244,7 @@ pub fn sample_sessions(saved_at_ms: i64) -> SavedSessions {
                 since_ms: 1_700_000_000_500,
                 rooms: vec![],
                 kept: vec![],
+                written: vec![],
             },
         ],
     }

@@ -183,6 +183,10 @@ pub struct SavedPeer {
     pub rooms: Vec<String>,
     /// Encoded frames kept for it while away, in order.
     pub kept: Vec<Bytes>,
+    /// The last messages written to it (or queued for it) before the
+    /// shutdown, oldest first: sent again to a client that resumes naming
+    /// the last message it received.
+    pub written: Vec<Bytes>,
 }
 
 /// Every session a server had at a graceful shutdown.

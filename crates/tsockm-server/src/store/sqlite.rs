@@ -80,6 +80,9 @@ const MIGRATIONS: &[&str] = &[
          frame BLOB NOT NULL,
          PRIMARY KEY (peer, position)
      ) WITHOUT ROWID;",
+    // 2: the messages last written to a saved peer (sent again to a client
+    // that resumes naming the last one it got), beside its kept frames.
+    "ALTER TABLE saved_kept ADD COLUMN written INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// How long opening waits for another process to let go of the database
@@ -472,8 +475,9 @@ impl SqliteStore {
                 "INSERT INTO saved_peers (position, id, username, token_hash, addr, since_ms, rooms) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
-            let mut kept =
-                tx.prepare("INSERT INTO saved_kept (peer, position, frame) VALUES (?1, ?2, ?3)")?;
+            let mut kept = tx.prepare(
+                "INSERT INTO saved_kept (peer, position, frame, written) VALUES (?1, ?2, ?3, ?4)",
+            )?;
             for (position, saved) in sessions.peers.iter().enumerate() {
                 peer.execute(params![
                     position as i64,
@@ -484,8 +488,13 @@ impl SqliteStore {
                     saved.since_ms,
                     saved.rooms.join("\n"),
                 ])?;
-                for (at, frame) in saved.kept.iter().enumerate() {
-                    kept.execute(params![position as i64, at as i64, frame.as_ref()])?;
+                let frames = saved
+                    .written
+                    .iter()
+                    .map(|frame| (frame, true))
+                    .chain(saved.kept.iter().map(|frame| (frame, false)));
+                for (at, (frame, written)) in frames.enumerate() {
+                    kept.execute(params![position as i64, at as i64, frame.as_ref(), written])?;
                 }
             }
         }
@@ -521,8 +530,8 @@ impl SqliteStore {
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         let kept = tx
-            .prepare("SELECT peer, frame FROM saved_kept ORDER BY peer, position")?
-            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .prepare("SELECT peer, frame, written FROM saved_kept ORDER BY peer, position")?
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(Some(SessionRows {
             saved_at_ms,
@@ -539,12 +548,14 @@ impl SqliteStore {
             what: "saved session",
             detail,
         };
-        let mut kept_by_peer: HashMap<i64, Vec<Bytes>> = HashMap::new();
-        for (peer, frame) in rows.kept {
-            kept_by_peer
-                .entry(peer)
-                .or_default()
-                .push(Bytes::from(frame));
+        let mut kept_by_peer: HashMap<i64, (Vec<Bytes>, Vec<Bytes>)> = HashMap::new();
+        for (peer, frame, written) in rows.kept {
+            let (kept, remembered) = kept_by_peer.entry(peer).or_default();
+            if written {
+                remembered.push(Bytes::from(frame));
+            } else {
+                kept.push(Bytes::from(frame));
+            }
         }
         let mut peers = Vec::with_capacity(rows.peers.len());
         for row in rows.peers {
@@ -555,6 +566,7 @@ impl SqliteStore {
                     row.token_hash.len()
                 ))
             })?;
+            let (kept, written) = kept_by_peer.remove(&row.position).unwrap_or_default();
             peers.push(SavedPeer {
                 rooms: row
                     .rooms
@@ -562,7 +574,8 @@ impl SqliteStore {
                     .filter(|room| !room.is_empty())
                     .map(str::to_owned)
                     .collect(),
-                kept: kept_by_peer.remove(&row.position).unwrap_or_default(),
+                kept,
+                written,
                 id: row.id,
                 username: row.username,
                 token_hash,
@@ -583,8 +596,8 @@ struct SessionRows {
     saved_at_ms: i64,
     next_peer_seq: u64,
     peers: Vec<PeerRow>,
-    /// `(peer position, frame)`, in order.
-    kept: Vec<(i64, Vec<u8>)>,
+    /// `(peer position, frame, whether it is a written message)`, in order.
+    kept: Vec<(i64, Vec<u8>, bool)>,
 }
 
 /// One `saved_peers` row.
