@@ -1363,11 +1363,11 @@ impl Task {
             self.pending.push_back(Event::Unsent { n_frames: n_unsent });
         }
         self.pending.push_back(Event::Closed(closed));
+        self.state_tx.send_modify(|s| s.online = false);
         if let Some(mut conn) = self.conn.take() {
-            // Over TLS, a close_notify; plain TCP is just dropped.
+            // Over TLS, a close_notify (bounded); plain TCP is just dropped.
             conn.get_mut().close().await;
         }
-        self.state_tx.send_modify(|s| s.online = false);
         while let Some(event) = self.pending.pop_front() {
             if self.event_tx.send(event).await.is_err() {
                 break;
