@@ -1,11 +1,14 @@
 //! The errors of the session library: [`ConnectError`] when a session cannot
-//! start, [`SessionError`] when a request cannot be made.
+//! start, [`SessionError`] when a request cannot be made, [`TlsError`] when
+//! the TLS settings cannot be made (a CA file that cannot be used, no roots
+//! on the platform).
 //!
 //! Each variant is something a caller can act on (ask for another username,
 //! give up, shorten the message); the messages are one line in plain words,
 //! fit to show a user, and never hold a resume token.
 
 use std::io;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tsockm_proto::{Status, Text};
@@ -32,6 +35,24 @@ pub enum ConnectError {
         addr: String,
         /// How long the client waited.
         timeout: Duration,
+    },
+    /// The server's TLS certificate does not verify against the roots the
+    /// session trusts (see [`Tls`](crate::Tls)).
+    #[error("the certificate of the server at {addr} does not verify: {reason}")]
+    Certificate {
+        /// The address as given.
+        addr: String,
+        /// What is wrong with the certificate, in plain words.
+        reason: String,
+    },
+    /// The TLS handshake failed for another reason: the server does not
+    /// speak TLS, refused the handshake, or closed the connection.
+    #[error("the TLS handshake with the server at {addr} failed: {reason}")]
+    Tls {
+        /// The address as given.
+        addr: String,
+        /// What happened.
+        reason: String,
     },
     /// The server refused the username (`ERR::COMM::400`); the caller may
     /// try again with another one.
@@ -110,5 +131,61 @@ pub enum SessionError {
         n_bytes: usize,
         /// The longest message the server takes in this conversation.
         max_bytes: usize,
+    },
+}
+
+/// Why the TLS settings of a [`Tls`](crate::Tls) cannot be made. Each is
+/// one line that names the file, and never quotes a line of it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// The CA file cannot be opened or read.
+    #[error("cannot read the CA file {}: {source}", path.display())]
+    CaUnreadable {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        source: io::Error,
+    },
+    /// The CA file is not PEM, or its PEM is broken.
+    #[error("the CA file {} is not valid PEM: {problem}", path.display())]
+    CaNotPem {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, in a few words.
+        problem: &'static str,
+    },
+    /// The CA file holds no certificate.
+    #[error(
+        "the CA file {} holds no certificate (a PEM CERTIFICATE section)",
+        path.display()
+    )]
+    CaEmpty {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A certificate in the CA file cannot be used as a root.
+    #[error("the CA file {} holds a certificate that cannot be trusted as a CA: {reason}", path.display())]
+    CaRefused {
+        /// The file.
+        path: PathBuf,
+        /// Why, in plain words.
+        reason: String,
+    },
+    /// The platform's certificate store holds no usable root.
+    #[error(
+        "found no trusted root certificates on this system ({reason}); give the server's CA \
+         with --ca, or point SSL_CERT_FILE at a bundle of them"
+    )]
+    NoPlatformRoots {
+        /// What the store's reader said.
+        reason: String,
+    },
+    /// rustls refused the settings (it should not happen with its own
+    /// provider and versions).
+    #[error("cannot set up TLS: {reason}")]
+    Setup {
+        /// rustls's reason.
+        reason: String,
     },
 }

@@ -8,18 +8,22 @@
 //!
 //! The library, from the network up:
 //!
-//! - [`Session`] (`session.rs`): the network side and the only module doing
-//!   I/O. Connects, registers, answers health checks, keeps the roster and
-//!   the rooms, paces what it sends, sends again a message refused with 429,
-//!   reconnects (round robin over its addresses) and resumes.
+//! - [`Session`] (`session.rs`): the network side and, with `tls.rs`, the
+//!   only module doing I/O. Connects (over TLS when asked), registers,
+//!   answers health checks, keeps the roster and the rooms, paces what it
+//!   sends, sends again a message refused with 429, reconnects (round robin
+//!   over its addresses) and resumes.
 //! - `server_event.rs`: every frame from the server turned into one typed
 //!   `ServerEvent`, in one place; `pacing.rs`: the client's token bucket;
 //!   `backoff.rs`: delays between reconnection attempts. Pure.
 //! - [`Event`], [`Message`], [`Closed`] (`event.rs`): what a session reports.
 //! - [`Conversation`], [`RoomName`], [`MsgId`] (`conversation.rs`),
 //!   [`Roster`], [`PeerId`] (`roster.rs`): pure data.
-//! - [`ConnectError`], [`SessionError`] (`error.rs`); [`Secret`]
-//!   (`secret.rs`): the server password, never shown.
+//! - [`ConnectError`], [`SessionError`], [`TlsError`] (`error.rs`);
+//!   [`Secret`] (`secret.rs`): the server password, never shown.
+//! - [`Tls`] (`tls.rs`): what a session trusts when it speaks TLS (the
+//!   platform's roots or a private CA), and the stream under the frames,
+//!   plain TCP or TLS.
 //!
 //! The terminal program's pieces, all pure (no I/O, no clock of their own):
 //!
@@ -70,11 +74,12 @@ mod secret;
 mod server_event;
 mod session;
 pub mod text;
+mod tls;
 pub mod tui;
 
 pub use backoff::Backoff;
 pub use conversation::{Conversation, MAX_ROOM_NAME_CHARS, MsgId, RoomName, RoomNameError};
-pub use error::{ConnectError, SessionError};
+pub use error::{ConnectError, SessionError, TlsError};
 pub use event::{Closed, Event, Message};
 pub use roster::{PeerId, Roster};
 pub use secret::Secret;
@@ -82,3 +87,4 @@ pub use session::{
     Config, DEFAULT_MAX_RATE, DEFAULT_RATE_BURST, Events, MAX_FRAME_FROM_SERVER_BYTES, MAX_HISTORY,
     Permit, Session, State,
 };
+pub use tls::Tls;

@@ -28,16 +28,18 @@ use ratatui::prelude::CrosstermBackend;
 use tokio::sync::mpsc;
 use tsockm_client::chat::{Chat, Flow};
 use tsockm_client::lines::LineStyle;
-use tsockm_client::{Closed, Config, ConnectError, Events, Secret, Session, text};
+use tsockm_client::{Closed, Config, ConnectError, Events, Secret, Session, Tls, text};
 use unicode_width::UnicodeWidthStr;
 
 /// Exit code: the session ended because the user asked (`:exit`, Ctrl-D,
 /// end of input).
 const EXIT_OK: u8 = 0;
-/// Exit code: the server could not be reached, or the connection was lost.
+/// Exit code: the server could not be reached (its TLS certificate did not
+/// verify included), or the connection was lost.
 const EXIT_UNREACHABLE: u8 = 1;
-/// Exit code: a bad command line (clap uses it too), a password the server
-/// refused, or a username it refused in script mode.
+/// Exit code: a bad command line (clap uses it too; a `--ca` file that
+/// cannot be used included), a password the server refused, or a username
+/// it refused in script mode.
 const EXIT_USAGE: u8 = 2;
 /// Exit code: the server ended the session (kicked, shut down and not back,
 /// or taken over by another connection).
@@ -67,9 +69,10 @@ const QUITTING: &str = "ending the session (Ctrl-C to quit at once)";
 #[command(
     version,
     after_help = "Exit codes: 0 when you end the session (:exit, Ctrl-D, end of input); \
-                  1 when the server cannot be reached or the connection is lost; \
-                  2 for a bad command line, a password the server refused, or a username \
-                  it refused (script mode); \
+                  1 when the server cannot be reached (its TLS certificate does not verify \
+                  included) or the connection is lost; \
+                  2 for a bad command line (a --ca file that cannot be used included), \
+                  a password the server refused, or a username it refused (script mode); \
                   3 when the server ends the session; \
                   4 in script mode when some messages were not delivered."
 )]
@@ -102,6 +105,14 @@ struct Args {
     /// server's --max-rate.
     #[arg(long, default_value_t = tsockm_client::DEFAULT_MAX_RATE, value_name = "N")]
     max_rate: u32,
+    /// Speak TLS to every server, checking its certificate against the
+    /// platform's trusted roots (or --ca) for the host of each --addr.
+    #[arg(long)]
+    tls: bool,
+    /// A PEM file of the CA certificate(s) to trust instead of the
+    /// platform's roots (a private CA); implies --tls.
+    #[arg(long, value_name = "PEM")]
+    ca: Option<std::path::PathBuf>,
 }
 
 /// A server address as given: `host:port`, the port a number.
@@ -198,9 +209,30 @@ fn read_password(args: &Args) -> Result<Option<Secret>, u8> {
     }
 }
 
-fn session_config(args: &Args, username: String, password: Option<Secret>) -> Config {
+/// The TLS settings from `--tls` and `--ca`, read once for every address
+/// and reconnection; `Err` carries the exit code after the one-line reason
+/// was printed (2 for a `--ca` file that cannot be used).
+fn load_tls(args: &Args) -> Result<Option<Tls>, u8> {
+    match (&args.ca, args.tls) {
+        (Some(path), _) => Tls::ca_file(path)
+            .map(Some)
+            .map_err(|e| fail(EXIT_USAGE, &e.to_string())),
+        (None, true) => Tls::platform_roots()
+            .map(Some)
+            .map_err(|e| fail(EXIT_UNREACHABLE, &e.to_string())),
+        (None, false) => Ok(None),
+    }
+}
+
+fn session_config(
+    args: &Args,
+    username: String,
+    password: Option<Secret>,
+    tls: Option<Tls>,
+) -> Config {
     Config {
         password,
+        tls,
         addrs: args.addrs.clone(),
         reconnect_for: Duration::from_secs(args.reconnect_for),
         server_max_frame_bytes: args.max_frame,
@@ -256,6 +288,7 @@ async fn register(
     mut reader: Option<&mut Reader>,
 ) -> Result<(Session, Events), u8> {
     let password = read_password(args)?;
+    let tls = load_tls(args)?;
     let mut given = args.username.clone();
     loop {
         let from_flag = given.is_some();
@@ -285,7 +318,8 @@ async fn register(
                 }
             }
         };
-        match Session::connect(session_config(args, username, password.clone())).await {
+        let config = session_config(args, username, password.clone(), tls.clone());
+        match Session::connect(config).await {
             Ok(connected) => return Ok(connected),
             Err(ConnectError::UsernameRefused { reason }) => {
                 let words = format!("the server refused the username: {reason}");

@@ -8,6 +8,8 @@
 //! typed [`Event`]s. When the connection drops, or the server shuts down, it
 //! reconnects with backoff (round robin over its addresses) and resumes with
 //! the last message id it got, or registers anew and joins its rooms again.
+//! With [`Config::tls`] every connection, to every address, is TLS with the
+//! same settings (`tls.rs`); without it, the bare TCP socket.
 //!
 //! Sending is paced by the client's own token bucket so that the server's
 //! rate limit is not hit; each MSG is followed by a marker (a GET_PEER for
@@ -44,9 +46,10 @@ use tsockm_proto::{Action, CodecError, DEFAULT_MAX_FRAME_BYTES, Frame, FrameCode
 use crate::backoff::Backoff;
 use crate::pacing::Pacer;
 use crate::server_event::{EndReason, HistoryItem, ResumeToken, ServerEvent};
+use crate::tls::{self, HandshakeFailure, Stream};
 use crate::{
     Closed, ConnectError, Conversation, Event, Message, MsgId, PeerId, RoomName, Roster, Secret,
-    SessionError,
+    SessionError, Tls,
 };
 
 /// The default for [`Config::max_frame_bytes`]: 1 MiB, enough for whatever a
@@ -125,6 +128,11 @@ pub struct Config {
     /// The server password, sent (AUTH) before every registration and
     /// resume; `None` for a server without one.
     pub password: Option<Secret>,
+    /// TLS for every connection, to every address, with the server's
+    /// certificate checked against these roots for the host part of the
+    /// address (an IP address as an IP address SAN); `None` (the default)
+    /// for plain TCP.
+    pub tls: Option<Tls>,
 }
 
 impl Config {
@@ -145,6 +153,7 @@ impl Config {
             rate_burst: DEFAULT_RATE_BURST,
             event_capacity: 256,
             password: None,
+            tls: None,
         }
     }
 }
@@ -284,7 +293,7 @@ enum Command {
 }
 
 /// A framed connection to the server.
-type Conn = Framed<TcpStream, FrameCodec>;
+type Conn = Framed<Stream, FrameCodec>;
 
 impl Session {
     /// Connects to the first address that answers, registers with
@@ -481,14 +490,45 @@ fn encoded_len(frame: &Frame) -> usize {
         .unwrap_or(usize::MAX)
 }
 
-/// Opens a TCP connection to `addr`.
-async fn open(config: &Config, addr: &str) -> io::Result<Conn> {
-    let stream = TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
+/// Opens a connection to `addr`: TCP, and the TLS handshake when the
+/// session speaks TLS.
+async fn open(config: &Config, addr: &str) -> Result<Conn, OpenError> {
+    let tcp = TcpStream::connect(addr)
+        .await
+        .map_err(OpenError::Unreachable)?;
+    tcp.set_nodelay(true).map_err(OpenError::Unreachable)?;
+    let stream = match &config.tls {
+        None => Stream::Tcp(tcp),
+        Some(tls) => tls.handshake(tcp, addr).await.map_err(OpenError::Tls)?,
+    };
     Ok(Framed::new(
         stream,
         FrameCodec::with_max_frame_bytes(config.max_frame_bytes),
     ))
+}
+
+/// Why no connection could be opened.
+#[derive(Debug, thiserror::Error)]
+enum OpenError {
+    /// No TCP connection.
+    #[error("{0}")]
+    Unreachable(io::Error),
+    /// The TLS handshake failed.
+    #[error("{0}")]
+    Tls(HandshakeFailure),
+}
+
+impl OpenError {
+    fn into_connect_error(self, addr: &str) -> ConnectError {
+        let addr = addr.to_owned();
+        match self {
+            OpenError::Unreachable(source) => ConnectError::Unreachable { addr, source },
+            OpenError::Tls(HandshakeFailure::Certificate(reason)) => {
+                ConnectError::Certificate { addr, reason }
+            }
+            OpenError::Tls(HandshakeFailure::Other(reason)) => ConnectError::Tls { addr, reason },
+        }
+    }
 }
 
 /// Connects to `addr` and registers.
@@ -504,10 +544,7 @@ async fn register(
     let attempt = async {
         let mut conn = open(config, addr)
             .await
-            .map_err(|source| ConnectError::Unreachable {
-                addr: addr.to_owned(),
-                source,
-            })?;
+            .map_err(|e| e.into_connect_error(addr))?;
         if let Some(password) = &config.password {
             match auth(&mut conn, password)
                 .await
@@ -655,7 +692,7 @@ enum Answer {
 /// Why a handshake could not be completed.
 #[derive(Debug, thiserror::Error)]
 enum HandshakeError {
-    #[error("{0}")]
+    #[error("{}", tls::io_words(.0))]
     Io(#[from] io::Error),
     #[error("the server closed the connection")]
     Eof,
@@ -933,14 +970,14 @@ impl Task {
     async fn initial_sync(&mut self) -> Result<(), String> {
         self.write_marker(Marker::Initial)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| tls::io_words(&e))?;
         while !self.synced {
             let Some(conn) = self.conn.as_mut() else {
                 return Err("not connected".to_owned());
             };
             match conn.next().await {
                 None => return Err("the server closed the connection".to_owned()),
-                Some(Err(e)) => return Err(e.to_string()),
+                Some(Err(e)) => return Err(tls::io_words(&e)),
                 Some(Ok(Err(e))) => warn!(error = %e, "malformed frame from the server"),
                 Some(Ok(Ok(frame))) => match self.handle_frame(frame).await {
                     None => {}
@@ -1073,7 +1110,7 @@ impl Task {
     async fn connected(&mut self) -> Step {
         loop {
             if let Err(e) = self.flush().await {
-                return self.lost(e.to_string());
+                return self.lost(tls::io_words(&e));
             }
             // Everything asked for before the end is written, and every
             // MSG's fate known (a refused one is sent again), before COMM_END.
@@ -1112,7 +1149,7 @@ impl Task {
                 permit = event_tx.reserve_owned(), if can_deliver => self.deliver(permit),
                 item = conn.next(), if can_read => match item {
                     None => return self.lost("the server closed the connection".to_owned()),
-                    Some(Err(e)) => return self.lost(e.to_string()),
+                    Some(Err(e)) => return self.lost(tls::io_words(&e)),
                     Some(Ok(Err(e))) => warn!(error = %e, "malformed frame from the server"),
                     Some(Ok(Ok(frame))) => {
                         if let Some(step) = self.handle_frame(frame).await {
@@ -1248,7 +1285,7 @@ impl Task {
                 // id is answered after them, so its answer marks their end.
                 self.write_marker(Marker::Resume { n_kept: 0 })
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| tls::io_words(&e))?;
             }
             Restored::Reregistered { id, token } => {
                 let old_id = std::mem::replace(&mut self.id, id.clone());
@@ -1271,7 +1308,7 @@ impl Task {
                 self.synced = false;
                 self.write_marker(Marker::Initial)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| tls::io_words(&e))?;
                 for room in rooms.into_iter().rev() {
                     self.outgoing
                         .push_front(Frame::join(room.as_text().clone()));
@@ -1326,8 +1363,11 @@ impl Task {
             self.pending.push_back(Event::Unsent { n_frames: n_unsent });
         }
         self.pending.push_back(Event::Closed(closed));
-        self.conn = None;
         self.state_tx.send_modify(|s| s.online = false);
+        if let Some(mut conn) = self.conn.take() {
+            // Over TLS, a close_notify (bounded); plain TCP is just dropped.
+            conn.get_mut().close().await;
+        }
         while let Some(event) = self.pending.pop_front() {
             if self.event_tx.send(event).await.is_err() {
                 break;
@@ -1350,7 +1390,7 @@ impl Task {
                 // Answered here, never by the user, and never paced.
                 let answer = Frame::health_answer(self.id.as_text().clone());
                 if let Err(e) = self.send(answer).await {
-                    return Some(self.lost(e.to_string()));
+                    return Some(self.lost(tls::io_words(&e)));
                 }
             }
             ServerEvent::Message {
@@ -1451,7 +1491,7 @@ impl Task {
                 // The contract exempts COMM_END from the rate; ask again.
                 sleep(RETRY_PAUSE).await;
                 if let Err(e) = self.send(Frame::comm_end()).await {
-                    return Some(self.lost(e.to_string()));
+                    return Some(self.lost(tls::io_words(&e)));
                 }
             }
             ServerEvent::Refused {

@@ -7,115 +7,12 @@ mod common;
 
 use std::process::Stdio;
 
+use common::script::Client;
 use common::{TestServer, next, start, within};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
 use tsockm_client::{Conversation, Event, PeerId};
 use tsockm_proto::Text;
-
-/// One running `tsockm-client`.
-struct Client {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: Lines<BufReader<ChildStdout>>,
-    /// Every stdout line read so far.
-    seen: Vec<String>,
-}
-
-impl Client {
-    fn spawn(server: &TestServer, args: &[&str]) -> Client {
-        let reconnect_for: &[&str] = if args.contains(&"--reconnect-for") {
-            &[]
-        } else {
-            &["--reconnect-for", "5"]
-        };
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tsockm-client"))
-            .arg("--addr")
-            .arg(server.addr.to_string())
-            .args(reconnect_for)
-            .args(args)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take();
-        let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-        Client {
-            child,
-            stdin,
-            stdout,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Starts a client registered as `username` and waits for its welcome.
-    async fn joined(server: &TestServer, username: &str) -> Client {
-        let mut client = Client::spawn(server, &["--username", username]);
-        client
-            .expect(&format!("* registered as {username} ("))
-            .await;
-        client
-    }
-
-    async fn send(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin open");
-        stdin.write_all(line.as_bytes()).await.unwrap();
-        stdin.write_all(b"\n").await.unwrap();
-        stdin.flush().await.unwrap();
-    }
-
-    /// Reads stdout until a line contains `needle`; returns that line.
-    async fn expect(&mut self, needle: &str) -> String {
-        let found = tokio::time::timeout(common::WAIT, async {
-            while let Some(line) = self.stdout.next_line().await.unwrap() {
-                self.seen.push(line.clone());
-                if line.contains(needle) {
-                    return Some(line);
-                }
-            }
-            None
-        })
-        .await;
-        match found {
-            Ok(Some(line)) => line,
-            Ok(None) => panic!("stdout ended before {needle:?}; seen: {:#?}", self.seen),
-            Err(_) => panic!("timed out waiting for {needle:?}; seen: {:#?}", self.seen),
-        }
-    }
-
-    /// The next stdout line.
-    async fn next_line(&mut self) -> String {
-        let line = within(self.stdout.next_line())
-            .await
-            .unwrap()
-            .unwrap_or_else(|| panic!("stdout ended; seen: {:#?}", self.seen));
-        self.seen.push(line.clone());
-        line
-    }
-
-    /// Closes stdin (end of input).
-    fn close_stdin(&mut self) {
-        self.stdin = None;
-    }
-
-    /// Waits for the exit; gives back the code, the rest of stdout, stderr.
-    async fn finish(mut self) -> (i32, Vec<String>, String) {
-        self.close_stdin();
-        let status = within(self.child.wait()).await.unwrap();
-        let mut rest = Vec::new();
-        while let Some(line) = within(self.stdout.next_line()).await.unwrap() {
-            rest.push(line);
-        }
-        let mut stderr = String::new();
-        if let Some(mut err) = self.child.stderr.take() {
-            within(err.read_to_string(&mut stderr)).await.unwrap();
-        }
-        (status.code().unwrap_or(-1), rest, stderr)
-    }
-}
 
 async fn peer_id(server: &TestServer, username: &str) -> PeerId {
     let peers = server.peers().await;

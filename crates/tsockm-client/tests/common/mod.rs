@@ -1,8 +1,11 @@
 //! Test helpers: the real server in-process on `127.0.0.1:0`, a TCP proxy
-//! that can cut connections (a drop without `COMM_END`), and waiting for
-//! events or conditions under a timeout. Nothing here sleeps a fixed time to
+//! that can cut connections (a drop without `COMM_END`), the binary driven
+//! as a script (`script.rs`), and waiting for events or conditions under a
+//! timeout. Nothing here sleeps a fixed time to
 //! hope something happened.
 #![allow(dead_code)]
+
+pub mod script;
 
 use std::future::Future;
 use std::net::SocketAddr;
