@@ -832,6 +832,14 @@ fn worst(runs: &[Result<Fields, String>], key: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// The smallest value of the integer field `key` over the successful runs.
+fn fewest(runs: &[Result<Fields, String>], key: &str) -> Option<u64> {
+    runs.iter()
+        .filter_map(|r| r.as_ref().ok())
+        .filter_map(|f| f.get(key)?.parse().ok())
+        .min()
+}
+
 fn cell(value: Option<f64>, decimals: usize) -> String {
     match value {
         Some(v) if decimals == 0 => group(v.round() as u64),
@@ -863,8 +871,8 @@ fn tables(plan: &[Planned], columns: &[Column], results: &Results, notes: &[Stri
          | --- | --- | ---: | ---: | ---: | --- |\n",
     );
     let mut join = String::from(
-        "| join storm | server | all registered s | all settled s | settled runs | server CPU s | RSS after MiB | disconnected | runs ok |\n\
-         | --- | --- | ---: | ---: | --- | ---: | ---: | ---: | --- |\n",
+        "| join storm | server | all registered s | all settled s | settled runs | fewest registered | server CPU s | RSS after MiB | disconnected | runs ok |\n\
+         | --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- |\n",
     );
     let mut failures = String::new();
     for w in plan {
@@ -899,9 +907,10 @@ fn tables(plan: &[Planned], columns: &[Column], results: &Results, notes: &[Stri
                     .count();
                 let _ = writeln!(
                     join,
-                    "| {label} | {server} | {} | {} | {settled}/{ok} | {} | {} | {} | {ok}/{} |",
+                    "| {label} | {server} | {} | {} | {settled}/{ok} | {} | {} | {} | {} | {ok}/{} |",
                     cell(median(runs, "registered_s"), 2),
                     cell(median(runs, "settled_s"), 2),
+                    fewest(runs, "registered_clients").map_or("–".to_owned(), group),
                     cell(median(runs, "server_cpu_s"), 2),
                     cell(median(runs, "rss_kib").map(|k| k / 1024.0), 1),
                     worst(runs, "disconnected"),
@@ -1069,7 +1078,8 @@ fn section(o: &Options, columns: &[Column], tables: &str) -> String {
          registration answer (IRC: the end of NAMES); all settled is when the last client had \
          learnt of all N − 1 others (TsockM: its roster and the NTFY_JOINs of later joiners; \
          IRC: NAMES and later JOINs), within the generator's `--timeout`; settled runs counts \
-         the runs that got there; CPU and RSS are the server's over the storm.\n\n\
+         the runs that got there; a run that ends at the timeout still counts, with the fewest \
+         clients registered in any run; CPU and RSS are the server's over the storm.\n\n\
          Columns:\n\n{columns}\n\
          A TsockM binary gets only the flags its `--help` lists. ngircd runs as `ngircd -n -f CONF` \
          with every per-client limit lifted: \
@@ -1255,8 +1265,15 @@ mod tests {
         results.insert(
             ("join 20".to_owned(), 1),
             vec![
-                fields("registered_s=1.5 settled_s=2.5 settled=true server_cpu_s=0.5 rss_kib=2048"),
-                fields("registered_s=1.7 settled_s=- settled=false rss_kib=4096"),
+                fields(
+                    "registered_clients=20 registered_s=1.5 settled_s=2.5 settled=true \
+                     server_cpu_s=0.5 rss_kib=2048",
+                ),
+                fields(
+                    "registered_clients=20 registered_s=1.7 settled_s=- settled=false \
+                     rss_kib=4096",
+                ),
+                fields("registered_clients=12 registered_s=- settled_s=- settled=false"),
             ],
         );
         results.insert(
@@ -1268,7 +1285,7 @@ mod tests {
         );
         let text = tables(&plan, &columns, &results, &["a note".to_owned()]);
         assert!(
-            text.contains("| join 20 | ngircd | 1.60 | 2.50 | 1/2 | 0.50 | 3.0 | 0 | 2/2 |"),
+            text.contains("| join 20 | ngircd | 1.60 | 2.50 | 1/3 | 12 | 0.50 | 3.0 | 0 | 3/3 |"),
             "{text}"
         );
         assert!(

@@ -301,7 +301,7 @@ fn run(cli: Cli) -> Result<bool, BenchError> {
             };
             let outcome = local.block_on(&runtime, run::join_storm(&target, &limits, clients))?;
             report_join(&common.label(), &target, &outcome);
-            Ok(is_clean(&outcome.trouble) && outcome.settled.is_some())
+            Ok(is_clean(&outcome.trouble) && outcome.settled.is_some() && outcome.failed == 0)
         }
     }
 }
@@ -499,7 +499,17 @@ fn report_join(label: &str, target: &Target, o: &JoinOutcome) {
     println!("join storm [{label}] N={}", o.clients);
     match o.registered {
         Some(d) => println!("  all {what} after {:.3}s", d.as_secs_f64()),
-        None => println!("  not all {what}"),
+        None => println!(
+            "  NOT ALL REGISTERED: {} of {} {what} within the bounds ({} failed{})",
+            o.registered_clients,
+            o.clients,
+            o.failed,
+            if o.first_failure.is_empty() {
+                String::new()
+            } else {
+                format!(", first: {}", o.first_failure)
+            }
+        ),
     }
     match o.settled {
         Some(d) => println!(
@@ -524,10 +534,13 @@ fn report_join(label: &str, target: &Target, o: &JoinOutcome) {
     }
     report_trouble(&o.trouble);
     println!(
-        "RESULT kind=join label={label} clients={} registered_s={} settled_s={} settled={} \
+        "RESULT kind=join label={label} clients={} registered_clients={} failed={} \
+         registered_s={} settled_s={} settled={} \
          settled_clients={} notices={} notices_expected={} server_cpu_s={} rss_kib={} \
          disconnected={} refusals={}",
         o.clients,
+        o.registered_clients,
+        o.failed,
         opt(secs(o.registered), 3),
         opt(secs(o.settled), 3),
         o.settled.is_some(),
@@ -557,7 +570,10 @@ fn report_trouble(t: &Trouble) {
         );
     }
     if t.replies_dropped > 0 {
-        println!("  health-check answers dropped: {}", t.replies_dropped);
+        println!(
+            "  control lines dropped (health-check answers, JOIN): {}",
+            t.replies_dropped
+        );
     }
 }
 

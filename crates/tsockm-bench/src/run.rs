@@ -152,6 +152,12 @@ pub struct IdleOutcome {
 pub struct JoinOutcome {
     /// Clients asked for (N).
     pub clients: usize,
+    /// Clients that registered (IRC: and joined) within the bounds.
+    pub registered_clients: usize,
+    /// Clients whose connection or registration failed.
+    pub failed: usize,
+    /// The first such failure, or empty.
+    pub first_failure: String,
     /// From the first connect until the last client was registered (IRC:
     /// had joined the channel, end of NAMES).
     pub registered: Option<Duration>,
@@ -186,7 +192,8 @@ pub struct Trouble {
     pub refusals: u64,
     /// The first of them.
     pub first_refusal: Option<String>,
-    /// Health-check answers dropped because a writer was backed up.
+    /// Control lines (health-check answers, OPER and JOIN) dropped because
+    /// a writer was backed up.
     pub replies_dropped: u64,
 }
 
@@ -199,7 +206,7 @@ pub async fn fanout(
     let started = Instant::now();
     let deadline = started + limits.timeout;
     let run = Run::launch(target, limits, plan.clone())?;
-    let settled = run.setup(limits, deadline).await?;
+    let settled = run.setup_or_finish(limits, deadline).await?;
     let setup = started.elapsed();
 
     let server_cpu0 = target.server_pid.map(procfs::cpu_seconds).transpose()?;
@@ -292,7 +299,7 @@ pub async fn idle(
         server_pid: target.server_pid,
     };
     let run = Run::launch(&idle_target, limits, plan)?;
-    let settled = run.setup(limits, deadline).await?;
+    let settled = run.setup_or_finish(limits, deadline).await?;
     let setup = started.elapsed();
     let hold_end = (Instant::now() + hold).min(deadline);
     tokio::time::sleep_until(hold_end.into()).await;
@@ -342,15 +349,27 @@ pub async fn join_storm(
         server_pid: target.server_pid,
     };
     let run = Run::launch(&storm_target, limits, plan)?;
-    run.setup(limits, deadline).await?;
+    // A storm that does not complete in time still reports how far it got.
+    let failure = match run.setup(limits, deadline).await {
+        Ok(_) => None,
+        Err(BenchError::Registration { failed, first, .. }) => Some((failed, first)),
+        Err(e) => {
+            run.finish().await;
+            return Err(e);
+        }
+    };
     let server_cpu1 = target.server_pid.map(procfs::cpu_seconds).transpose()?;
     let rss_kib = target.server_pid.map(procfs::rss_kib).transpose()?;
     run.finish().await;
     let sh = run.shared.borrow();
+    let (failed, first_failure) = failure.unwrap_or_default();
     let since_start = |ns: Option<u64>| ns.map(Duration::from_nanos);
     let n = clients as u64;
     Ok(JoinOutcome {
         clients,
+        registered_clients: sh.registered,
+        failed,
+        first_failure: first_failure.trim_start_matches(": ").to_owned(),
         registered: since_start(sh.all_registered_ns),
         settled: since_start(sh.all_settled_ns),
         settled_clients: sh.settled,
@@ -415,9 +434,24 @@ impl Run {
         })
     }
 
+    /// [`Run::setup`], and if it fails, the clients say goodbye before the
+    /// error is returned.
+    async fn setup_or_finish(
+        &self,
+        limits: &Limits,
+        deadline: Instant,
+    ) -> Result<bool, BenchError> {
+        let result = self.setup(limits, deadline).await;
+        if result.is_err() {
+            self.finish().await;
+        }
+        result
+    }
+
     /// Waits until every client is registered, then until every client has
     /// seen every other join (or the server fell quiet). Returns whether all
-    /// joins were seen.
+    /// joins were seen; an error when not every client registered in time
+    /// (the clients are still connected: see [`Run::finish`]).
     async fn setup(&self, limits: &Limits, deadline: Instant) -> Result<bool, BenchError> {
         loop {
             let (registered, failed, first) = {
@@ -428,7 +462,6 @@ impl Run {
                 break;
             }
             if registered + failed >= self.clients || Instant::now() >= deadline {
-                self.finish().await;
                 return Err(BenchError::Registration {
                     registered,
                     wanted: self.clients,
@@ -809,8 +842,11 @@ impl Reader {
         }
     }
 
+    /// Hands `bytes` to the writer. Only a backed-up writer counts as a
+    /// drop: a closed one has stopped (end of run, or its connection
+    /// failed), which is reported elsewhere.
     fn send(&self, bytes: Bytes, sh: &mut Shared) {
-        if self.control_tx.try_send(bytes).is_err() {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.control_tx.try_send(bytes) {
             sh.trouble.replies_dropped += 1;
         }
     }
