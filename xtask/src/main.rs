@@ -17,7 +17,8 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
-  bench [--quick]    TsockM beside ngircd: fan-out and idle load (see `bench --help`)
+  bench [--quick]    TsockM beside ngircd: fan-out, rooms, idle and join-storm load
+                     (see `bench --help`)
   ci                 rustfmt check, clippy (warnings denied), cargo test --workspace
   fuzz [SECONDS]     run every fuzz target for SECONDS each (default 60; nightly + cargo-fuzz)
   soak [--minutes N] churn soak against an in-process server, invariants checked (default 2)";

@@ -7,8 +7,15 @@
 //!   Reports deliveries per second (first send to last delivery), latency
 //!   percentiles, completeness (missing, duplicated, out of order per author)
 //!   and the server's CPU seconds per million deliveries.
+//! - `rooms`: R × K clients in R rooms of K members (TsockM v2 rooms, or IRC
+//!   channels); each joins its room, and once every room is complete each
+//!   sends M messages to its room. Reports the same figures as `fanout`, and
+//!   also counts messages from another room or addressed elsewhere.
 //! - `idle`: N clients register and stay idle; reports the server's resident
 //!   memory per registered peer.
+//! - `join`: the join storm. N clients register (IRC: and join one channel)
+//!   and every client learns of every other; reports when the last one had
+//!   registered and when the last one had seen all the others.
 //!
 //! Modules: `dialect.rs` (what is said on the wire, TsockM or IRC),
 //! `payload.rs` (the message body), `tally.rs` (completeness), `run.rs` (the
@@ -34,7 +41,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::dialect::Dialect;
 use crate::error::BenchError;
-use crate::run::{Fanout, FanoutOutcome, IdleOutcome, Limits, Target, Trouble};
+use crate::run::{Fanout, FanoutOutcome, IdleOutcome, JoinOutcome, Limits, Target, Trouble};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -72,6 +79,32 @@ enum Workload {
         #[arg(long, default_value = "5s", value_parser = parse_duration)]
         stall: Duration,
     },
+    /// R rooms of K clients; each sends M messages to its own room.
+    Rooms {
+        #[command(flatten)]
+        common: Common,
+        /// Rooms (R).
+        #[arg(short, long, default_value_t = 100)]
+        rooms: usize,
+        /// Members of each room (K); R × K clients in all.
+        #[arg(short = 'k', long, default_value_t = 10)]
+        members: usize,
+        /// Messages per client (M), to its room.
+        #[arg(short, long, default_value_t = 20)]
+        messages: usize,
+        /// Body size in bytes (S).
+        #[arg(short, long, default_value_t = 64)]
+        size: usize,
+        /// Messages per second per client; full speed when absent.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// At full speed, messages written per system call.
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        /// End the run when nothing arrives for this long after the last send.
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        stall: Duration,
+    },
     /// N clients register and stay idle; the server's memory per peer.
     Idle {
         #[command(flatten)]
@@ -83,6 +116,20 @@ enum Workload {
         #[arg(long, default_value = "2s", value_parser = parse_duration)]
         hold: Duration,
     },
+    /// The join storm: N clients register (IRC: and JOIN one channel) and
+    /// each learns of all the others. Its wait for the notices is bounded by
+    /// `--timeout` (not `--settle-timeout`) and by `--quiet`.
+    Join {
+        #[command(flatten)]
+        common: Common,
+        /// Clients (N).
+        #[arg(short = 'n', long, default_value_t = 10_000)]
+        clients: usize,
+        /// Give up waiting for notices after the server sent nothing for
+        /// this long.
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        quiet: Duration,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -90,12 +137,14 @@ struct Common {
     /// A TsockM server, `host:port`.
     #[arg(long, conflicts_with = "irc", required_unless_present = "irc")]
     addr: Option<String>,
-    /// An IRC server, `host:port` (NICK/USER, JOIN #bench, PRIVMSG #bench).
+    /// An IRC server, `host:port` (NICK/USER, JOIN #bench or the room's
+    /// channel, PRIVMSG to it).
     #[arg(long)]
     irc: Option<String>,
     /// IRC: `name:password` of an operator block; clients OPER and set user
-    /// mode +F (ngircd's relaxed flood protection). Fan-out only: idle IRC
-    /// clients only register (NICK/USER), as TsockM clients do.
+    /// mode +F (ngircd's relaxed flood protection). Fan-out and rooms only:
+    /// idle IRC clients only register (NICK/USER), as TsockM clients do, and
+    /// join-storm clients only register and JOIN.
     #[arg(long, requires = "irc")]
     irc_oper: Option<String>,
     /// The server's process id, for CPU time (`/proc/<pid>/stat`) and
@@ -141,6 +190,7 @@ impl Common {
         Limits {
             timeout: self.timeout,
             settle_timeout: self.settle_timeout,
+            quiet: run::SETTLE_QUIET,
             connect_concurrency: self.connect_concurrency,
             stall,
         }
@@ -188,6 +238,33 @@ fn run(cli: Cli) -> Result<bool, BenchError> {
             let plan = Fanout {
                 clients,
                 messages,
+                room_size: None,
+                size,
+                rate,
+                batch,
+            };
+            let target = common.target();
+            let limits = common.limits(stall);
+            let outcome = local.block_on(&runtime, run::fanout(&target, &limits, &plan))?;
+            report_fanout(&common.label(), &plan, &outcome);
+            Ok(is_clean_fanout(&outcome))
+        }
+        Workload::Rooms {
+            common,
+            rooms,
+            members,
+            messages,
+            size,
+            rate,
+            batch,
+            stall,
+        } => {
+            let clients = rooms.saturating_mul(members);
+            run::raise_open_files(clients)?;
+            let plan = Fanout {
+                clients,
+                messages,
+                room_size: Some(members.max(1)),
                 size,
                 rate,
                 batch,
@@ -210,6 +287,22 @@ fn run(cli: Cli) -> Result<bool, BenchError> {
             report_idle(&common.label(), &outcome);
             Ok(is_clean(&outcome.trouble))
         }
+        Workload::Join {
+            common,
+            clients,
+            quiet,
+        } => {
+            run::raise_open_files(clients)?;
+            let target = common.target();
+            let limits = Limits {
+                settle_timeout: common.timeout,
+                quiet,
+                ..common.limits(Duration::ZERO)
+            };
+            let outcome = local.block_on(&runtime, run::join_storm(&target, &limits, clients))?;
+            report_join(&common.label(), &target, &outcome);
+            Ok(is_clean(&outcome.trouble) && outcome.settled.is_some() && outcome.failed == 0)
+        }
     }
 }
 
@@ -223,6 +316,13 @@ fn is_clean_fanout(o: &FanoutOutcome) -> bool {
         && o.missing == 0
         && o.duplicated == 0
         && o.out_of_order == 0
+        && extra(o) == 0
+}
+
+/// Deliveries nobody should have got: own messages echoed, another room's
+/// messages, messages addressed to another conversation.
+fn extra(o: &FanoutOutcome) -> u64 {
+    o.echoed + o.strayed + o.misrouted
 }
 
 fn ms(us: u64) -> f64 {
@@ -254,9 +354,19 @@ fn report_fanout(label: &str, plan: &Fanout, o: &FanoutOutcome) {
     let rate_text = plan
         .rate
         .map_or("full speed".to_owned(), |r| format!("{r} msg/s per client"));
+    let (kind, shape) = match plan.room_size {
+        Some(k) => (
+            "rooms",
+            format!("R={} K={k} ", plan.clients.div_ceil(k.max(1))),
+        ),
+        None => ("fanout", String::new()),
+    };
     println!(
-        "fan-out [{label}] C={} M={} S={} ({rate_text})",
-        plan.clients, plan.messages, plan.size
+        "{} [{label}] {shape}C={} M={} S={} ({rate_text})",
+        if kind == "rooms" { "rooms" } else { "fan-out" },
+        plan.clients,
+        plan.messages,
+        plan.size
     );
     println!(
         "  setup {:.2}s{}; messages sent over {:.3}s",
@@ -274,11 +384,14 @@ fn report_fanout(label: &str, plan: &Fanout, o: &FanoutOutcome) {
     );
     println!("  latency p50 {p50:.3} ms  p99 {p99:.3} ms  p99.9 {p999:.3} ms  max {max:.3} ms");
     println!(
-        "  missing {}  duplicated {}  out of order {}  echoed {}  foreign {}{}",
+        "  missing {}  duplicated {}  out of order {}  echoed {}  other room {}  \
+         misaddressed {}  foreign {}{}",
         o.missing,
         o.duplicated,
         o.out_of_order,
         o.echoed,
+        o.strayed,
+        o.misrouted,
         o.foreign,
         if o.incomplete {
             "  (run ended incomplete)"
@@ -297,12 +410,16 @@ fn report_fanout(label: &str, plan: &Fanout, o: &FanoutOutcome) {
         println!("  generator CPU {cpu:.2}s ({busy:.0}% of one core over the run)");
     }
     report_trouble(&o.trouble);
+    let rooms = plan.room_size.map_or(String::new(), |k| {
+        format!("rooms={} members={k} ", plan.clients.div_ceil(k.max(1)))
+    });
     println!(
-        "RESULT kind=fanout label={label} clients={} messages={} size={} rate={} expected={} \
-         delivered={} missing={} duplicated={} out_of_order={} echoed={} foreign={} \
+        "RESULT kind={kind} label={label} {rooms}clients={} messages={} size={} rate={} \
+         expected={} delivered={} missing={} duplicated={} out_of_order={} echoed={} \
+         strayed={} misrouted={} extra={} foreign={} \
          disconnected={} refusals={} incomplete={} elapsed_s={:.6} deliveries_per_s={:.0} \
          p50_ms={p50:.3} p99_ms={p99:.3} p999_ms={p999:.3} max_ms={max:.3} \
-         server_cpu_s={} cpu_s_per_m={} generator_cpu_s={}",
+         server_cpu_s={} cpu_s_per_m={} generator_cpu_s={} setup_s={:.3} settled={}",
         plan.clients,
         plan.messages,
         plan.size,
@@ -313,6 +430,9 @@ fn report_fanout(label: &str, plan: &Fanout, o: &FanoutOutcome) {
         o.duplicated,
         o.out_of_order,
         o.echoed,
+        o.strayed,
+        o.misrouted,
+        extra(o),
         o.foreign,
         o.trouble.disconnected,
         o.trouble.refusals,
@@ -322,6 +442,8 @@ fn report_fanout(label: &str, plan: &Fanout, o: &FanoutOutcome) {
         opt(o.server_cpu_s, 2),
         opt(per_million(o.server_cpu_s), 3),
         opt(o.generator_cpu_s, 2),
+        o.setup.as_secs_f64(),
+        o.settled,
     );
 }
 
@@ -362,6 +484,76 @@ fn report_idle(label: &str, o: &IdleOutcome) {
     );
 }
 
+fn report_join(label: &str, target: &Target, o: &JoinOutcome) {
+    let secs = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
+    let what = if target.dialect.announces_registrations() {
+        "registered (COMM answered)"
+    } else {
+        "registered and joined the channel (end of NAMES)"
+    };
+    let notices = if target.dialect.announces_registrations() {
+        "roster lines and NTFY_JOINs"
+    } else {
+        "NAMES entries and JOINs"
+    };
+    println!("join storm [{label}] N={}", o.clients);
+    match o.registered {
+        Some(d) => println!("  all {what} after {:.3}s", d.as_secs_f64()),
+        None => println!(
+            "  NOT ALL REGISTERED: {} of {} {what} within the bounds ({} failed{})",
+            o.registered_clients,
+            o.clients,
+            o.failed,
+            if o.first_failure.is_empty() {
+                String::new()
+            } else {
+                format!(", first: {}", o.first_failure)
+            }
+        ),
+    }
+    match o.settled {
+        Some(d) => println!(
+            "  every client had seen the other {} after {:.3}s",
+            o.clients.saturating_sub(1),
+            d.as_secs_f64()
+        ),
+        None => println!(
+            "  NOT SETTLED: {} of {} clients saw all the others",
+            o.settled_clients, o.clients
+        ),
+    }
+    println!(
+        "  {notices}: {} of {} expected",
+        o.notices, o.notices_expected
+    );
+    if let Some(cpu) = o.server_cpu_s {
+        println!("  server CPU {cpu:.2}s over the storm");
+    }
+    if let Some(rss) = o.rss_kib {
+        println!("  server RSS {rss} KiB after the storm");
+    }
+    report_trouble(&o.trouble);
+    println!(
+        "RESULT kind=join label={label} clients={} registered_clients={} failed={} \
+         registered_s={} settled_s={} settled={} \
+         settled_clients={} notices={} notices_expected={} server_cpu_s={} rss_kib={} \
+         disconnected={} refusals={}",
+        o.clients,
+        o.registered_clients,
+        o.failed,
+        opt(secs(o.registered), 3),
+        opt(secs(o.settled), 3),
+        o.settled.is_some(),
+        o.settled_clients,
+        o.notices,
+        o.notices_expected,
+        opt(o.server_cpu_s, 2),
+        o.rss_kib.map_or("-".to_owned(), |v| v.to_string()),
+        o.trouble.disconnected,
+        o.trouble.refusals,
+    );
+}
+
 fn report_trouble(t: &Trouble) {
     if t.disconnected > 0 {
         println!(
@@ -378,7 +570,10 @@ fn report_trouble(t: &Trouble) {
         );
     }
     if t.replies_dropped > 0 {
-        println!("  health-check answers dropped: {}", t.replies_dropped);
+        println!(
+            "  control lines dropped (health-check answers, JOIN): {}",
+            t.replies_dropped
+        );
     }
 }
 
@@ -444,6 +639,21 @@ mod tests {
         assert_eq!((clients, rate), (5, Some(50.0)));
         assert!(matches!(common.target().dialect, Dialect::Irc { .. }));
         assert!(Cli::try_parse_from(["tsockm-bench", "idle"]).is_err());
+        let cli = Cli::try_parse_from(["tsockm-bench", "rooms", "--addr", "a:1", "-r", "3"])
+            .expect("valid");
+        let Workload::Rooms {
+            rooms,
+            members,
+            messages,
+            ..
+        } = cli.workload
+        else {
+            panic!("rooms expected");
+        };
+        assert_eq!((rooms, members, messages), (3, 10, 20));
+        let cli = Cli::try_parse_from(["tsockm-bench", "join", "--irc", "a:1", "-n", "50"])
+            .expect("valid");
+        assert!(matches!(cli.workload, Workload::Join { clients: 50, .. }));
         assert!(
             Cli::try_parse_from(["tsockm-bench", "idle", "--addr", "a:1", "--irc", "b:2"]).is_err()
         );

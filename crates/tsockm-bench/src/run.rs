@@ -1,4 +1,5 @@
-//! The two workloads, fan-out and idle, run by many clients in one thread.
+//! The workloads, run by many clients in one thread: fan-out (everyone to
+//! everyone, or within rooms), idle, and the join storm.
 //!
 //! Every client is two tasks on one `LocalSet`: a reader that owns the
 //! connection's read half and does all bookkeeping (registration, latency,
@@ -38,8 +39,9 @@ const MAX_LINE_BYTES: usize = 1 << 20;
 /// Read buffer reserved per read: small for quiet clients, large for busy ones.
 const READ_CHUNK_MIN: usize = 2 * 1024;
 const READ_CHUNK_MAX: usize = 64 * 1024;
-/// With no bytes from the server for this long, join notices are over.
-const SETTLE_QUIET: Duration = Duration::from_secs(1);
+/// With no bytes from the server for this long, join notices are over
+/// (the default of [`Limits::quiet`]).
+pub const SETTLE_QUIET: Duration = Duration::from_secs(1);
 
 /// The server under test.
 #[derive(Debug)]
@@ -59,19 +61,26 @@ pub struct Limits {
     pub timeout: Duration,
     /// Waiting for join notices after every client registered.
     pub settle_timeout: Duration,
+    /// While waiting for join notices, no bytes from the server for this
+    /// long ends the wait (the server has nothing more to say).
+    pub quiet: Duration,
     /// Registrations in flight at once.
     pub connect_concurrency: usize,
     /// Fan-out: stop when nothing arrived for this long after the last send.
     pub stall: Duration,
 }
 
-/// A fan-out workload.
+/// A fan-out workload: to everybody, or within rooms.
 #[derive(Debug, Clone)]
 pub struct Fanout {
     /// Clients (C).
     pub clients: usize,
-    /// Broadcasts each client sends (M).
+    /// Messages each client sends (M).
     pub messages: usize,
+    /// `None`: everybody broadcasts to everybody (TsockM's lobby, one IRC
+    /// channel). `Some(K)`: clients `0..K` are in room `#r0`, `K..2K` in
+    /// `#r1`, and so on; each sends to its room only.
+    pub room_size: Option<usize>,
     /// Body size in bytes (S).
     pub size: usize,
     /// Messages per second per client; `None` is full speed.
@@ -83,7 +92,7 @@ pub struct Fanout {
 /// What a fan-out run measured.
 #[derive(Debug)]
 pub struct FanoutOutcome {
-    /// Deliveries expected, C × (C − 1) × M.
+    /// Deliveries expected, C × (C − 1) × M (in rooms of K: C × (K − 1) × M).
     pub expected: u64,
     /// Distinct deliveries received.
     pub delivered: u64,
@@ -97,6 +106,10 @@ pub struct FanoutOutcome {
     pub echoed: u64,
     /// Message lines that were not ours.
     pub foreign: u64,
+    /// Messages of another room delivered to a client.
+    pub strayed: u64,
+    /// Messages whose conversation (DST, IRC target) was not the client's.
+    pub misrouted: u64,
     /// First send to last delivery.
     pub elapsed: Duration,
     /// First send to last send.
@@ -134,6 +147,40 @@ pub struct IdleOutcome {
     pub trouble: Trouble,
 }
 
+/// What a join storm measured.
+#[derive(Debug)]
+pub struct JoinOutcome {
+    /// Clients asked for (N).
+    pub clients: usize,
+    /// Clients that registered (IRC: and joined) within the bounds.
+    pub registered_clients: usize,
+    /// Clients whose connection or registration failed.
+    pub failed: usize,
+    /// The first such failure, or empty.
+    pub first_failure: String,
+    /// From the first connect until the last client was registered (IRC:
+    /// had joined the channel, end of NAMES).
+    pub registered: Option<Duration>,
+    /// From the first connect until the last client had seen all N − 1
+    /// others (TsockM: roster plus `NTFY_JOIN`s; IRC: NAMES plus JOINs);
+    /// `None` if that never happened within the bounds.
+    pub settled: Option<Duration>,
+    /// Clients that saw all N − 1 others.
+    pub settled_clients: usize,
+    /// Join notices received by all clients together (each peer counted
+    /// once per client that learnt of it).
+    pub notices: u64,
+    /// N × (N − 1).
+    pub notices_expected: u64,
+    /// Server CPU seconds from before the first connect to the end of the
+    /// storm.
+    pub server_cpu_s: Option<f64>,
+    /// Server RSS after the storm, KiB.
+    pub rss_kib: Option<u64>,
+    /// Problems seen: disconnects, refusals.
+    pub trouble: Trouble,
+}
+
 /// Things that should not happen in a clean run.
 #[derive(Debug, Default, Clone)]
 pub struct Trouble {
@@ -145,7 +192,8 @@ pub struct Trouble {
     pub refusals: u64,
     /// The first of them.
     pub first_refusal: Option<String>,
-    /// Health-check answers dropped because a writer was backed up.
+    /// Control lines (health-check answers, OPER and JOIN) dropped because
+    /// a writer was backed up.
     pub replies_dropped: u64,
 }
 
@@ -158,7 +206,7 @@ pub async fn fanout(
     let started = Instant::now();
     let deadline = started + limits.timeout;
     let run = Run::launch(target, limits, plan.clone())?;
-    let settled = run.setup(limits, deadline).await?;
+    let settled = run.setup_or_finish(limits, deadline).await?;
     let setup = started.elapsed();
 
     let server_cpu0 = target.server_pid.map(procfs::cpu_seconds).transpose()?;
@@ -202,6 +250,8 @@ pub async fn fanout(
         out_of_order: sh.tally.out_of_order,
         echoed: sh.tally.echoed,
         foreign: sh.tally.foreign,
+        strayed: sh.tally.strayed,
+        misrouted: sh.misrouted,
         elapsed: Duration::from_nanos(sh.last_delivery_ns.saturating_sub(first)),
         send_span: Duration::from_nanos(
             sh.last_send_ns
@@ -231,6 +281,7 @@ pub async fn idle(
     let plan = Fanout {
         clients,
         messages: 0,
+        room_size: None,
         size: 0,
         rate: None,
         batch: 1,
@@ -248,7 +299,7 @@ pub async fn idle(
         server_pid: target.server_pid,
     };
     let run = Run::launch(&idle_target, limits, plan)?;
-    let settled = run.setup(limits, deadline).await?;
+    let settled = run.setup_or_finish(limits, deadline).await?;
     let setup = started.elapsed();
     let hold_end = (Instant::now() + hold).min(deadline);
     tokio::time::sleep_until(hold_end.into()).await;
@@ -261,6 +312,75 @@ pub async fn idle(
         rss_after_kib,
         setup,
         settled,
+        trouble: sh.trouble.clone(),
+    })
+}
+
+/// The join storm: `clients` clients register (IRC: and join one channel)
+/// as fast as `--connect-concurrency` lets them, and every client learns of
+/// every other. Measures when the last one registered and when the last one
+/// had seen all the others, within `limits.timeout`.
+pub async fn join_storm(
+    target: &Target,
+    limits: &Limits,
+    clients: usize,
+) -> Result<JoinOutcome, BenchError> {
+    let started = Instant::now();
+    let deadline = started + limits.timeout;
+    let server_cpu0 = target.server_pid.map(procfs::cpu_seconds).transpose()?;
+    let plan = Fanout {
+        clients,
+        messages: 0,
+        room_size: None,
+        size: 0,
+        rate: None,
+        batch: 1,
+    };
+    // IRC clients join the one channel and do nothing else: no OPER.
+    let storm_target = Target {
+        addr: target.addr.clone(),
+        dialect: match target.dialect {
+            Dialect::Tsockm => Dialect::Tsockm,
+            Dialect::Irc { .. } => Dialect::Irc {
+                oper: None,
+                join: true,
+            },
+        },
+        server_pid: target.server_pid,
+    };
+    let run = Run::launch(&storm_target, limits, plan)?;
+    // A storm that does not complete in time still reports how far it got.
+    let failure = match run.setup(limits, deadline).await {
+        Ok(_) => None,
+        Err(BenchError::Registration { failed, first, .. }) => Some((failed, first)),
+        Err(e) => {
+            run.finish().await;
+            return Err(e);
+        }
+    };
+    let server_cpu1 = target.server_pid.map(procfs::cpu_seconds).transpose()?;
+    let rss_kib = target.server_pid.map(procfs::rss_kib).transpose()?;
+    run.finish().await;
+    let sh = run.shared.borrow();
+    let (failed, first_failure) = failure.unwrap_or_default();
+    let since_start = |ns: Option<u64>| ns.map(Duration::from_nanos);
+    let n = clients as u64;
+    Ok(JoinOutcome {
+        clients,
+        registered_clients: sh.registered,
+        failed,
+        first_failure: first_failure.trim_start_matches(": ").to_owned(),
+        registered: since_start(sh.all_registered_ns),
+        settled: since_start(sh.all_settled_ns),
+        settled_clients: sh.settled,
+        notices: if storm_target.dialect.announces_registrations() {
+            sh.lobby_notices
+        } else {
+            sh.channel_notices
+        },
+        notices_expected: n * n.saturating_sub(1),
+        server_cpu_s: server_cpu0.zip(server_cpu1).map(|(a, b)| b - a),
+        rss_kib,
         trouble: sh.trouble.clone(),
     })
 }
@@ -285,7 +405,12 @@ struct Run {
 
 impl Run {
     fn launch(target: &Target, limits: &Limits, plan: Fanout) -> Result<Run, BenchError> {
-        let shared = Rc::new(RefCell::new(Shared::new(plan.clients, plan.messages)?));
+        let group = plan.room_size.unwrap_or(plan.clients);
+        let shared = Rc::new(RefCell::new(Shared::new(
+            plan.clients,
+            plan.messages,
+            group,
+        )?));
         let (start_tx, start_rx) = watch::channel(false);
         let (stop_tx, stop_rx) = watch::channel(false);
         let gate = Arc::new(Semaphore::new(limits.connect_concurrency.max(1)));
@@ -309,9 +434,24 @@ impl Run {
         })
     }
 
+    /// [`Run::setup`], and if it fails, the clients say goodbye before the
+    /// error is returned.
+    async fn setup_or_finish(
+        &self,
+        limits: &Limits,
+        deadline: Instant,
+    ) -> Result<bool, BenchError> {
+        let result = self.setup(limits, deadline).await;
+        if result.is_err() {
+            self.finish().await;
+        }
+        result
+    }
+
     /// Waits until every client is registered, then until every client has
     /// seen every other join (or the server fell quiet). Returns whether all
-    /// joins were seen.
+    /// joins were seen; an error when not every client registered in time
+    /// (the clients are still connected: see [`Run::finish`]).
     async fn setup(&self, limits: &Limits, deadline: Instant) -> Result<bool, BenchError> {
         loop {
             let (registered, failed, first) = {
@@ -322,7 +462,6 @@ impl Run {
                 break;
             }
             if registered + failed >= self.clients || Instant::now() >= deadline {
-                self.finish().await;
                 return Err(BenchError::Registration {
                     registered,
                     wanted: self.clients,
@@ -345,7 +484,7 @@ impl Run {
             }
             if bytes_in != last_bytes.0 {
                 last_bytes = (bytes_in, Instant::now());
-            } else if last_bytes.1.elapsed() >= SETTLE_QUIET {
+            } else if last_bytes.1.elapsed() >= limits.quiet {
                 return Ok(false);
             }
             if Instant::now() >= settle_end {
@@ -385,6 +524,17 @@ struct Shared {
     failed: usize,
     first_failure: Option<String>,
     settled: usize,
+    /// When the last client became ready (registered, and joined where it
+    /// joins), in nanoseconds since `epoch`.
+    all_registered_ns: Option<u64>,
+    /// When the last client had seen every peer it should, likewise.
+    all_settled_ns: Option<u64>,
+    /// `NTFY_JOIN`s received by all clients together.
+    lobby_notices: u64,
+    /// Channel and room members learnt by all clients together.
+    channel_notices: u64,
+    /// Messages addressed to a conversation other than the recipient's.
+    misrouted: u64,
     complete: usize,
     all_sent: usize,
     closed: usize,
@@ -396,18 +546,23 @@ struct Shared {
 }
 
 impl Shared {
-    fn new(clients: usize, messages: usize) -> Result<Shared, BenchError> {
+    fn new(clients: usize, messages: usize, group: usize) -> Result<Shared, BenchError> {
         // One microsecond to ten minutes, three significant digits.
         let latency_us = Histogram::new_with_bounds(1, 600_000_000, 3)
             .expect("constant histogram bounds are valid");
         Ok(Shared {
             epoch: Instant::now(),
-            tally: Tally::new(clients, messages)?,
+            tally: Tally::new(clients, messages, group)?,
             latency_us,
             registered: 0,
             failed: 0,
             first_failure: None,
             settled: 0,
+            all_registered_ns: None,
+            all_settled_ns: None,
+            lobby_notices: 0,
+            channel_notices: 0,
+            misrouted: 0,
             complete: 0,
             all_sent: 0,
             closed: 0,
@@ -454,7 +609,11 @@ async fn client(idx: usize, ctx: Rc<Context>, gate: Arc<Semaphore>) {
         return;
     }
     let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
-    tokio::task::spawn_local(writer(idx, wr, control_rx, Rc::clone(&ctx)));
+    let room = room_of(idx, &ctx.plan);
+    tokio::task::spawn_local(writer(idx, wr, control_rx, Rc::clone(&ctx), room.clone()));
+    let clients = ctx.plan.clients;
+    let group_size = ctx.shared.borrow().tally.group_size(idx);
+    let room_ref = room.as_deref();
     let reader = Reader {
         idx,
         me: match ctx.dialect {
@@ -462,17 +621,35 @@ async fn client(idx: usize, ctx: Rc<Context>, gate: Arc<Semaphore>) {
             Dialect::Irc { .. } => name.clone(),
         },
         name,
+        conversation: ctx.dialect.conversation(room_ref).to_owned(),
         registered: false,
         ready: false,
-        peers: 0,
-        expects_joins: !matches!(ctx.dialect, Dialect::Irc { join: false, .. }),
+        lobby_peers: 0,
+        need_lobby: if ctx.dialect.announces_registrations() {
+            clients.saturating_sub(1)
+        } else {
+            0
+        },
+        channel_peers: 0,
+        need_channel: if ctx.dialect.needs_join(room_ref) {
+            group_size.saturating_sub(1)
+        } else {
+            0
+        },
         settled: false,
         received: 0,
+        expected: (group_size.saturating_sub(1) * ctx.plan.messages) as u64,
         last_word: None,
         permit: Some(permit),
         control_tx,
+        room,
     };
     reader.run(rd, &ctx).await;
+}
+
+/// The room client `idx` talks in (`#r<idx / K>`), or `None` in the lobby.
+fn room_of(idx: usize, plan: &Fanout) -> Option<String> {
+    plan.room_size.map(|k| format!("#r{}", idx / k.max(1)))
 }
 
 /// The reading half of one client and its progress.
@@ -481,17 +658,28 @@ struct Reader {
     name: String,
     /// Own peer id (TsockM, once registered) or nick (IRC).
     me: String,
+    /// The room this client joins, if any.
+    room: Option<String>,
+    /// Where the messages it receives must be addressed (`*`, `#bench`,
+    /// its room).
+    conversation: String,
     /// Registration accepted.
     registered: bool,
-    /// Registered (and, for IRC, joined).
+    /// Registered (and, where it joins a channel or room, joined).
     ready: bool,
-    peers: usize,
-    /// Whether the server announces joins to this client at all (not to an
-    /// IRC client that joined no channel).
-    expects_joins: bool,
+    /// Other peers announced on the server (TsockM's `NTFY_JOIN`).
+    lobby_peers: usize,
+    /// How many other peers the server announces to this client.
+    need_lobby: usize,
+    /// Other members of its channel or room seen.
+    channel_peers: usize,
+    /// How many other members its channel or room has.
+    need_channel: usize,
     settled: bool,
     /// Distinct deliveries from other clients.
     received: u64,
+    /// Deliveries this client should receive: (group − 1) × M.
+    expected: u64,
     /// The server's last refusal or goodbye, for the disconnect report.
     last_word: Option<String>,
     /// A registration slot, given back once registered.
@@ -502,7 +690,6 @@ struct Reader {
 impl Reader {
     async fn run(mut self, mut rd: OwnedReadHalf, ctx: &Context) {
         let clients = ctx.plan.clients;
-        let expected = (clients.saturating_sub(1) * ctx.plan.messages) as u64;
         let mut buf = BytesMut::new();
         let mut chunk = READ_CHUNK_MIN;
         let end = loop {
@@ -528,7 +715,7 @@ impl Reader {
             while let Some(i) = memchr::memchr(b'\n', &buf[start..]) {
                 let line = &buf[start..start + i];
                 start += i + 1;
-                self.handle(line, now, &mut sh, ctx, clients, expected);
+                self.handle(line, now, &mut sh, ctx, clients);
             }
             buf.advance(start);
             if buf.is_empty() && buf.capacity() > READ_CHUNK_MAX && chunk == READ_CHUNK_MIN {
@@ -559,17 +746,9 @@ impl Reader {
         }
     }
 
-    fn handle(
-        &mut self,
-        line: &[u8],
-        now: u64,
-        sh: &mut Shared,
-        ctx: &Context,
-        clients: usize,
-        expected: u64,
-    ) {
+    fn handle(&mut self, line: &[u8], now: u64, sh: &mut Shared, ctx: &Context, clients: usize) {
         match ctx.dialect.classify(line, &self.me) {
-            Event::Message(body) => {
+            Event::Message { to, body } => {
                 let Some(Stamp {
                     author,
                     seq,
@@ -579,12 +758,16 @@ impl Reader {
                     sh.tally.foreign += 1;
                     return;
                 };
+                if to != self.conversation.as_bytes() {
+                    sh.misrouted += 1;
+                    return;
+                }
                 if sh.tally.record(self.idx, author, seq) == Receipt::New {
                     self.received += 1;
                     let latency_us = now.saturating_sub(sent_ns) / 1_000;
                     sh.latency_us.saturating_record(latency_us.max(1));
                     sh.last_delivery_ns = now;
-                    if self.received == expected {
+                    if self.received == self.expected {
                         sh.complete += 1;
                     }
                 }
@@ -597,17 +780,24 @@ impl Reader {
                 if matches!(ctx.dialect, Dialect::Tsockm) {
                     self.me = id;
                 }
-                if let Some(bytes) = ctx.dialect.after_registration(&self.name) {
+                let room = self.room.as_deref();
+                if let Some(bytes) = ctx.dialect.after_registration(&self.name, room) {
                     self.send(bytes, sh);
                 }
-                if !ctx.dialect.needs_join() {
-                    self.become_ready(sh, clients, expected);
+                if !ctx.dialect.needs_join(room) {
+                    self.become_ready(sh, now, clients);
                 }
             }
-            Event::Joined => self.become_ready(sh, clients, expected),
-            Event::PeersJoined(n) => {
-                self.peers += n;
-                self.check_settled(sh, clients);
+            Event::Joined => self.become_ready(sh, now, clients),
+            Event::LobbyPeers(n) => {
+                self.lobby_peers += n;
+                sh.lobby_notices += n as u64;
+                self.check_settled(sh, now, clients);
+            }
+            Event::ChannelPeers(n) => {
+                self.channel_peers += n;
+                sh.channel_notices += n as u64;
+                self.check_settled(sh, now, clients);
             }
             Event::Reply(bytes) => self.send(bytes, sh),
             Event::Refused(reason) => {
@@ -623,30 +813,40 @@ impl Reader {
         }
     }
 
-    fn become_ready(&mut self, sh: &mut Shared, clients: usize, expected: u64) {
+    fn become_ready(&mut self, sh: &mut Shared, now: u64, clients: usize) {
         if self.ready {
             return;
         }
         self.ready = true;
         self.permit = None;
         sh.registered += 1;
-        if expected == 0 {
+        if sh.registered == clients {
+            sh.all_registered_ns = Some(now);
+        }
+        if self.expected == 0 {
             // Idle clients are complete as soon as they are registered.
             sh.complete += 1;
         }
-        self.check_settled(sh, clients);
+        self.check_settled(sh, now, clients);
     }
 
-    fn check_settled(&mut self, sh: &mut Shared, clients: usize) {
-        let all_seen = self.peers + 1 >= clients || !self.expects_joins;
+    fn check_settled(&mut self, sh: &mut Shared, now: u64, clients: usize) {
+        let all_seen =
+            self.lobby_peers >= self.need_lobby && self.channel_peers >= self.need_channel;
         if self.ready && !self.settled && all_seen {
             self.settled = true;
             sh.settled += 1;
+            if sh.settled == clients {
+                sh.all_settled_ns = Some(now);
+            }
         }
     }
 
+    /// Hands `bytes` to the writer. Only a backed-up writer counts as a
+    /// drop: a closed one has stopped (end of run, or its connection
+    /// failed), which is reported elsewhere.
     fn send(&self, bytes: Bytes, sh: &mut Shared) {
-        if self.control_tx.try_send(bytes).is_err() {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.control_tx.try_send(bytes) {
             sh.trouble.replies_dropped += 1;
         }
     }
@@ -659,6 +859,7 @@ async fn writer(
     mut wr: OwnedWriteHalf,
     mut control_rx: mpsc::Receiver<Bytes>,
     ctx: Rc<Context>,
+    room: Option<String>,
 ) {
     let mut start_rx = ctx.start_rx.clone();
     let mut stop_rx = ctx.stop_rx.clone();
@@ -675,7 +876,15 @@ async fn writer(
         }
     };
     if started {
-        let sent = send_messages(idx, &mut wr, &mut control_rx, &mut stop_rx, &ctx).await;
+        let sent = send_messages(
+            idx,
+            room.as_deref(),
+            &mut wr,
+            &mut control_rx,
+            &mut stop_rx,
+            &ctx,
+        )
+        .await;
         ctx.shared.borrow_mut().all_sent += 1;
         if !sent {
             return;
@@ -695,9 +904,11 @@ async fn writer(
     let _ = wr.shutdown().await;
 }
 
-/// Sends this client's M messages; `false` if the connection failed.
+/// Sends this client's M messages to its room or the lobby; `false` if the
+/// connection failed.
 async fn send_messages(
     idx: usize,
+    room: Option<&str>,
     wr: &mut OwnedWriteHalf,
     control_rx: &mut mpsc::Receiver<Bytes>,
     stop_rx: &mut watch::Receiver<bool>,
@@ -752,7 +963,7 @@ async fn send_messages(
                 sent_ns,
             };
             write_body(stamp, plan.size, &mut body);
-            ctx.dialect.message(&body, &mut out);
+            ctx.dialect.message(room, &body, &mut out);
             seq += 1;
         }
         {
