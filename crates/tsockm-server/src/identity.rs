@@ -11,6 +11,8 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+
 use sqids::Sqids;
 use subtle::ConstantTimeEq;
 
@@ -75,13 +77,18 @@ impl IdentityMaker {
     pub fn new(alphabet: &str, last_peer: u64, last_msg: u64) -> Result<Self, IdentityError> {
         let chars: Vec<char> = alphabet.chars().collect();
         Ok(IdentityMaker {
+            // No blocklist: sqids checks every id against some 500 words,
+            // which cost more than the rest of relaying a message (ids
+            // are at least 8 characters, so never `server` anyway).
             peer_sqids: Sqids::builder()
                 .alphabet(chars.clone())
                 .min_length(PEER_ID_MIN_CHARS)
+                .blocklist(HashSet::new())
                 .build()?,
             msg_sqids: Sqids::builder()
                 .alphabet(chars)
                 .min_length(MSG_ID_MIN_CHARS)
+                .blocklist(HashSet::new())
                 .build()?,
             last_peer,
             last_msg,
@@ -182,7 +189,6 @@ pub fn token_matches(expected: &TokenHash, given: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashSet;
 
     #[test]
     fn peer_ids_are_unique_long_alphanumeric() {

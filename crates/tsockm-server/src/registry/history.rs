@@ -108,6 +108,8 @@ impl Registry {
                 Err(mpsc::error::TrySendError::Closed(_)) => {}
             }
         });
+        // Messages accepted before this request reach the store first.
+        self.flush_hooks();
         self.store.history(conversation, query, reply);
     }
 

@@ -20,6 +20,10 @@ pub type AcceptedMessage = StoredMessage;
 pub trait Hook: Send + fmt::Debug {
     /// Called once per accepted message, in the order accepted.
     fn accepted(&mut self, message: &AcceptedMessage);
+
+    /// Called once the registry has handled a burst of commands: a hook
+    /// that gathers messages hands them on now. Never blocks.
+    fn flush(&mut self) {}
 }
 
 /// A hook that forwards accepted messages into a bounded channel; when the
@@ -55,10 +59,33 @@ impl Hook for ChannelHook {
     }
 }
 
-/// The store takes every accepted message, when its queue has room (a
-/// message it drops is counted in its stats; it was still relayed).
-impl Hook for StoreHandle {
+/// Hands accepted messages to the store, once per burst of commands: one
+/// request (and one wake-up of the store thread) for all of them. A message
+/// the store cannot queue is counted in its stats; it was still relayed.
+#[derive(Debug)]
+pub struct StoreHook {
+    store: StoreHandle,
+    gathered: Vec<StoredMessage>,
+}
+
+impl StoreHook {
+    /// A hook feeding `store`.
+    pub fn new(store: StoreHandle) -> StoreHook {
+        StoreHook {
+            store,
+            gathered: Vec::new(),
+        }
+    }
+}
+
+impl Hook for StoreHook {
     fn accepted(&mut self, message: &AcceptedMessage) {
-        let _ = self.append(message.clone());
+        self.gathered.push(message.clone());
+    }
+
+    fn flush(&mut self) {
+        if !self.gathered.is_empty() {
+            let _ = self.store.append_all(std::mem::take(&mut self.gathered));
+        }
     }
 }

@@ -64,6 +64,7 @@ pub use console::{
 };
 use fanout::{Fanout, PeerKey};
 use history::{HISTORY_ANSWERS, HistoryAnswer};
+use hook::StoreHook;
 pub use hook::{AcceptedMessage, ChannelHook, Hook};
 use peer::KeptBounds;
 use rooms::Rooms;
@@ -241,7 +242,7 @@ impl Registry {
             ids,
             conns: HashMap::new(),
             rooms: Rooms::default(),
-            hooks: vec![Box::new(store.clone())],
+            hooks: vec![Box::new(StoreHook::new(store.clone()))],
             password: config.password.clone(),
             store,
             history_tx,
@@ -321,6 +322,7 @@ impl Registry {
             }
             // Whatever the branch staged goes out before the next wait.
             self.fanout.flush();
+            self.flush_hooks();
             self.settle();
             self.enforce_budget();
         }
@@ -599,6 +601,13 @@ impl Registry {
             for (conn, undelivered) in clogged {
                 self.cut_off(conn, undelivered);
             }
+        }
+    }
+
+    /// Lets every hook hand on what it gathered.
+    fn flush_hooks(&mut self) {
+        for hook in &mut self.hooks {
+            hook.flush();
         }
     }
 

@@ -354,6 +354,7 @@ impl Registry {
     /// that a server started on it soon after restores them.
     pub(super) fn shut_down(&mut self) {
         self.fanout.flush();
+        self.flush_hooks();
         if self.store.is_persistent() {
             let saved = self.saved_sessions();
             let n_peers = saved.peers.len();

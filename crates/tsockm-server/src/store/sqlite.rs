@@ -960,7 +960,7 @@ mod tests {
             error.to_string(),
             format!(
                 "the database {} was written by a newer TsockM (schema version 7; \
-                 this build knows 1): refusing to start",
+                 this build knows {SCHEMA_VERSION}): refusing to start",
                 path.display()
             )
         );

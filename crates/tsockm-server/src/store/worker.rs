@@ -118,7 +118,7 @@ pub type SaveReply = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
 /// One entry of the FIFO. Boxed payloads keep the queue's slots small.
 enum Request {
-    Append(Box<StoredMessage>),
+    Append(Vec<StoredMessage>),
     History(Box<HistoryRequest>),
     SaveSessions(Box<SaveRequest>),
     /// Wakes the thread after [`StoreHandle::close`] set the flag.
@@ -162,25 +162,34 @@ impl StoreHandle {
     /// requests or bytes) or the store closed, the message is dropped and
     /// counted in [`StoreStats::messages_dropped`].
     pub fn append(&self, message: StoredMessage) -> Result<(), Dropped> {
+        self.append_all(vec![message])
+    }
+
+    /// Queues messages to be stored, in order, as one request (one wake-up
+    /// of the store thread for a burst). Never blocks: when they do not fit
+    /// (the queue full in requests or bytes, or the store closed), they are
+    /// all dropped and counted in [`StoreStats::messages_dropped`].
+    pub fn append_all(&self, messages: Vec<StoredMessage>) -> Result<(), Dropped> {
+        if messages.is_empty() {
+            return Ok(());
+        }
         let stats = &self.shared.stats;
+        let n = messages.len() as u64;
         let dropped = |why| {
-            stats.messages_dropped.fetch_add(1, Ordering::Relaxed);
+            stats.messages_dropped.fetch_add(n, Ordering::Relaxed);
             Err(why)
         };
         if self.shared.closing.load(Ordering::Relaxed) {
             return dropped(Dropped::Closed);
         }
-        let bytes = queued_bytes(&message);
+        let bytes: u64 = messages.iter().map(queued_bytes).sum();
         let before = stats.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
         if before.saturating_add(bytes) > self.shared.limits.queue_bytes as u64 {
             stats.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
             return dropped(Dropped::QueueBytes);
         }
         stats.queued.fetch_add(1, Ordering::Relaxed);
-        match self
-            .requests_tx
-            .try_send(Request::Append(Box::new(message)))
-        {
+        match self.requests_tx.try_send(Request::Append(messages)) {
             Ok(()) => Ok(()),
             Err(e) => {
                 stats.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
@@ -372,10 +381,12 @@ impl StoreWorker {
         while let Some(request) = next {
             self.dequeued(&request);
             match request {
-                Request::Append(message) => {
-                    self.batch.push(*message);
-                    if self.batch.len() >= batch_max {
-                        self.write();
+                Request::Append(messages) => {
+                    for message in messages {
+                        self.batch.push(message);
+                        if self.batch.len() >= batch_max {
+                            self.write();
+                        }
                     }
                 }
                 Request::History(request) => {
@@ -403,10 +414,9 @@ impl StoreWorker {
     fn dequeued(&self, request: &Request) {
         let stats = &self.shared.stats;
         stats.queued.fetch_sub(1, Ordering::Relaxed);
-        if let Request::Append(message) = request {
-            stats
-                .queued_bytes
-                .fetch_sub(queued_bytes(message), Ordering::Relaxed);
+        if let Request::Append(messages) = request {
+            let bytes: u64 = messages.iter().map(queued_bytes).sum();
+            stats.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
         }
     }
 
