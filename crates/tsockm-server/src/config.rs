@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::cluster::ClusterConfig;
 use crate::store::StoreSpec;
 
 /// Default listening address.
@@ -99,6 +100,8 @@ pub struct Config {
     /// `Some`: the listener speaks TLS with this certificate (section 13);
     /// `None`: plain TCP.
     pub tls: Option<TlsFiles>,
+    /// The cluster this server is a node of, if any (`cluster.md`).
+    pub cluster: Option<ClusterConfig>,
     /// Frames per second one connection may send (0: no limit).
     pub max_rate: u32,
     /// Frames kept for an away peer; past it the oldest are dropped. Also
@@ -134,6 +137,7 @@ impl Default for Config {
             max_conns_per_ip: 0,
             password: None,
             tls: None,
+            cluster: None,
             max_rate: DEFAULT_MAX_RATE,
             kept_frames: DEFAULT_KEPT_FRAMES,
             store: None,
@@ -212,6 +216,26 @@ pub struct Cli {
     #[arg(long, default_value_t = 0)]
     pub max_conns_per_ip: usize,
 
+    /// Join the cluster whose state lives in this Redis (e.g.
+    /// `redis://127.0.0.1:6379`): several servers sharing it act as one.
+    /// History is then kept in that Redis (--store is refused).
+    #[arg(long, value_name = "REDIS_URL")]
+    pub cluster: Option<String>,
+
+    /// The cluster's name: the prefix of every key, so that clusters can
+    /// share one Redis.
+    #[arg(long, default_value = crate::cluster::DEFAULT_CLUSTER_NAME, requires = "cluster")]
+    pub cluster_name: String,
+
+    /// This node's name in logs, `:list` and `:info` [default: <hostname>-<pid>].
+    #[arg(long, requires = "cluster")]
+    pub node_name: Option<String>,
+
+    /// How long a node may miss its heartbeat before the others declare it
+    /// dead (its peers become away everywhere).
+    #[arg(long, default_value = "5s", value_parser = parse_duration, requires = "cluster")]
+    pub node_timeout: Duration,
+
     /// A file whose first line is the server password: clients must send
     /// it with `REQ::AUTH` before registering.
     #[arg(long, value_name = "PATH")]
@@ -282,6 +306,22 @@ impl Cli {
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
             _ => None,
         };
+        let cluster = self.cluster.map(|url| ClusterConfig {
+            url,
+            name: self.cluster_name,
+            node: self
+                .node_name
+                .unwrap_or_else(ClusterConfig::default_node_name),
+            node_timeout: self.node_timeout,
+        });
+        let store_flag = std::env::args_os()
+            .any(|a| a == "--store" || a.to_string_lossy().starts_with("--store="));
+        if cluster.is_some() && store_flag {
+            return Err(ConfigError(
+                "--store cannot be used with --cluster: a cluster keeps its history in its Redis"
+                    .to_owned(),
+            ));
+        }
         let config = Config {
             addr: resolve(&self.addr)?,
             max_peers: self.max_peers,
@@ -301,9 +341,12 @@ impl Cli {
                 None => None,
             },
             tls,
+            // In a cluster, TSOCKM_STORE is ignored: the store is Redis.
+            store: if cluster.is_some() { None } else { self.store },
+            cluster,
             max_rate: self.max_rate,
             kept_frames: self.kept_frames,
-            store: self.store,
+
             history_max: self.history_max,
             max_rooms_per_peer: self.max_rooms_per_peer,
             log_mode,

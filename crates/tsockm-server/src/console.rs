@@ -229,6 +229,9 @@ fn peer_line(peer: &PeerSummary, now: SystemTime) -> String {
     if !peer.rooms.is_empty() {
         let _ = write!(line, "  rooms {}", peer.rooms.join(" "));
     }
+    if !peer.node.is_empty() {
+        let _ = write!(line, "  node {}", peer.node);
+    }
     line
 }
 
@@ -263,6 +266,35 @@ fn render_ping(report: &PingReport) -> String {
 }
 
 fn render_info(info: &InfoReport) -> String {
+    let cluster = match &info.cluster {
+        None => String::new(),
+        Some(c) => {
+            let nodes: Vec<String> = c
+                .nodes
+                .iter()
+                .map(|(name, alive)| {
+                    if *alive {
+                        name.clone()
+                    } else {
+                        format!("{name} (dead)")
+                    }
+                })
+                .collect();
+            let n_alive = c.nodes.iter().filter(|(_, alive)| *alive).count();
+            format!(
+                "\ncluster: node {}; {n_alive} node(s) alive: {}; peers on all nodes: {} online, {} away; Redis {}",
+                c.node,
+                nodes.join(", "),
+                c.n_online,
+                c.n_away,
+                if c.redis_up {
+                    "reachable"
+                } else {
+                    "UNREACHABLE"
+                }
+            )
+        }
+    };
     let failing = if info.store_failing {
         " (FAILING NOW: see the log)"
     } else {
@@ -295,7 +327,7 @@ fn render_info(info: &InfoReport) -> String {
         info.store_written,
         info.store_failed,
         info.store_dropped,
-    )
+    ) + &cluster
 }
 
 /// A duration to the second, as humantime writes it: `1h 2m 3s`.
@@ -377,6 +409,7 @@ mod tests {
             online: true,
             since,
             rooms: Vec::new(),
+            node: String::new(),
         };
         let away = PeerSummary {
             online: false,

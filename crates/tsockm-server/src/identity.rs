@@ -69,6 +69,8 @@ pub struct IdentityMaker {
     msg_sqids: Sqids,
     last_peer: u64,
     last_msg: u64,
+    /// In a cluster, this node's tag, part of every peer id it makes.
+    node_tag: Option<u64>,
 }
 
 impl IdentityMaker {
@@ -92,6 +94,7 @@ impl IdentityMaker {
                 .build()?,
             last_peer,
             last_msg,
+            node_tag: None,
         })
     }
 
@@ -102,10 +105,20 @@ impl IdentityMaker {
         IdentityMaker::new(&alphabet, 0, 0)
     }
 
+    /// Makes peer ids with `tag` (a random number per node) beside the
+    /// count, so that the nodes of a cluster never make the same id.
+    pub fn with_node_tag(mut self, tag: u32) -> Self {
+        self.node_tag = Some(u64::from(tag));
+        self
+    }
+
     /// A peer id no peer has had before.
     pub fn next_peer_id(&mut self) -> Result<String, IdentityError> {
         self.last_peer = (self.last_peer + 1).max(now_ms());
-        Ok(self.peer_sqids.encode(&[self.last_peer])?)
+        match self.node_tag {
+            Some(tag) => Ok(self.peer_sqids.encode(&[self.last_peer, tag])?),
+            None => Ok(self.peer_sqids.encode(&[self.last_peer])?),
+        }
     }
 
     /// Makes the next peer ids after `seq` (a server restoring the peers a
@@ -146,7 +159,19 @@ impl IdentityMaker {
     /// Whether `id` is one this server could have given a peer: a canonical
     /// encoding of one count, not in the future.
     pub fn could_be_peer(&self, id: &str) -> bool {
-        canonical(&self.peer_sqids, id).is_some_and(|seq| seq <= self.last_peer.max(now_ms()))
+        if !id.bytes().all(|b| b.is_ascii_alphanumeric()) || id.is_empty() {
+            return false;
+        }
+        let numbers = self.peer_sqids.decode(id);
+        let canonical = self
+            .peer_sqids
+            .encode(&numbers)
+            .is_ok_and(|again| again == id);
+        let plausible = match (numbers.as_slice(), self.node_tag) {
+            ([seq], _) | ([seq, _], Some(_)) => *seq <= self.last_peer.max(now_ms()),
+            _ => false,
+        };
+        canonical && plausible
     }
 }
 

@@ -41,6 +41,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 mod addr;
+mod cluster;
 pub mod config;
 mod connection;
 pub mod console;
@@ -64,8 +65,8 @@ mod wire;
 
 pub use config::{Cli, Config, LogMode, TlsFiles};
 pub use registry::{
-    AcceptedMessage, ChannelHook, ConsoleReply, ConsoleRequest, Hook, InfoReport, PeerSummary,
-    PingReport, RegistryClosed, RoomSummary, Target,
+    AcceptedMessage, ChannelHook, ClusterInfo, ConsoleReply, ConsoleRequest, Hook, InfoReport,
+    PeerSummary, PingReport, RegistryClosed, RoomSummary, Target,
 };
 pub use server::{Console, Server};
 pub use start::StartError;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -38,6 +38,9 @@ use crate::wire;
 /// (and resumes taking over a connection not yet found dead).
 pub const EXTRA_CONNECTIONS: usize = 1024;
 
+/// What the cluster's link hands the registry, queued.
+pub const CLUSTER_INPUTS: usize = 1024;
+
 /// Pause after a failed `accept` (e.g. out of file descriptors), so the loop
 /// does not spin while the condition lasts.
 pub const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
@@ -53,6 +56,11 @@ pub struct Server {
     registry: Registry,
     handle: RegistryHandle,
     shared: Shared,
+    /// In a cluster: the link's tasks, to start, and where they hand over.
+    cluster: Option<(
+        crate::cluster::Started,
+        mpsc::Sender<crate::cluster::ClusterInput>,
+    )>,
     /// The store's thread, joined once the registry has stopped.
     store: (StoreHandle, std::thread::JoinHandle<()>),
 }
@@ -73,7 +81,8 @@ impl Server {
             thread,
             ids,
             saved,
-        } = open_store(&config)?;
+            cluster,
+        } = open_store(&config).await?;
         let listen_error = |source| StartError::Listen {
             addr: config.addr,
             source,
@@ -90,7 +99,14 @@ impl Server {
         if let Some(saved) = saved {
             registry.restore(saved);
         }
+        let cluster = cluster.map(|mut started| {
+            let (inputs_tx, inputs_rx) = mpsc::channel(CLUSTER_INPUTS);
+            let peers = std::mem::take(&mut started.peers);
+            registry.join_cluster(started.link.clone(), started.seq, peers, inputs_rx);
+            (started, inputs_tx)
+        });
         Ok(Server {
+            cluster,
             config,
             listener,
             local_addr,
@@ -102,9 +118,16 @@ impl Server {
         })
     }
 
-    /// The store in use, e.g. `sqlite:/home/me/.local/share/tsockm/tsockm.db`.
-    pub fn store(&self) -> &str {
-        self.store.0.describe()
+    /// The store in use, e.g. `sqlite:/home/me/.local/share/tsockm/tsockm.db`
+    /// (in a cluster, `redis:<url> as <node>`).
+    pub fn store(&self) -> String {
+        match &self.config.cluster {
+            Some(cluster) => format!(
+                "the cluster's Redis at {} (node {})",
+                cluster.url, cluster.node
+            ),
+            None => self.store.0.describe().to_owned(),
+        }
     }
 
     /// The address the server listens on (with the real port if 0 was asked).
@@ -138,6 +161,7 @@ impl Server {
             handle,
             shared,
             store,
+            cluster,
         } = self;
         tracing::info!(addr = %local_addr, tls = tls.is_some(), "listening");
         let tracker = TaskTracker::new();
@@ -149,6 +173,9 @@ impl Server {
                 registry.run(registry_shutdown).await;
                 registry_done.cancel();
             });
+        }
+        if let Some((started, inputs)) = cluster {
+            started.spawn(&tracker, inputs, registry_done.clone());
         }
         let cx = ConnectionContext {
             registry: handle,

@@ -32,6 +32,9 @@ pub enum StartError {
     /// The TLS certificate or key cannot be used.
     #[error("{0}")]
     Tls(#[from] TlsError),
+    /// The cluster's Redis cannot be joined.
+    #[error("{0}")]
+    Cluster(#[from] crate::cluster::ClusterError),
     /// The address cannot be listened on.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -49,12 +52,17 @@ pub(crate) struct OpenStore {
     pub thread: JoinHandle<()>,
     pub ids: IdentityMaker,
     pub saved: Option<SavedSessions>,
+    /// In a cluster: what joining it gave.
+    pub cluster: Option<crate::cluster::Started>,
 }
 
 /// Opens the configured store, reads the id alphabet (making one for a new
 /// store), the largest message count and the saved sessions, then starts
 /// the store thread.
-pub(crate) fn open_store(config: &Config) -> Result<OpenStore, StartError> {
+pub(crate) async fn open_store(config: &Config) -> Result<OpenStore, StartError> {
+    if let Some(cluster) = &config.cluster {
+        return join_cluster(config, cluster).await;
+    }
     let spec = match &config.store {
         Some(spec) => spec.clone(),
         None => StoreSpec::default_sqlite()?,
@@ -74,6 +82,33 @@ pub(crate) fn open_store(config: &Config) -> Result<OpenStore, StartError> {
         thread,
         ids,
         saved,
+        cluster: None,
+    })
+}
+
+/// Joins the cluster: its Redis is the store (the link writes history with
+/// each message), so the local store is an empty in-memory one that never
+/// saves sessions; ids use the cluster's alphabet, continue its order, and
+/// carry a random tag of this node.
+async fn join_cluster(
+    config: &Config,
+    cluster: &crate::cluster::ClusterConfig,
+) -> Result<OpenStore, StartError> {
+    let fresh: String = shuffled_alphabet()?.into_iter().collect();
+    let started = crate::cluster::start(cluster, &fresh, config.history_max).await?;
+    let ids =
+        IdentityMaker::new(&started.alphabet, 0, started.seq)?.with_node_tag(fastrand::u32(..));
+    let (handle, thread) = StoreWorker::spawn(
+        Box::new(store::MemoryStore::new(0)),
+        WorkerLimits::default(),
+    )
+    .map_err(StartError::StoreThread)?;
+    Ok(OpenStore {
+        handle,
+        thread,
+        ids,
+        saved: None,
+        cluster: Some(started),
     })
 }
 

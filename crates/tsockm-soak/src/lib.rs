@@ -427,6 +427,7 @@ fn empty_info() -> InfoReport {
         store_failed: 0,
         store_dropped: 0,
         store_failing: false,
+        cluster: None,
     }
 }
 

@@ -59,6 +59,8 @@ pub struct PeerSummary {
     pub since: SystemTime,
     /// The rooms it is in.
     pub rooms: Vec<String>,
+    /// In a cluster, the node it is on (empty on a single server).
+    pub node: String,
 }
 
 /// One room as `:rooms` shows it.
@@ -115,6 +117,25 @@ pub struct InfoReport {
     pub store_dropped: u64,
     /// Whether the store's last write failed (it is failing now).
     pub store_failing: bool,
+    /// In a cluster: this node's name, the nodes and whether each is
+    /// alive, the peers online and away on all nodes, and whether Redis
+    /// is reachable.
+    pub cluster: Option<ClusterInfo>,
+}
+
+/// The cluster's figures for `:info`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterInfo {
+    /// This node.
+    pub node: String,
+    /// Every node and whether it is alive.
+    pub nodes: Vec<(String, bool)>,
+    /// Peers online on all nodes.
+    pub n_online: usize,
+    /// Peers away on all nodes.
+    pub n_away: usize,
+    /// Whether the cluster's Redis is reachable.
+    pub redis_up: bool,
 }
 
 /// Who answered a `:ping`.
@@ -156,6 +177,7 @@ pub(super) fn summarize(peer: &Peer) -> PeerSummary {
         online: peer.is_online(),
         since: peer.info.since,
         rooms: peer.info.rooms.iter().map(ToString::to_string).collect(),
+        node: String::new(),
     }
 }
 
@@ -182,6 +204,26 @@ impl Registry {
     /// Every peer, oldest registration first.
     fn list(&self) -> Vec<PeerSummary> {
         let mut peers: Vec<PeerSummary> = self.fanout.iter().map(|(_, p)| summarize(p)).collect();
+        if let Some(cluster) = &self.cluster {
+            // Every peer of the cluster, with its node.
+            let here = cluster.node().to_string();
+            for peer in &mut peers {
+                peer.node.clone_from(&here);
+            }
+            for (id, remote) in &cluster.mirror {
+                if self.fanout.key_of(id).is_none() {
+                    peers.push(PeerSummary {
+                        id: id.to_string(),
+                        username: remote.name.to_string(),
+                        addr: remote.addr.to_string(),
+                        online: remote.online,
+                        since: super::cluster::from_unix_ms(remote.since_ms),
+                        rooms: Vec::new(),
+                        node: remote.node.to_string(),
+                    });
+                }
+            }
+        }
         peers.sort_by(|a, b| a.since.cmp(&b.since).then_with(|| a.id.cmp(&b.id)));
         peers
     }
@@ -217,7 +259,28 @@ impl Registry {
     fn kill(&mut self, target: &Target) -> ConsoleReply {
         let keys = match self.targets(target) {
             Ok(keys) => keys,
-            Err(id) => return ConsoleReply::UnknownPeer(id),
+            Err(id) => {
+                // A peer of another node: its node removes it.
+                let remote = self.cluster.as_ref().and_then(|c| {
+                    c.mirror.get(id.as_str()).map(|r| PeerSummary {
+                        id: id.clone(),
+                        username: r.name.to_string(),
+                        addr: r.addr.to_string(),
+                        online: r.online,
+                        since: super::cluster::from_unix_ms(r.since_ms),
+                        rooms: Vec::new(),
+                        node: r.node.to_string(),
+                    })
+                });
+                let Some(summary) = remote else {
+                    return ConsoleReply::UnknownPeer(id);
+                };
+                let request = crate::cluster::LinkRequest::KillRequest {
+                    id: Text::from(id.as_str()),
+                };
+                self.ask(None, tsockm_proto::Action::None, request);
+                return ConsoleReply::Killed(vec![summary]);
+            }
         };
         let mut removed = Vec::new();
         for key in keys {
@@ -333,6 +396,16 @@ impl Registry {
             store_failed: StoreStats::get(&store.messages_failed),
             store_dropped: StoreStats::get(&store.messages_dropped),
             store_failing: store.failing(),
+            cluster: self.cluster.as_ref().map(|c| {
+                let n_online = c.mirror.values().filter(|r| r.online).count();
+                ClusterInfo {
+                    node: c.node().to_string(),
+                    nodes: c.nodes.clone(),
+                    n_online,
+                    n_away: c.mirror.len() - n_online,
+                    redis_up: c.link.is_up(),
+                }
+            }),
         }
     }
 }

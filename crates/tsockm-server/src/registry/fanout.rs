@@ -55,8 +55,9 @@ pub(crate) enum Audience<'a> {
 pub(crate) struct Fanout {
     peers: Slab<Peer>,
     by_id: HashMap<Text, PeerKey>,
-    /// Broadcasts handled but not yet pushed, with the peer to skip.
-    staged: Vec<(Option<PeerKey>, Bytes)>,
+    /// Broadcasts handled but not yet pushed, with the peer to skip and
+    /// their place in a cluster's order (`u64::MAX` on a single server).
+    staged: Vec<(Option<PeerKey>, u64, Bytes)>,
     /// What is kept for an away peer at most.
     kept_bounds: KeptBounds,
     stats: Arc<Stats>,
@@ -172,17 +173,23 @@ impl Fanout {
     /// Hands `frame` to `audience`. A broadcast is staged; anything else
     /// is pushed now, after the staged broadcasts.
     pub fn deliver(&mut self, audience: Audience<'_>, frame: &Bytes) {
+        self.deliver_at(audience, frame, u64::MAX);
+    }
+
+    /// [`Fanout::deliver`] for an event at `seq` in a cluster's order: only
+    /// peers whose `since_seq` is before it get it.
+    pub fn deliver_at(&mut self, audience: Audience<'_>, frame: &Bytes, seq: u64) {
         match audience {
-            Audience::Everyone { except } => self.staged.push((except, frame.clone())),
+            Audience::Everyone { except } => self.staged.push((except, seq, frame.clone())),
             Audience::One(key) => {
                 self.flush();
-                self.push(key, std::iter::once(frame));
+                self.push(key, seq, std::iter::once(frame));
             }
             Audience::Some { members, except } => {
                 self.flush();
                 for &key in members {
                     if Some(key) != except {
-                        self.push(key, std::iter::once(frame));
+                        self.push(key, seq, std::iter::once(frame));
                     }
                 }
             }
@@ -224,10 +231,11 @@ impl Fanout {
         let mut n_queued = 0;
         let mut n_dropped = 0;
         for (key, peer) in &mut self.peers {
+            let since = peer.info.since_seq;
             let frames = staged
                 .iter()
-                .filter(|(skip, _)| *skip != Some(key))
-                .map(|(_, bytes)| bytes);
+                .filter(|(skip, seq, _)| *skip != Some(key) && since < *seq)
+                .map(|(_, _, bytes)| bytes);
             match peer.deliver_all(frames) {
                 Delivery::Queued(n) => n_queued += n,
                 Delivery::Kept { dropped } => n_dropped += dropped,
@@ -266,8 +274,8 @@ impl Fanout {
         }
     }
 
-    fn push<'a>(&mut self, key: PeerKey, frames: impl Iterator<Item = &'a Bytes>) {
-        let Some(peer) = self.peers.get_mut(key) else {
+    fn push<'a>(&mut self, key: PeerKey, seq: u64, frames: impl Iterator<Item = &'a Bytes>) {
+        let Some(peer) = self.peers.get_mut(key).filter(|p| p.info.since_seq < seq) else {
             return;
         };
         match peer.deliver_all(frames) {
@@ -307,6 +315,7 @@ mod tests {
             addr: Text::from("127.0.0.1:1"),
             since: SystemTime::now(),
             rooms: Vec::new(),
+            since_seq: 0,
         }
     }
 

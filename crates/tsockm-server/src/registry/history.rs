@@ -52,7 +52,10 @@ impl Registry {
                 (Conversation::Room(room.to_string()), room.as_text().clone())
             }
             Destination::Peer(id) => {
-                if self.fanout.key_of(&id).is_none() && !self.ids.could_be_peer(&id) {
+                if self.fanout.key_of(&id).is_none()
+                    && !self.knows_remote(&id)
+                    && !self.ids.could_be_peer(&id)
+                {
                     let reason = format!("no peer with id `{id}` was ever registered here");
                     self.refuse_with(conn_id, Action::History, Status::NotFound, &reason);
                     return;
@@ -108,6 +111,19 @@ impl Registry {
                 Err(mpsc::error::TrySendError::Closed(_)) => {}
             }
         });
+        if self.in_cluster() {
+            // The cluster's history; the link asks after this node's
+            // messages accepted before.
+            if !self.cluster_down(conn_id, Action::History) {
+                let request = crate::cluster::LinkRequest::History {
+                    conversation,
+                    query,
+                    answer: crate::cluster::HistoryAnswerFn(reply),
+                };
+                self.ask(Some(conn_id), Action::History, request);
+            }
+            return;
+        }
         // Messages accepted before this request reach the store first.
         self.flush_hooks();
         self.store.history(conversation, query, reply);

@@ -8,6 +8,7 @@ use tsockm_proto::{Action, BROADCAST, Status, Text};
 use super::admission::Destination;
 use super::fanout::{Audience, PeerKey};
 use super::{ConnId, Registry};
+use crate::cluster::Target;
 use crate::logging::Direction;
 use crate::room::RoomName;
 use crate::store::{Conversation, StoredMessage};
@@ -44,13 +45,18 @@ impl Registry {
                 (Recipients::Room(room), dst, conversation)
             }
             Destination::Peer(id) => {
-                let Some(key) = self.fanout.key_of(&id) else {
+                let recipient = match self.fanout.key_of(&id) {
+                    Some(key) => Some(Recipients::Peer(key)),
+                    None if self.knows_remote(&id) => Some(Recipients::Remote),
+                    None => None,
+                };
+                let Some(recipient) = recipient else {
                     let reason = format!("no peer with id `{id}`");
                     self.refuse_with(conn_id, Action::Msg, Status::NotFound, &reason);
                     return;
                 };
                 let conversation = Conversation::direct(author_id, &id);
-                (Recipients::Peer(key), id, conversation)
+                (recipient, id, conversation)
             }
         };
         // Every frame the server sends fits the limit: the relayed frame
@@ -59,7 +65,7 @@ impl Registry {
         let text_len = escaped_len(&text);
         let history_conversation = match recipients {
             // Each side of a direct conversation sees the other's id.
-            Recipients::Peer(_) => dst.len().max(author_id.len()),
+            Recipients::Peer(_) | Recipients::Remote => dst.len().max(author_id.len()),
             Recipients::Lobby | Recipients::Room(_) => dst.len(),
         };
         let longest = relayed_len(author_id, &msg_id, &dst, text_len).max(
@@ -74,6 +80,16 @@ impl Registry {
             self.refuse_with(conn_id, Action::Msg, Status::PayloadTooLarge, &reason);
             return;
         }
+        if self.in_cluster() {
+            // The cluster gives it its id and delivers it, here too.
+            let target = match recipients {
+                Recipients::Lobby => Target::Lobby,
+                Recipients::Room(room) => Target::Room(room.as_text().clone()),
+                Recipients::Peer(_) | Recipients::Remote => Target::Direct(dst),
+            };
+            self.cluster_msg(conn_id, author_id, &author_name, target, conversation, text);
+            return;
+        }
         self.ids.commit_msg(seq);
         let msg_id = Text::from(msg_id);
         let relayed = self.wire.relayed(author_id, &msg_id, &dst, &text);
@@ -83,6 +99,7 @@ impl Registry {
         };
         match recipients {
             Recipients::Peer(key) => self.fanout.deliver(Audience::One(key), &bytes),
+            Recipients::Remote => {}
             Recipients::Lobby => self.fanout.deliver(
                 Audience::Everyone {
                     except: Some(author),
@@ -113,21 +130,31 @@ impl Registry {
         });
     }
 
-    /// Answers GET_PEER: the peer's username, or 404.
+    /// Whether a peer of another node of the cluster has this id.
+    pub(super) fn knows_remote(&self, id: &str) -> bool {
+        self.cluster
+            .as_ref()
+            .is_some_and(|c| c.mirror.contains_key(id))
+    }
+
+    /// Answers GET_PEER: the peer's username (on any node), or 404.
     pub(super) fn on_get_peer(&mut self, conn_id: ConnId, requester: &Text, wanted: &Text) {
-        let answer = match self.fanout.find(wanted) {
-            Some((_, peer)) => self.wire.about_peer(
-                Action::GetPeer,
-                &peer.info.id,
-                requester,
-                &peer.info.username,
-            ),
-            None => {
-                let reason = format!("no peer with id `{wanted}`");
-                self.refuse_with(conn_id, Action::GetPeer, Status::NotFound, &reason);
-                return;
-            }
+        let remote = self
+            .cluster
+            .as_ref()
+            .and_then(|c| c.mirror.get_key_value(wanted))
+            .map(|(id, remote)| (id.clone(), remote.name.clone()));
+        let found = self
+            .fanout
+            .find(wanted)
+            .map(|(_, peer)| (peer.info.id.clone(), peer.info.username.clone()))
+            .or(remote);
+        let Some((id, name)) = found else {
+            let reason = format!("no peer with id `{wanted}`");
+            self.refuse_with(conn_id, Action::GetPeer, Status::NotFound, &reason);
+            return;
         };
+        let answer = self.wire.about_peer(Action::GetPeer, &id, requester, &name);
         self.send_to_conn(conn_id, &answer);
     }
 }
@@ -141,6 +168,8 @@ enum Recipients {
     Room(RoomName),
     /// One peer.
     Peer(PeerKey),
+    /// One peer on another node of the cluster.
+    Remote,
 }
 
 /// Unix milliseconds of a point in time (0 before 1970).

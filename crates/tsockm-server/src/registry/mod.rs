@@ -20,10 +20,14 @@
 //! - `history.rs`: HISTORY requests and the store's answers;
 //! - `timers.rs`: handshake deadlines, removal delays, health checks, sweeps;
 //! - `console.rs`: the operator's requests and the reports answering them;
-//! - `hook.rs`: the seam through which accepted messages leave the actor.
+//! - `hook.rs`: the seam through which accepted messages leave the actor;
+//! - `cluster.rs`, `cluster_events.rs`: in a cluster, what the registry asks
+//!   of the other nodes, and what it does with what comes from them.
 
 mod admission;
 mod channel;
+mod cluster;
+mod cluster_events;
 mod console;
 mod fanout;
 mod history;
@@ -60,7 +64,8 @@ use crate::wire::{self, Wire};
 use admission::{ConnFacts, Refusal, Request, Verdict, judge, takes_token};
 pub use channel::{Activity, Command, NewConnection, RegistryClosed, RegistryHandle};
 pub use console::{
-    ConsoleReply, ConsoleRequest, InfoReport, PeerSummary, PingReport, RoomSummary, Target,
+    ClusterInfo, ConsoleReply, ConsoleRequest, InfoReport, PeerSummary, PingReport, RoomSummary,
+    Target,
 };
 use fanout::{Fanout, PeerKey};
 use history::{HISTORY_ANSWERS, HistoryAnswer};
@@ -160,6 +165,7 @@ struct Limits {
     max_frame_bytes: usize,
     max_rooms_per_peer: usize,
     history_max: usize,
+    kept_frames: usize,
 }
 
 /// The actor. Build it with [`Registry::new`], then `run` it.
@@ -178,6 +184,10 @@ pub struct Registry {
     rooms: Rooms,
     /// Where history is kept and sessions saved.
     store: StoreHandle,
+    /// In a cluster: the link to the other nodes and the view of them.
+    cluster: Option<cluster::ClusterState>,
+    /// In a cluster: what the link hands over.
+    cluster_rx: Option<mpsc::Receiver<crate::cluster::ClusterInput>>,
     /// The store's HISTORY answers come back through here.
     history_tx: mpsc::Sender<HistoryAnswer>,
     history_rx: mpsc::Receiver<HistoryAnswer>,
@@ -223,6 +233,7 @@ impl Registry {
                 max_frame_bytes: config.max_frame_bytes,
                 max_rooms_per_peer: config.max_rooms_per_peer,
                 history_max: config.history_max,
+                kept_frames: config.kept_frames,
             },
             wire: Wire {
                 srv: Text::from(wire_addr(local_addr)),
@@ -247,6 +258,8 @@ impl Registry {
             store,
             history_tx,
             history_rx,
+            cluster: None,
+            cluster_rx: None,
             timers: DelayQueue::new(),
             pings: Pings::default(),
             stall_scan: StallScan {
@@ -257,6 +270,21 @@ impl Registry {
             rx,
         };
         (registry, RegistryHandle { tx })
+    }
+
+    /// Makes this registry a node of a cluster: `started` is what joining
+    /// gave, `inputs` what the link will hand over. History is then the
+    /// cluster's (the link writes it with each message), not the store's.
+    pub(crate) fn join_cluster(
+        &mut self,
+        link: crate::cluster::LinkHandle,
+        seq: u64,
+        peers: Vec<(Text, Text, bool, Text, i64, Text)>,
+        inputs: mpsc::Receiver<crate::cluster::ClusterInput>,
+    ) {
+        self.hooks.clear();
+        self.cluster = Some(cluster::ClusterState::new(link, seq, peers));
+        self.cluster_rx = Some(inputs);
     }
 
     /// Adds a hook that receives every accepted message.
@@ -302,6 +330,7 @@ impl Registry {
                 () = shutdown.cancelled() => break,
                 Some(expired) = self.timers.next() => self.on_timer(expired.into_inner()),
                 Some(answer) = self.history_rx.recv() => self.on_history_answer(answer),
+                Some(input) = recv(&mut self.cluster_rx) => self.on_cluster(input),
                 _ = health.tick() => self.send_health_checks(),
                 _ = sweep.tick() => self.sweep_dead(),
                 command = self.rx.recv() => match command {
@@ -616,5 +645,13 @@ impl Registry {
         for hook in &mut self.hooks {
             hook.accepted(&message);
         }
+    }
+}
+
+/// The next item of an optional channel; never, without one.
+async fn recv<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }

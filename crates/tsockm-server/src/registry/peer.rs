@@ -32,6 +32,11 @@ pub(crate) struct PeerInfo {
     pub since: SystemTime,
     /// The rooms it is a member of, in the order it joined them.
     pub rooms: Vec<RoomName>,
+    /// In a cluster, the place in the cluster's order after which events
+    /// are for it (before, they are not: it had not joined yet, or its
+    /// session was on another node); `u64::MAX` until its own registration
+    /// comes back. 0 on a single server: everything is for it.
+    pub since_seq: u64,
 }
 
 /// A registered peer.

@@ -94,6 +94,25 @@ impl Registry {
             return;
         };
         let (joiner_id, joiner_name) = (joiner.info.id.clone(), joiner.info.username.clone());
+        if self.in_cluster() {
+            if self.cluster_down(conn_id, Action::Join) {
+                return;
+            }
+            // A member at once (its messages to the room are taken); the
+            // cluster sends the roster and tells the other members.
+            if let Some(info) = self.fanout.info_mut(key)
+                && !info.rooms.contains(&room)
+            {
+                info.rooms.push(room.clone());
+            }
+            let request = crate::cluster::LinkRequest::Join {
+                room: room.as_text().clone(),
+                id: joiner_id,
+                name: joiner_name,
+            };
+            self.ask(Some(conn_id), Action::Join, request);
+            return;
+        }
         let room_text = room.as_text().clone();
         // The members already there, written as one buffer.
         let mut roster = BytesMut::new();
@@ -149,6 +168,22 @@ impl Registry {
         let Some(leaver) = self.fanout.get(key) else {
             return;
         };
+        if self.in_cluster() {
+            let request = crate::cluster::LinkRequest::Part {
+                room: room.as_text().clone(),
+                id: leaver.info.id.clone(),
+                name: leaver.info.username.clone(),
+            };
+            if self.cluster_down(conn_id, Action::Part) {
+                return;
+            }
+            // Not a member from now on; it still gets the PART.
+            if let Some(info) = self.fanout.info_mut(key) {
+                info.rooms.retain(|r| r != &room);
+            }
+            self.ask(Some(conn_id), Action::Part, request);
+            return;
+        }
         let part = self.wire.about_peer(
             Action::Part,
             &leaver.info.id,
@@ -179,6 +214,14 @@ impl Registry {
 
     /// ROOMS: one line per room, `#name <member count>`, sorted by name.
     pub(super) fn on_rooms(&mut self, conn_id: ConnId, requester: &Text) {
+        if self.in_cluster() {
+            // The cluster's rooms, counted on every node.
+            if !self.cluster_down(conn_id, Action::Rooms) {
+                let request = crate::cluster::LinkRequest::Rooms { conn: conn_id };
+                self.ask(Some(conn_id), Action::Rooms, request);
+            }
+            return;
+        }
         let body: Vec<String> = self
             .rooms
             .sorted()

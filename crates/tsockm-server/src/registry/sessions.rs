@@ -55,6 +55,9 @@ impl Registry {
             self.disconnect(conn_id, wire::encode(&answer), Queued::Keep(Vec::new()));
             return;
         }
+        if self.cluster_down(conn_id, Action::Comm) {
+            return;
+        }
         let (id, token) = match self
             .ids
             .next_peer_id()
@@ -77,7 +80,13 @@ impl Registry {
         };
         let addr = conn.addr_text.clone();
         let outbox = conn.outbox.clone();
-        let roster = self.roster_for(&id);
+        let in_cluster = self.in_cluster();
+        // In a cluster, the roster comes when the registration comes back.
+        let roster = if in_cluster {
+            None
+        } else {
+            self.roster_for(&id)
+        };
         let key = self.fanout.insert(
             PeerInfo {
                 id: id.clone(),
@@ -86,6 +95,7 @@ impl Registry {
                 addr: addr.clone(),
                 since: SystemTime::now(),
                 rooms: Vec::new(),
+                since_seq: if in_cluster { u64::MAX } else { 0 },
             },
             Link::Online {
                 conn: conn_id,
@@ -95,6 +105,13 @@ impl Registry {
         if let Some(conn) = self.conns.get_mut(&conn_id) {
             conn.peer = Some((key, id.clone()));
             conn.ticket.registered();
+        }
+        if in_cluster {
+            let welcome = self.wire.welcome(&addr, &id, &token);
+            self.send_to_conn(conn_id, &welcome);
+            tracing::info!(peer = %id, username = %username, "peer registered");
+            self.cluster_registered(key);
+            return;
         }
         let welcome = self.wire.welcome(&addr, &id, &token);
         self.send_to_conn(conn_id, &welcome);
@@ -152,6 +169,12 @@ impl Registry {
         token: &Text,
         last_msg_id: &Text,
     ) {
+        if self.fanout.key_of(peer_id).is_none()
+            && self.in_cluster()
+            && self.cluster_resume(conn_id, peer_id, token, last_msg_id)
+        {
+            return; // The cluster answers (a claim).
+        }
         let found = self
             .fanout
             .find(peer_id)
@@ -184,6 +207,13 @@ impl Registry {
         if let Some(info) = self.fanout.info_mut(key) {
             info.token_hash = hash_token(&new_token);
             info.addr = addr.clone();
+        }
+        if self.in_cluster() {
+            let request = crate::cluster::LinkRequest::Online {
+                id: peer_id.clone(),
+                hash: super::cluster::hex(&hash_token(&new_token)),
+            };
+            self.ask(None, Action::Comm, request);
         }
         // Staged broadcasts go where the peer's frames went so far.
         self.fanout.flush();
@@ -315,6 +345,12 @@ impl Registry {
             },
             self.limits.removal_delay,
         );
+        if self.in_cluster() {
+            let request = crate::cluster::LinkRequest::Away {
+                id: peer_id.clone(),
+            };
+            self.ask(None, Action::None, request);
+        }
         tracing::info!(peer = %peer_id, "peer away: connection lost");
     }
 
@@ -342,10 +378,19 @@ impl Registry {
             outbox.close(last.and_then(wire::encode));
         }
         tracing::info!(peer = %peer.info.id, "peer removed");
-        let kill = self
-            .wire
-            .announce(Action::NtfyKill, &peer.info.id, &peer.info.username);
-        self.broadcast(&kill, None);
+        if self.in_cluster() {
+            // The cluster removes it and tells every node, this one too.
+            let request = crate::cluster::LinkRequest::Remove {
+                id: peer.info.id.clone(),
+                only_if_away_on: None,
+            };
+            self.ask(None, Action::None, request);
+        } else {
+            let kill = self
+                .wire
+                .announce(Action::NtfyKill, &peer.info.id, &peer.info.username);
+            self.broadcast(&kill, None);
+        }
         Some(summary)
     }
 
@@ -355,7 +400,10 @@ impl Registry {
     pub(super) fn shut_down(&mut self) {
         self.fanout.flush();
         self.flush_hooks();
-        if self.store.is_persistent() {
+        if self.in_cluster() {
+            // The other nodes announce this node's peers' removal at once.
+            self.ask(None, Action::None, crate::cluster::LinkRequest::NodeDown);
+        } else if self.store.is_persistent() {
             let saved = self.saved_sessions();
             let n_peers = saved.peers.len();
             self.store.save_sessions(
@@ -477,6 +525,7 @@ impl Registry {
                     addr: Text::from(peer.addr),
                     since,
                     rooms: rooms.clone(),
+                    since_seq: 0,
                 },
                 Link::Away {
                     kept: self.fanout.keep(peer.kept),

@@ -38,6 +38,14 @@ pub(super) enum Timer {
     },
     /// A `:ping`'s window is over.
     PingWindow(u64),
+    /// In a cluster: a peer of a dead node may be removed now, if it is
+    /// still away there (each node asks; the cluster removes it once).
+    ClusterRemoval {
+        /// The peer.
+        peer: Text,
+        /// The dead node.
+        node: Text,
+    },
 }
 
 /// A `:ping` waiting for answers.
@@ -87,11 +95,30 @@ impl Registry {
                 let due = self.fanout.get(peer).is_some_and(
                     |p| matches!(p.link(), Link::Away { generation: g, .. } if *g == generation),
                 );
-                if due {
+                if due && self.in_cluster() {
+                    // Removed by the cluster, once, unless it resumed on
+                    // another node meanwhile; told to every node then.
+                    if let Some(id) = self.fanout.get(peer).map(|p| p.info.id.clone()) {
+                        let node = self.cluster.as_ref().map(|c| c.node().clone());
+                        let request = crate::cluster::LinkRequest::Remove {
+                            id,
+                            only_if_away_on: node,
+                        };
+                        self.ask(None, Action::None, request);
+                    }
+                    self.drop_local(peer);
+                } else if due {
                     self.remove_peer(peer, None);
                 }
             }
             Timer::PingWindow(key) => self.finish_ping(key),
+            Timer::ClusterRemoval { peer, node } => {
+                let request = crate::cluster::LinkRequest::Remove {
+                    id: peer,
+                    only_if_away_on: Some(node),
+                };
+                self.ask(None, Action::None, request);
+            }
         }
         self.settle();
     }
