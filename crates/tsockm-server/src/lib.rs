@@ -63,6 +63,7 @@ mod transport;
 mod username;
 mod wire;
 
+pub use cluster::ClusterConfig;
 pub use config::{Cli, Config, LogMode, TlsFiles};
 pub use registry::{
     AcceptedMessage, ChannelHook, ClusterInfo, ConsoleReply, ConsoleRequest, Hook, InfoReport,

@@ -8,9 +8,11 @@
 //! Every `expect_*` method panics with a description of what it waited for
 //! and what it got, which is what a failing test should print.
 
+mod redis;
 mod server;
 mod tls;
 
+pub use redis::RedisServer;
 pub use server::{TestServer, test_config};
 pub use tls::{TEST_SERVER_NAMES, TestPki};
 pub use tokio_rustls::rustls::version::{TLS12, TLS13};

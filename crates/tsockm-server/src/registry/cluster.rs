@@ -199,9 +199,11 @@ impl Registry {
         self.ask(Some(conn_id), Action::Msg, request);
     }
 
-    /// A resume of a peer this node does not hold: if the cluster knows it,
-    /// ask for its session (the answer comes back as a claim). Returns
-    /// `false` if the cluster does not know the id.
+    /// A resume of a peer this node does not hold: ask the cluster for its
+    /// session (the answer comes back as a claim; Redis, not this node's
+    /// view, says whether the session exists: a registration on another
+    /// node may not have reached this one yet). Returns `false` outside a
+    /// cluster.
     pub(super) fn cluster_resume(
         &mut self,
         conn_id: ConnId,
@@ -209,11 +211,7 @@ impl Registry {
         token: &Text,
         last_msg_id: &Text,
     ) -> bool {
-        let known = self
-            .cluster
-            .as_ref()
-            .is_some_and(|c| c.mirror.contains_key(peer_id));
-        if !known {
+        if !self.in_cluster() {
             return false;
         }
         if self.cluster_down(conn_id, Action::Comm) {
