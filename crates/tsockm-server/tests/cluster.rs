@@ -47,17 +47,31 @@ fn is_msg(f: &Frame) -> bool {
 
 #[tokio::test]
 async fn peers_on_two_nodes_see_one_server() {
-    let Some(redis) = RedisServer::start() else { return };
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
     let a = node(&redis, "a").await;
     let b = node(&redis, "b").await;
     let mut alice = a.joined("alice", 0).await;
     let mut bob = b.joined("bob", 1).await;
-    let join = alice.expect_where("bob joined", |f| f.action == Action::NtfyJoin).await;
-    assert_eq!((join.sender_id.as_str(), join.body.as_str()), (bob.id.as_str(), "bob"));
-    assert_eq!(join.src, a.srv.as_str(), "SRC is the node the client talks to");
+    let join = alice
+        .expect_where("bob joined", |f| f.action == Action::NtfyJoin)
+        .await;
+    assert_eq!(
+        (join.sender_id.as_str(), join.body.as_str()),
+        (bob.id.as_str(), "bob")
+    );
+    assert_eq!(
+        join.src,
+        a.srv.as_str(),
+        "SRC is the node the client talks to"
+    );
     let mut carol = a.joined("carol", 2).await;
-    bob.expect_where("carol joined", |f| f.body == "carol").await;
-    alice.expect_where("carol joined", |f| f.body == "carol").await;
+    bob.expect_where("carol joined", |f| f.body == "carol")
+        .await;
+    alice
+        .expect_where("carol joined", |f| f.body == "carol")
+        .await;
 
     // A broadcast from node a reaches b's peers and a's others, one id.
     alice.send(Frame::broadcast("hello cluster")).await;
@@ -70,53 +84,104 @@ async fn peers_on_two_nodes_see_one_server() {
     // A direct message across nodes, and GET_PEER of a peer on another node.
     bob.send(Frame::direct(alice.id.clone(), "psst")).await;
     let dm = alice.expect_where("the direct message", is_msg).await;
-    assert_eq!((dm.dst.as_str(), dm.body.as_str()), (alice.id.as_str(), "psst"));
+    assert_eq!(
+        (dm.dst.as_str(), dm.body.as_str()),
+        (alice.id.as_str(), "psst")
+    );
     bob.send(Frame::get_peer(carol.id.clone())).await;
-    let found = bob.expect_where("GET_PEER", |f| f.action == Action::GetPeer).await;
+    let found = bob
+        .expect_where("GET_PEER", |f| f.action == Action::GetPeer)
+        .await;
     assert_eq!(found.body, "carol");
     bob.send(Frame::direct("nobody1234", "lost")).await;
-    bob.expect_where("404", |f| f.kind == Kind::Err && f.status == Status::NotFound).await;
+    bob.expect_where("404", |f| {
+        f.kind == Kind::Err && f.status == Status::NotFound
+    })
+    .await;
 
     // A room across nodes: roster, joins, a room message to members only.
     bob.send(Frame::join("#Ops")).await;
-    let own = bob.expect_where("own JOIN", |f| f.action == Action::Join).await;
+    let own = bob
+        .expect_where("own JOIN", |f| f.action == Action::Join)
+        .await;
     assert_eq!(own.dst, "#ops");
     alice.send(Frame::join("#ops")).await;
-    let roster = alice.expect_where("the roster", |f| f.action == Action::Join).await;
+    let roster = alice
+        .expect_where("the roster", |f| f.action == Action::Join)
+        .await;
     assert_eq!(roster.sender_id, bob.id.as_str());
-    let own = alice.expect_where("own JOIN", |f| f.action == Action::Join).await;
+    let own = alice
+        .expect_where("own JOIN", |f| f.action == Action::Join)
+        .await;
     assert_eq!(own.sender_id, alice.id.as_str());
-    let told = bob.expect_where("alice joined #ops", |f| f.action == Action::Join).await;
+    let told = bob
+        .expect_where("alice joined #ops", |f| f.action == Action::Join)
+        .await;
     assert_eq!(told.sender_id, alice.id.as_str());
     alice.send(Frame::join("#ops")).await;
-    alice.expect_where("roster again", |f| f.action == Action::Join && f.sender_id == bob.id.as_str()).await;
-    alice.expect_where("own JOIN again", |f| f.action == Action::Join).await;
-    alice.send(Frame::new(Kind::Req, Action::Msg, Status::Ok).with_dst("#ops").with_body("ops only")).await;
+    alice
+        .expect_where("roster again", |f| {
+            f.action == Action::Join && f.sender_id == bob.id.as_str()
+        })
+        .await;
+    alice
+        .expect_where("own JOIN again", |f| f.action == Action::Join)
+        .await;
+    alice
+        .send(
+            Frame::new(Kind::Req, Action::Msg, Status::Ok)
+                .with_dst("#ops")
+                .with_body("ops only"),
+        )
+        .await;
     let room_msg = bob.expect_where("the room message", is_msg).await;
-    assert_eq!((room_msg.dst.as_str(), room_msg.body.as_str()), ("#ops", "ops only"));
-    carol.send(Frame::new(Kind::Req, Action::Msg, Status::Ok).with_dst("#ops").with_body("x")).await;
+    assert_eq!(
+        (room_msg.dst.as_str(), room_msg.body.as_str()),
+        ("#ops", "ops only")
+    );
+    carol
+        .send(
+            Frame::new(Kind::Req, Action::Msg, Status::Ok)
+                .with_dst("#ops")
+                .with_body("x"),
+        )
+        .await;
     carol.expect_error(Action::Msg, Status::Forbidden).await;
 
     // ROOMS and HISTORY from the cluster.
     carol.send(Frame::rooms()).await;
-    let rooms = carol.expect_where("ROOMS", |f| f.action == Action::Rooms).await;
+    let rooms = carol
+        .expect_where("ROOMS", |f| f.action == Action::Rooms)
+        .await;
     assert_eq!(rooms.body, "#ops 2");
     carol.send(Frame::history("*", "10")).await;
-    let item = carol.expect_where("an item", |f| f.action == Action::History).await;
+    let item = carol
+        .expect_where("an item", |f| f.action == Action::History)
+        .await;
     assert_eq!(item.src, at_b.src);
     assert!(item.body.ends_with("::alice::hello cluster"), "{item}");
-    let end = carol.expect_where("the end", |f| f.action == Action::History).await;
+    let end = carol
+        .expect_where("the end", |f| f.action == Action::History)
+        .await;
     assert_eq!(end.body, "end 1");
 
     // :list shows every peer with its node; :info the cluster.
     let listed = a.console_line(":list").await;
-    assert!(listed.contains(&bob.id) && listed.contains("node b"), "{listed}");
+    assert!(
+        listed.contains(&bob.id) && listed.contains("node b"),
+        "{listed}"
+    );
     let info = a.console_line(":info").await;
-    assert!(info.contains("cluster: node a") && info.contains("Redis reachable"), "{info}");
+    assert!(
+        info.contains("cluster: node a") && info.contains("Redis reachable"),
+        "{info}"
+    );
 
     // Leaving is announced on every node.
     carol.send(Frame::comm_end()).await;
-    let kill = bob.expect_where("carol left", |f| f.action == Action::NtfyKill).await;
+    let kill = bob
+        .expect_where("carol left", |f| f.action == Action::NtfyKill)
+        .await;
     assert_eq!(kill.sender_id, carol.id.as_str());
     a.stop().await;
     b.stop().await;
@@ -127,16 +192,24 @@ async fn peers_on_two_nodes_see_one_server() {
 /// order of the lobby.
 #[tokio::test]
 async fn three_nodes_deliver_everything_once_in_one_order() {
-    let Some(redis) = RedisServer::start() else { return };
-    let nodes = [node(&redis, "n1").await, node(&redis, "n2").await, node(&redis, "n3").await];
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let nodes = [
+        node(&redis, "n1").await,
+        node(&redis, "n2").await,
+        node(&redis, "n3").await,
+    ];
     let mut clients = Vec::new();
     for i in 0..6 {
         let client = nodes[i % 3].joined(&format!("p{i}"), i).await;
         clients.push(client);
     }
-    for i in 0..6 {
+    for (i, client) in clients.iter_mut().enumerate() {
         for _ in i + 1..6 {
-            clients[i].expect_where("a later join", |f| f.action == Action::NtfyJoin).await;
+            client
+                .expect_where("a later join", |f| f.action == Action::NtfyJoin)
+                .await;
         }
     }
     const N: usize = 100;
@@ -155,7 +228,11 @@ async fn three_nodes_deliver_everything_once_in_one_order() {
             let author: usize = author.parse().unwrap();
             assert_ne!(author, i, "an author got its own broadcast");
             let expected = next.entry(author).or_insert(0usize);
-            assert_eq!(n.parse::<usize>().unwrap(), *expected, "order of author {author} at {i}");
+            assert_eq!(
+                n.parse::<usize>().unwrap(),
+                *expected,
+                "order of author {author} at {i}"
+            );
             *expected += 1;
             order.push(f.body.to_string());
         }
@@ -164,8 +241,14 @@ async fn three_nodes_deliver_everything_once_in_one_order() {
     // Every recipient saw the same interleaving (each without its own).
     for (i, order) in orders.iter().enumerate() {
         for (j, other) in orders.iter().enumerate() {
-            let mine: Vec<&String> = order.iter().filter(|m| !m.starts_with(&format!("{j}:"))).collect();
-            let theirs: Vec<&String> = other.iter().filter(|m| !m.starts_with(&format!("{i}:"))).collect();
+            let mine: Vec<&String> = order
+                .iter()
+                .filter(|m| !m.starts_with(&format!("{j}:")))
+                .collect();
+            let theirs: Vec<&String> = other
+                .iter()
+                .filter(|m| !m.starts_with(&format!("{i}:")))
+                .collect();
             assert_eq!(mine, theirs, "recipients {i} and {j} disagree on the order");
         }
     }
@@ -179,7 +262,9 @@ async fn three_nodes_deliver_everything_once_in_one_order() {
 /// leave or join.
 #[tokio::test]
 async fn a_session_resumes_on_another_node() {
-    let Some(redis) = RedisServer::start() else { return };
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
     let a = node(&redis, "a").await;
     let b = node(&redis, "b").await;
     let mut alice = a.joined("alice", 0).await;
@@ -189,17 +274,26 @@ async fn a_session_resumes_on_another_node() {
     let one = alice.expect_where("one", is_msg).await;
     let (id, token) = (alice.id.clone(), alice.token.clone());
     drop(alice);
-    a.wait_for_peers("alice away", |peers| peers.iter().any(|p| p.id == id && !p.online)).await;
+    a.wait_for_peers("alice away", |peers| {
+        peers.iter().any(|p| p.id == id && !p.online)
+    })
+    .await;
     bob.send(Frame::broadcast("two")).await;
     bob.send(Frame::direct(id.clone(), "three")).await;
 
     let mut back = TestClient::connect(b.addr).await;
-    back.send(Frame::resume_after(id.clone(), one.src.to_string(), token)).await;
+    back.send(Frame::resume_after(id.clone(), one.src.to_string(), token))
+        .await;
     let welcome = back.expect_frame(Kind::Res, Action::Comm, Status::Ok).await;
     assert!(welcome.body.starts_with(&format!("{id} ")), "{welcome}");
     let mut bodies = Vec::new();
     for _ in 0..2 {
-        bodies.push(back.expect_where("what it missed", is_msg).await.body.to_string());
+        bodies.push(
+            back.expect_where("what it missed", is_msg)
+                .await
+                .body
+                .to_string(),
+        );
     }
     assert_eq!(bodies, ["two", "three"]);
     // It is on node b now, and no one saw it leave or join.
@@ -207,7 +301,9 @@ async fn a_session_resumes_on_another_node() {
     assert_eq!(back.expect_where("four", is_msg).await.body, "four");
     bob.expect_silence(Duration::from_millis(300)).await;
     b.wait_for_peers("alice online on b", |peers| {
-        peers.iter().any(|p| p.id == id && p.online && p.node == "b")
+        peers
+            .iter()
+            .any(|p| p.id == id && p.online && p.node == "b")
     })
     .await;
     a.stop().await;
@@ -218,19 +314,26 @@ async fn a_session_resumes_on_another_node() {
 /// the old connection is told `resumed elsewhere` and closed.
 #[tokio::test]
 async fn a_resume_elsewhere_takes_over_an_open_session() {
-    let Some(redis) = RedisServer::start() else { return };
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
     let a = node(&redis, "a").await;
     let b = node(&redis, "b").await;
     let mut alice = a.joined("alice", 0).await;
     let mut back = TestClient::connect(b.addr).await;
-    back.send(Frame::resume(alice.id.clone(), alice.token.clone())).await;
+    back.send(Frame::resume(alice.id.clone(), alice.token.clone()))
+        .await;
     back.expect_frame(Kind::Res, Action::Comm, Status::Ok).await;
-    let end = alice.expect_where("COMM_END", |f| f.action == Action::CommEnd).await;
+    let end = alice
+        .expect_where("COMM_END", |f| f.action == Action::CommEnd)
+        .await;
     assert_eq!(end.body, "resumed elsewhere");
     alice.expect_closed().await;
     // A wrong token on any node is 404.
     let mut thief = TestClient::connect(a.addr).await;
-    thief.send(Frame::resume(alice.id.clone(), "not-the-token")).await;
+    thief
+        .send(Frame::resume(alice.id.clone(), "not-the-token"))
+        .await;
     thief.expect_error(Action::Comm, Status::NotFound).await;
     a.stop().await;
     b.stop().await;
@@ -245,8 +348,21 @@ struct Process {
 async fn node_process(redis: &RedisServer, name: &str) -> Process {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tsockm-server"))
         .env_remove("TSOCKM_STORE")
-        .args(["--addr", "127.0.0.1:0", "--silent", "--cluster", &redis.url()])
-        .args(["--cluster-name", "test", "--node-name", name, "--node-timeout", "1s"])
+        .args([
+            "--addr",
+            "127.0.0.1:0",
+            "--silent",
+            "--cluster",
+            &redis.url(),
+        ])
+        .args([
+            "--cluster-name",
+            "test",
+            "--node-name",
+            name,
+            "--node-timeout",
+            "1s",
+        ])
         .args(["--removal-delay", "3s"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -260,7 +376,11 @@ async fn node_process(redis: &RedisServer, name: &str) -> Process {
         .unwrap()
         .unwrap()
         .unwrap();
-    let addr = first.strip_prefix("tsockm-server listening on ").unwrap().parse().unwrap();
+    let addr = first
+        .strip_prefix("tsockm-server listening on ")
+        .unwrap()
+        .parse()
+        .unwrap();
     Process { child, addr }
 }
 
@@ -269,7 +389,9 @@ async fn node_process(redis: &RedisServer, name: &str) -> Process {
 /// removal delay with exactly one NTFY_KILL to each peer.
 #[tokio::test]
 async fn a_dead_nodes_peers_resume_elsewhere_or_are_removed_once() {
-    let Some(redis) = RedisServer::start() else { return };
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
     let a = node(&redis, "a").await;
     let b = node(&redis, "b").await;
     let mut c = node_process(&redis, "c").await;
@@ -278,7 +400,9 @@ async fn a_dead_nodes_peers_resume_elsewhere_or_are_removed_once() {
     let dave = TestClient::joined(c.addr, "dave", 2).await;
     let eve = TestClient::joined(c.addr, "eve", 3).await;
     for watcher in [&mut watcher_a, &mut watcher_b] {
-        watcher.expect_where("eve joined", |f| f.body == "eve").await;
+        watcher
+            .expect_where("eve joined", |f| f.body == "eve")
+            .await;
     }
     c.child.start_kill().unwrap();
     c.child.wait().await.unwrap();
@@ -288,16 +412,21 @@ async fn a_dead_nodes_peers_resume_elsewhere_or_are_removed_once() {
     .await;
     // Dave resumes on node a.
     let mut back = TestClient::connect(a.addr).await;
-    back.send(Frame::resume(dave.id.clone(), dave.token.clone())).await;
+    back.send(Frame::resume(dave.id.clone(), dave.token.clone()))
+        .await;
     back.expect_frame(Kind::Res, Action::Comm, Status::Ok).await;
     // Eve is removed once, announced once to each peer; nobody hears of dave.
     for watcher in [&mut watcher_a, &mut watcher_b] {
         watcher.timeout = REMOVAL_DELAY + Duration::from_secs(5);
-        let kill = watcher.expect_where("eve removed", |f| f.action == Action::NtfyKill).await;
+        let kill = watcher
+            .expect_where("eve removed", |f| f.action == Action::NtfyKill)
+            .await;
         assert_eq!(kill.sender_id, eve.id.as_str());
         watcher.expect_silence(Duration::from_millis(1500)).await;
     }
-    let kill = back.expect_where("eve removed", |f| f.action == Action::NtfyKill).await;
+    let kill = back
+        .expect_where("eve removed", |f| f.action == Action::NtfyKill)
+        .await;
     assert_eq!(kill.sender_id, eve.id.as_str());
     a.stop().await;
     b.stop().await;
@@ -307,16 +436,22 @@ async fn a_dead_nodes_peers_resume_elsewhere_or_are_removed_once() {
 /// they left.
 #[tokio::test]
 async fn a_stopping_nodes_peers_are_announced_gone_at_once() {
-    let Some(redis) = RedisServer::start() else { return };
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
     let a = node(&redis, "a").await;
     let b = node(&redis, "b").await;
     let mut alice = a.joined("alice", 0).await;
     let mut bob = b.joined("bob", 1).await;
     alice.expect_where("bob joined", |f| f.body == "bob").await;
     b.stop().await;
-    let end = bob.expect_where("COMM_END", |f| f.action == Action::CommEnd).await;
+    let end = bob
+        .expect_where("COMM_END", |f| f.action == Action::CommEnd)
+        .await;
     assert!(end.body.starts_with("server shutting down"), "{end}");
-    let kill = alice.expect_where("bob gone", |f| f.action == Action::NtfyKill).await;
+    let kill = alice
+        .expect_where("bob gone", |f| f.action == Action::NtfyKill)
+        .await;
     assert_eq!(kill.sender_id, bob.id.as_str());
     a.stop().await;
 }
@@ -326,7 +461,9 @@ async fn a_stopping_nodes_peers_are_announced_gone_at_once() {
 /// is not lost.
 #[tokio::test]
 async fn an_unreachable_redis_is_503_then_recovered() {
-    let Some(mut redis) = RedisServer::start_persistent() else { return };
+    let Some(mut redis) = RedisServer::start_persistent() else {
+        return;
+    };
     let a = node(&redis, "a").await;
     let b = node(&redis, "b").await;
     let mut alice = a.joined("alice", 0).await;
@@ -340,10 +477,14 @@ async fn an_unreachable_redis_is_503_then_recovered() {
     let mut refused = false;
     for i in 0..100 {
         alice.send(Frame::broadcast(format!("during {i}"))).await;
-        if let Ok(Some(Ok(f))) = tokio::time::timeout(Duration::from_millis(100), alice.next_item()).await
+        if let Ok(Some(Ok(f))) =
+            tokio::time::timeout(Duration::from_millis(100), alice.next_item()).await
             && f.kind == Kind::Err
         {
-            assert_eq!((f.action, f.status), (Action::Msg, Status::ServiceUnavailable));
+            assert_eq!(
+                (f.action, f.status),
+                (Action::Msg, Status::ServiceUnavailable)
+            );
             refused = true;
             break;
         }
@@ -376,14 +517,17 @@ async fn an_unreachable_redis_is_503_then_recovered() {
 /// back; a newcomer sees everyone; messages flow with new ids.
 #[tokio::test]
 async fn an_emptied_redis_gets_the_peers_back() {
-    let Some(mut redis) = RedisServer::start() else { return };
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
     let a = node(&redis, "a").await;
     let b = node(&redis, "b").await;
     let mut alice = a.joined("alice", 0).await;
     let mut bob = b.joined("bob", 1).await;
     alice.expect_where("bob joined", |f| f.body == "bob").await;
     bob.send(Frame::join("#r")).await;
-    bob.expect_where("own JOIN", |f| f.action == Action::Join).await;
+    bob.expect_where("own JOIN", |f| f.action == Action::Join)
+        .await;
     alice.send(Frame::broadcast("old")).await;
     let old = bob.expect_where("old", is_msg).await;
     redis.restart();
@@ -428,9 +572,15 @@ async fn an_unreachable_redis_at_start_is_one_line_and_a_failure() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("tsockm-server:")).collect();
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("tsockm-server:"))
+        .collect();
     assert_eq!(lines.len(), 1, "{stderr}");
-    assert!(lines[0].contains("cannot reach the cluster's Redis"), "{stderr}");
+    assert!(
+        lines[0].contains("cannot reach the cluster's Redis"),
+        "{stderr}"
+    );
     let refused = Command::new(env!("CARGO_BIN_EXE_tsockm-server"))
         .args(["--cluster", "redis://127.0.0.1:1", "--store", "memory"])
         .stdin(Stdio::null())
@@ -442,7 +592,9 @@ async fn an_unreachable_redis_at_start_is_one_line_and_a_failure() {
 
 #[tokio::test]
 async fn the_console_kills_a_peer_on_another_node() {
-    let Some(redis) = RedisServer::start() else { return };
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
     let a = node(&redis, "a").await;
     let b = node(&redis, "b").await;
     let mut alice = a.joined("alice", 0).await;
@@ -450,9 +602,13 @@ async fn the_console_kills_a_peer_on_another_node() {
     alice.expect_where("bob joined", |f| f.body == "bob").await;
     let answer = a.console_line(&format!(":kill {}", bob.id)).await;
     assert!(answer.contains(&bob.id), "{answer}");
-    let end = bob.expect_where("COMM_END", |f| f.action == Action::CommEnd).await;
+    let end = bob
+        .expect_where("COMM_END", |f| f.action == Action::CommEnd)
+        .await;
     assert_eq!(end.body, "removed by the server operator");
-    let kill = alice.expect_where("bob gone", |f| f.action == Action::NtfyKill).await;
+    let kill = alice
+        .expect_where("bob gone", |f| f.action == Action::NtfyKill)
+        .await;
     assert_eq!(kill.sender_id, bob.id.as_str());
     match a.console(ConsoleRequest::List).await {
         ConsoleReply::List(peers) => assert_eq!(peers.len(), 1),

@@ -14,15 +14,22 @@
 //!
 //! - `scripts.rs`: the Lua scripts, one per change of cluster state.
 //! - `event.rs`: the events an inbox carries.
-//! - `link.rs`: the tasks that talk to Redis: the writer (running the
-//!   registry's requests in order), the inbox reader, and the heartbeat
-//!   that also finds dead nodes and notices a Redis that lost its data.
+//! - `link.rs`: joining the cluster, and the handle the registry holds;
+//!   `requests.rs`: what the registry asks and what it is handed back;
+//!   `writer.rs`, `reader.rs`, `heartbeat.rs`: the tasks that talk to
+//!   Redis (running the registry's requests in order; reading the inbox;
+//!   keeping this node alive, finding dead nodes, noticing a Redis that
+//!   lost its data).
 //!
 //! What the registry does with events is in `registry/cluster*.rs`.
 
 mod event;
+mod heartbeat;
 mod link;
+mod reader;
+mod requests;
 mod scripts;
+mod writer;
 
 use std::time::Duration;
 
