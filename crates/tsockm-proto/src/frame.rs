@@ -273,45 +273,34 @@ impl Frame {
     /// Checks that SENDER_ID, SRC and DST can be written unambiguously: no
     /// `::`, CR or LF, and no leading or trailing `:`.
     pub fn validate(&self) -> Result<(), FrameError> {
-        for (field, value) in [
-            (Field::SenderId, &self.sender_id),
-            (Field::Src, &self.src),
-            (Field::Dst, &self.dst),
-        ] {
-            if let Some(problem) = header_problem(value) {
-                return Err(FrameError::InvalidField {
-                    field,
-                    value: quote(value),
-                    problem,
-                });
-            }
-        }
-        Ok(())
+        self.check_headers(&self.header_bytes())
     }
 
     /// Appends the wire form, terminated by `\n`, to `dst`.
     ///
     /// Fails, writing nothing, if [`Frame::validate`] fails.
     pub fn encode(&self, dst: &mut BytesMut) -> Result<(), FrameError> {
-        self.validate()?;
+        // Each field's bytes are looked up once, for the checks, the length
+        // and the copy.
+        let headers = self.header_bytes();
+        let body = self.body.as_bytes();
+        self.check_headers(&headers)?;
         let sep = SEPARATOR.as_bytes();
-        dst.reserve(self.encoded_len_estimate());
+        dst.reserve(self.encoded_len_estimate(&headers, body));
         dst.put_slice(self.kind.as_str().as_bytes());
         dst.put_slice(sep);
         dst.put_slice(self.action.as_str().as_bytes());
         dst.put_slice(sep);
         dst.put_slice(self.status.as_str().as_bytes());
+        for header in headers {
+            dst.put_slice(sep);
+            dst.put_slice(header);
+        }
         dst.put_slice(sep);
-        dst.put_slice(self.sender_id.as_bytes());
-        dst.put_slice(sep);
-        dst.put_slice(self.src.as_bytes());
-        dst.put_slice(sep);
-        dst.put_slice(self.dst.as_bytes());
-        dst.put_slice(sep);
-        if needs_escape(self.body.as_bytes()) {
-            escape_into(self.body.as_bytes(), dst);
+        if needs_escape(body) {
+            escape_into(body, dst);
         } else {
-            dst.put_slice(self.body.as_bytes());
+            dst.put_slice(body);
         }
         dst.put_u8(b'\n');
         Ok(())
@@ -322,20 +311,52 @@ impl Frame {
     /// The server encodes a broadcast once with this and hands clones of the
     /// result to every recipient.
     pub fn to_bytes(&self) -> Result<Bytes, FrameError> {
-        let mut buf = BytesMut::with_capacity(self.encoded_len_estimate());
+        let headers = self.header_bytes();
+        let estimate = self.encoded_len_estimate(&headers, self.body.as_bytes());
+        let mut buf = BytesMut::with_capacity(estimate);
         self.encode(&mut buf)?;
         Ok(buf.freeze())
     }
 
+    /// SENDER_ID, SRC and DST as bytes.
+    #[inline(always)]
+    fn header_bytes(&self) -> [&[u8]; 3] {
+        [
+            self.sender_id.as_bytes(),
+            self.src.as_bytes(),
+            self.dst.as_bytes(),
+        ]
+    }
+
+    /// [`Frame::validate`] of this frame's `headers` (from
+    /// [`Frame::header_bytes`]).
+    #[inline(always)]
+    fn check_headers(&self, headers: &[&[u8]; 3]) -> Result<(), FrameError> {
+        for (k, header) in headers.iter().enumerate() {
+            if let Some(problem) = header_problem(header) {
+                let (field, value) = [
+                    (Field::SenderId, &self.sender_id),
+                    (Field::Src, &self.src),
+                    (Field::Dst, &self.dst),
+                ][k];
+                return Err(FrameError::InvalidField {
+                    field,
+                    value: quote(value),
+                    problem,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The encoded length if BODY needs no escaping (a lower bound otherwise).
-    fn encoded_len_estimate(&self) -> usize {
+    #[inline(always)]
+    fn encoded_len_estimate(&self, headers: &[&[u8]; 3], body: &[u8]) -> usize {
         self.kind.as_str().len()
             + self.action.as_str().len()
             + self.status.as_str().len()
-            + self.sender_id.len()
-            + self.src.len()
-            + self.dst.len()
-            + self.body.len()
+            + headers.iter().map(|header| header.len()).sum::<usize>()
+            + body.len()
             + 6 * SEPARATOR.len()
             + 1
     }
@@ -445,10 +466,9 @@ fn header_text(line: &Bytes, range: Range<usize>) -> Text {
 }
 
 /// Why a header field value cannot be written, if it cannot.
-fn header_problem(value: &str) -> Option<&'static str> {
+fn header_problem(bytes: &[u8]) -> Option<&'static str> {
     // One pass over the (short) value; the problems are reported in this
     // order of precedence.
-    let bytes = value.as_bytes();
     let mut has_separator = false;
     let mut has_line_break = false;
     for (i, &b) in bytes.iter().enumerate() {
