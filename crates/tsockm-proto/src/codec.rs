@@ -84,6 +84,7 @@ impl Decoder for FrameCodec {
     type Item = Result<Frame, FrameError>;
     type Error = io::Error;
 
+    #[inline]
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Item>, io::Error> {
         loop {
             let newline = memchr(b'\n', &buf[self.next_index..]).map(|i| self.next_index + i);
@@ -126,9 +127,7 @@ impl Decoder for FrameCodec {
                 buf.advance(end + 1);
                 return Ok(Some(Err(self.too_long())));
             }
-            let mut line = buf.split_to(end + 1);
-            line.truncate(len);
-            return Ok(Some(Frame::from_owned_line(line)));
+            return Ok(Some(Frame::take_line(buf, len, end + 1)));
         }
     }
 

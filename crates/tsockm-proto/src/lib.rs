@@ -13,8 +13,10 @@
 //!   frames, parsing from a line and encoding to one.
 //! - [`Kind`], [`Action`] (`vocabulary.rs`) and [`Status`] (`status.rs`): the
 //!   closed vocabularies of the first three fields.
-//! - [`Text`] (`text.rs`): a cheap-to-clone UTF-8 string that shares the
-//!   received buffer, so decoding does not copy field contents.
+//! - [`Text`] (`text.rs`): a cheap-to-clone UTF-8 string, kept inline when
+//!   short (header fields are copied out of the received line, with no
+//!   reference count) and sharing a buffer when long (a long BODY shares
+//!   the received line).
 //! - `scan.rs` and `escape.rs` (internal): one word-at-a-time pass over a
 //!   received line (separators, ASCII, backslashes), and BODY escaping.
 //! - [`FrameCodec`] (`codec.rs`): a tokio-util `Decoder`/`Encoder` with a

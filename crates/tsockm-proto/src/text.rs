@@ -1,84 +1,184 @@
-//! [`Text`]: an immutable UTF-8 string backed by [`Bytes`].
+//! [`Text`]: an immutable UTF-8 string that is cheap to make and to clone.
 //!
-//! Decoding slices each field out of the received line without copying it,
-//! and the server hands the same field to many frames; both want a string
-//! that is cheap to clone. This file must never let a `Text` hold bytes that
-//! are not valid UTF-8: every constructor either starts from a `str` or
-//! validates.
+//! A frame holds four of them, and the decoder makes them for every line
+//! it reads. Header fields (ids, addresses, `*`) are short: a `Text` of up
+//! to [`INLINE_BYTES`] bytes keeps its bytes in place, so making one is a
+//! small copy, and cloning or dropping it touches no reference count. A
+//! longer text is a [`Bytes`]: the received line's own buffer for a long
+//! BODY, a `String`'s allocation, or a `'static` string. This file must
+//! never let a `Text` hold bytes that are not valid UTF-8: every public
+//! constructor starts from a `str` or validates, and the crate-internal
+//! ones take bytes their callers have checked.
 #![allow(unsafe_code)]
 
 use std::borrow::Borrow;
+use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::ops::Deref;
 
 use bytes::Bytes;
 
-/// An immutable, reference-counted UTF-8 string.
+/// The most bytes a [`Text`] keeps inline: what fits beside the length
+/// byte in the 32 bytes a `Bytes` takes anyway. Peer ids, IPv4 addresses
+/// and the full IPv6 loopback address (`[0:0:0:0:0:0:0:1]:6969`) fit.
+pub(crate) const INLINE_BYTES: usize = 23;
+
+/// An immutable UTF-8 string, cheap to clone.
 ///
-/// Clones share the same buffer. Compares, orders and hashes like `str`.
-#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Text(Bytes);
+/// A text of up to 23 bytes (an id, an address) is stored in the `Text`
+/// itself; a longer one shares a [`Bytes`] buffer with its clones (and,
+/// for a decoded BODY, with the rest of the line it came in). Either way a
+/// `Text` is 32 bytes. Compares, orders and hashes like `str`.
+#[derive(Clone)]
+pub struct Text(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    /// The first `len` bytes of `buf`; the bytes after them mean nothing
+    /// and may be anything.
+    Inline { len: u8, buf: [u8; INLINE_BYTES] },
+    /// A shared buffer: a long text, or a `'static` string of any length.
+    Shared(Bytes),
+}
 
 impl Text {
     /// An empty text.
     pub const fn new() -> Self {
-        Text(Bytes::new())
+        Text(Repr::Inline {
+            len: 0,
+            buf: [0; INLINE_BYTES],
+        })
     }
 
-    /// A text borrowing a static string, without allocating.
+    /// A text of a static string, without allocating.
     pub const fn from_static(s: &'static str) -> Self {
-        Text(Bytes::from_static(s.as_bytes()))
+        Text(Repr::Shared(Bytes::from_static(s.as_bytes())))
     }
 
     /// Wraps bytes that must be UTF-8; gives them back if they are not.
+    ///
+    /// Up to 23 bytes are copied into the text, so it does not keep
+    /// `bytes`' buffer alive; more are shared.
     pub fn from_utf8(bytes: Bytes) -> Result<Self, Bytes> {
-        match std::str::from_utf8(&bytes) {
-            Ok(_) => Ok(Text(bytes)),
-            Err(_) => Err(bytes),
+        if std::str::from_utf8(&bytes).is_err() {
+            return Err(bytes);
         }
+        Ok(if bytes.len() <= INLINE_BYTES {
+            Text::inline_checked(&bytes, bytes.len())
+        } else {
+            Text(Repr::Shared(bytes))
+        })
     }
 
-    /// Wraps bytes the caller has already checked to be UTF-8.
+    /// Shares bytes the caller has already checked to be UTF-8, however
+    /// short: the caller chooses when to copy.
     pub(crate) fn from_checked(bytes: Bytes) -> Self {
         debug_assert!(std::str::from_utf8(&bytes).is_ok());
-        Text(bytes)
+        Text(Repr::Shared(bytes))
+    }
+
+    /// Copies the first `len` bytes (at most [`INLINE_BYTES`]) of `window`,
+    /// already checked to be UTF-8, into the text itself.
+    ///
+    /// When `window` holds [`INLINE_BYTES`] bytes or more (the rest of a
+    /// received line usually does), the copy is of that fixed size, with
+    /// no loop and no call, and the bytes after `len` are junk.
+    #[inline(always)]
+    pub(crate) fn inline_checked(window: &[u8], len: usize) -> Self {
+        debug_assert!(len <= INLINE_BYTES);
+        debug_assert!(std::str::from_utf8(&window[..len]).is_ok());
+        let buf = match window.first_chunk::<INLINE_BYTES>() {
+            Some(chunk) => *chunk,
+            None => {
+                let mut buf = [0; INLINE_BYTES];
+                buf[..len].copy_from_slice(&window[..len]);
+                buf
+            }
+        };
+        Text(Repr::Inline {
+            len: len as u8,
+            buf,
+        })
     }
 
     /// The text as a string slice.
+    #[inline]
     pub fn as_str(&self) -> &str {
-        // SAFETY: every constructor of `Text` starts from a `str`, a `String`,
-        // or bytes checked with `std::str::from_utf8` (see `from_utf8` and the
-        // callers of `from_checked`), and the bytes are immutable afterwards.
-        unsafe { std::str::from_utf8_unchecked(&self.0) }
+        // SAFETY: every constructor of `Text` starts from a `str` or a
+        // `String`, or takes bytes checked with `std::str::from_utf8` (see
+        // `from_utf8`) or checked by the parser (the callers of
+        // `from_checked` and `inline_checked`); the bytes
+        // are immutable afterwards, and `as_bytes` gives exactly them back
+        // (for an inline text, the first `len`, never the junk after).
+        unsafe { std::str::from_utf8_unchecked(self.as_bytes()) }
     }
 
-    /// The underlying bytes (shares the buffer).
-    pub fn as_bytes(&self) -> &Bytes {
-        &self.0
+    /// The text's bytes.
+    #[inline]
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Inline { len, buf } => &buf[..usize::from(*len)],
+            Repr::Shared(bytes) => bytes,
+        }
     }
 
-    /// Gives up the `Text`, keeping its bytes.
+    /// Gives up the `Text`, keeping its bytes: the shared buffer of a long
+    /// or static text, a copy of a short one.
     pub fn into_bytes(self) -> Bytes {
-        self.0
+        match self.0 {
+            Repr::Inline { .. } => Bytes::copy_from_slice(self.as_bytes()),
+            Repr::Shared(bytes) => bytes,
+        }
+    }
+}
+
+impl Default for Text {
+    fn default() -> Self {
+        Text::new()
+    }
+}
+
+impl PartialEq for Text {
+    #[inline]
+    fn eq(&self, other: &Text) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Text {}
+
+impl PartialOrd for Text {
+    fn partial_cmp(&self, other: &Text) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Orders like `str` (which orders by bytes).
+impl Ord for Text {
+    fn cmp(&self, other: &Text) -> Ordering {
+        self.as_bytes().cmp(other.as_bytes())
     }
 }
 
 impl Deref for Text {
     type Target = str;
 
+    #[inline]
     fn deref(&self) -> &str {
         self.as_str()
     }
 }
 
 impl AsRef<str> for Text {
+    #[inline]
     fn as_ref(&self) -> &str {
         self.as_str()
     }
 }
 
 impl Borrow<str> for Text {
+    #[inline]
     fn borrow(&self) -> &str {
         self.as_str()
     }
@@ -103,15 +203,27 @@ impl fmt::Debug for Text {
     }
 }
 
+/// Keeps the string's allocation, without copying, unless the string is
+/// short enough to be copied into the text (and its allocation freed).
 impl From<String> for Text {
     fn from(s: String) -> Self {
-        Text(Bytes::from(s.into_bytes()))
+        if s.len() <= INLINE_BYTES {
+            Text::inline_checked(s.as_bytes(), s.len())
+        } else {
+            Text(Repr::Shared(Bytes::from(s)))
+        }
     }
 }
 
+/// Copies the string: into the text itself if short, else into a new
+/// buffer.
 impl From<&str> for Text {
     fn from(s: &str) -> Self {
-        Text(Bytes::copy_from_slice(s.as_bytes()))
+        if s.len() <= INLINE_BYTES {
+            Text::inline_checked(s.as_bytes(), s.len())
+        } else {
+            Text(Repr::Shared(Bytes::copy_from_slice(s.as_bytes())))
+        }
     }
 }
 
@@ -182,5 +294,71 @@ mod tests {
             Text::from_utf8(Bytes::from_static(b"ok")).ok(),
             Some(Text::from("ok"))
         );
+    }
+
+    /// Whether `t` is stored inline.
+    fn is_inline(t: &Text) -> bool {
+        matches!(t.0, Repr::Inline { .. })
+    }
+
+    #[test]
+    fn short_texts_are_inline_and_long_ones_shared() {
+        assert_eq!(std::mem::size_of::<Text>(), 32);
+        let fits = "x".repeat(INLINE_BYTES);
+        let over = "x".repeat(INLINE_BYTES + 1);
+        for s in ["", "*", "é€😀", "[0:0:0:0:0:0:0:1]:6969", fits.as_str()] {
+            let texts = [
+                Text::from(s),
+                Text::from(s.to_owned()),
+                Text::from_utf8(Bytes::copy_from_slice(s.as_bytes())).expect("UTF-8"),
+            ];
+            for t in texts {
+                assert!(is_inline(&t), "{s:?}");
+                assert_eq!(t, s);
+                assert_eq!(t.as_bytes(), s.as_bytes());
+                assert_eq!(t.clone().into_bytes(), s.as_bytes());
+            }
+        }
+        let shared = Bytes::from(over.clone());
+        let texts = [
+            Text::from(over.as_str()),
+            Text::from(over.clone()),
+            Text::from_utf8(shared.clone()).expect("UTF-8"),
+        ];
+        for t in texts {
+            assert!(!is_inline(&t), "{t:?}");
+            assert_eq!(t, over);
+            assert_eq!(t.clone().into_bytes(), over.as_bytes());
+        }
+        // A long text shares the buffer it was made from.
+        let t = Text::from_utf8(shared.clone()).expect("UTF-8");
+        assert_eq!(t.as_bytes().as_ptr(), shared.as_ptr());
+        const STATIC: Text = Text::from_static("server");
+        assert!(!is_inline(&STATIC));
+        assert_eq!(STATIC, "server");
+        assert_eq!(STATIC.into_bytes(), "server");
+    }
+
+    /// Equality, order and hash look at the text only: not at how it is
+    /// stored, nor at the junk after an inline text's end.
+    #[test]
+    fn storage_does_not_show() {
+        let inline = Text::inline_checked(b"abc::rest of the line, and more", 3);
+        let other_junk = Text::inline_checked(b"abcdefghijklmnopqrstuvwxyz", 3);
+        let short_window = Text::inline_checked(b"abc", 3);
+        let stat = Text::from_static("abc");
+        assert!(is_inline(&inline) && is_inline(&short_window) && !is_inline(&stat));
+        for t in [&other_junk, &short_window, &stat] {
+            assert_eq!(&inline, t);
+            assert_eq!(inline.cmp(t), Ordering::Equal);
+        }
+        let (abd, ab) = (Text::from("abd"), Text::from("ab"));
+        assert!(ab < inline && inline < abd);
+        let (long, y) = (Text::from("y".repeat(40)), Text::from_static("y"));
+        assert!(y < long);
+        let mut set = HashSet::new();
+        set.insert(inline);
+        assert!(set.contains(&stat));
+        assert!(set.contains("abc"));
     }
 }
