@@ -471,7 +471,8 @@ pub fn parse_positive(text: &str) -> Result<usize, String> {
     }
 }
 
-/// Parses a frame length limit in bytes (64 B to 16 MiB).
+/// Parses a frame length limit in bytes ([`MIN_FRAME_LIMIT`] to
+/// [`MAX_FRAME_LIMIT`]: 256 B to 16 MiB).
 pub fn parse_frame_limit(text: &str) -> Result<usize, String> {
     let n: usize = text
         .trim()
