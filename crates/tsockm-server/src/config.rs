@@ -228,6 +228,8 @@ pub struct Cli {
     pub cluster_name: String,
 
     /// This node's name in logs, `:list` and `:info` [default: <hostname>-<pid>].
+    // The doc comment is also the `--help` text, where `<hostname>` is no tag.
+    #[allow(rustdoc::invalid_html_tags)]
     #[arg(long, requires = "cluster")]
     pub node_name: Option<String>,
 
