@@ -228,6 +228,8 @@ pub struct Cli {
     pub cluster_name: String,
 
     /// This node's name in logs, `:list` and `:info` [default: <hostname>-<pid>].
+    // The doc comment is also the `--help` text, where `<hostname>` is no tag.
+    #[allow(rustdoc::invalid_html_tags)]
     #[arg(long, requires = "cluster")]
     pub node_name: Option<String>,
 
@@ -471,7 +473,8 @@ pub fn parse_positive(text: &str) -> Result<usize, String> {
     }
 }
 
-/// Parses a frame length limit in bytes (64 B to 16 MiB).
+/// Parses a frame length limit in bytes ([`MIN_FRAME_LIMIT`] to
+/// [`MAX_FRAME_LIMIT`]: 256 B to 16 MiB).
 pub fn parse_frame_limit(text: &str) -> Result<usize, String> {
     let n: usize = text
         .trim()

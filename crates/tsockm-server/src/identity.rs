@@ -1,4 +1,4 @@
-//! Peer ids and resume tokens.
+//! Peer ids, message ids and resume tokens.
 //!
 //! Peer ids and message ids are sqids of counts that start from the clock
 //! (never reused for the life of the store; see [`IdentityMaker`]) over an

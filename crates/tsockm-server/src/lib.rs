@@ -3,6 +3,8 @@
 //! Map of the crate:
 //! - `server.rs`: [`Server`] binds, accepts, and spawns every task on one
 //!   tracker; `run(shutdown)` ends when the token is cancelled.
+//! - `doorman.rs`: the limits on connections checked at accept (not
+//!   registered yet, in all and per address; all of one address's).
 //! - `start.rs`: what is opened before listening (the store, ids, saved
 //!   sessions), and [`StartError`].
 //! - `connection.rs`: one task per connection: decode frames into registry
@@ -16,6 +18,8 @@
 //!   fan-out, sessions, messages, rooms, history, timers, the console.
 //! - [`store`]: where history and saved sessions are kept (memory, SQLite)
 //!   and the thread that writes them.
+//! - `cluster/`: several servers acting as one through a shared Redis: the
+//!   Lua scripts, the inbox events, and the tasks that talk to Redis.
 //! - `wire.rs`: the frames the server sends. `addr.rs`: addresses on the wire.
 //! - `identity.rs`: peer ids, message ids and resume tokens.
 //!   `username.rs`, `room.rs`: name rules.

@@ -119,7 +119,7 @@ impl Server {
     }
 
     /// The store in use, e.g. `sqlite:/home/me/.local/share/tsockm/tsockm.db`
-    /// (in a cluster, `redis:<url> as <node>`).
+    /// (in a cluster, `the cluster's Redis at <url> (node <name>)`).
     pub fn store(&self) -> String {
         match &self.config.cluster {
             Some(cluster) => format!(

@@ -1,6 +1,7 @@
 //! The frames the server sends, built in one place so every field follows
-//! section 3 of the contract: SRC is the server's address, SENDER_ID is
-//! `server` when the server speaks for itself, DST is the recipient.
+//! section 3 of the contract: SRC is the server's address (the message id
+//! in a relayed message and a history item), SENDER_ID is `server` when the
+//! server speaks for itself, DST is the recipient.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use tsockm_proto::{Action, BROADCAST, Frame, Kind, SERVER_ID, Status, Text, escape_body};

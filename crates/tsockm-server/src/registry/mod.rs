@@ -1,7 +1,9 @@
 //! The registry actor: the one owner of every connection's and peer's state.
 //!
 //! Connection tasks and the console talk to it through one bounded mpsc
-//! channel of [`Command`]s (oneshot replies where an answer is needed). It
+//! channel of [`Command`]s (oneshot replies where an answer is needed); the
+//! store's HISTORY answers and, in a cluster, what the link to Redis hands
+//! over arrive on bounded channels of their own. It
 //! handles each command synchronously: it never awaits while state changes,
 //! never waits on a peer (frames go into outboxes with a non-blocking push),
 //! and owns every timer.
