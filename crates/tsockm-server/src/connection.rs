@@ -14,8 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use std::future::poll_fn;
+use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, timeout};
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
@@ -39,7 +41,7 @@ pub const READ_CHUNK_MAX_BYTES: usize = 64 * 1024;
 pub const MAX_IOVECS: usize = 512;
 
 /// Largest batch vector a writer keeps between batches.
-pub const KEPT_BATCH_CAPACITY: usize = 8;
+pub const KEPT_BATCH_CAPACITY: usize = 0;
 
 /// How long a closing connection may take to write what is left for it.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(2);
@@ -65,44 +67,66 @@ pub struct ConnectionContext {
     pub shutdown: CancellationToken,
 }
 
+/// What the door hands on with an accepted connection.
+#[derive(Debug)]
+pub struct Accepted {
+    /// The peer's address.
+    pub addr: SocketAddr,
+    /// The server's number for this connection.
+    pub conn: ConnId,
+    /// When it was accepted: the handshake deadline counts from here.
+    pub accepted_at: Instant,
+    /// Its place among the unregistered connections (the doorman's count).
+    pub ticket: Arc<Ticket>,
+    /// Its place among all connections (`--max-peers`' slots), held until
+    /// the connection's task ends.
+    pub slot: OwnedSemaphorePermit,
+}
+
 /// Serves one accepted connection until it ends.
 ///
-/// The future is boxed by the caller's `spawn`; keep large buffers out of
-/// its locals, since its size is paid for every idle connection.
-pub async fn serve<T: Transport>(
+/// This future is every connection's task for its whole life, so its size
+/// is memory per idle peer: keep large buffers out of its locals. It is an
+/// `async` block rather than an `async fn` because an `async fn` keeps its
+/// arguments twice (as captured and as locals); the block uses them in
+/// place.
+#[allow(clippy::manual_async_fn)]
+pub fn serve<T: Transport>(
     mut stream: T,
-    addr: SocketAddr,
-    conn: ConnId,
-    accepted_at: Instant,
-    ticket: Arc<Ticket>,
+    accepted: Accepted,
     cx: ConnectionContext,
-) {
-    let outbox = Arc::new(Outbox::with_backlog(cx.outbox_bounds, cx.backlog.clone()));
-    let activity = Arc::new(Activity::new());
-    let new = NewConnection {
-        conn,
-        addr,
-        outbox: outbox.clone(),
-        activity: activity.clone(),
-        accepted_at,
-        ticket,
-    };
-    if cx.registry.send(Command::Connect(new)).await.is_err() {
-        return; // Shutting down.
+) -> impl Future<Output = ()> + Send {
+    async move {
+        let conn = accepted.conn;
+        let outbox = Arc::new(Outbox::with_backlog(cx.outbox_bounds, cx.backlog.clone()));
+        let activity = Arc::new(Activity::new());
+        let new = NewConnection {
+            conn,
+            addr: accepted.addr,
+            outbox: outbox.clone(),
+            activity: activity.clone(),
+            accepted_at: accepted.accepted_at,
+            ticket: accepted.ticket,
+        };
+        if cx.registry.send(Command::Connect(new)).await.is_err() {
+            return; // Shutting down.
+        }
+        let wrote_to_the_end = exchange(&stream, conn, &cx, &outbox, &activity).await;
+        if !wrote_to_the_end {
+            // A write failed while the peer was online: tell the registry
+            // (it ignores connections it already closed).
+            let _ = cx
+                .registry
+                .send(Command::Disconnected {
+                    conn,
+                    input_ended: false,
+                })
+                .await;
+        }
+        close_gracefully(&mut stream).await;
+        // The slot is given back only now, with the socket closed.
+        drop(accepted.slot);
     }
-    let wrote_to_the_end = exchange(&stream, conn, &cx, &outbox, &activity).await;
-    if !wrote_to_the_end {
-        // A write failed while the peer was online: tell the registry (it
-        // ignores connections it already closed).
-        let _ = cx
-            .registry
-            .send(Command::Disconnected {
-                conn,
-                input_ended: false,
-            })
-            .await;
-    }
-    close_gracefully(&mut stream).await;
 }
 
 /// Runs the reader and the writer until the connection is done. Returns
@@ -148,16 +172,76 @@ async fn exchange<T: Transport>(
 /// Reads until EOF or error, sending each decoded item to the registry, then
 /// tells the registry the connection ended. Returns whether the registry is
 /// still there.
+///
+/// One function rather than a loop nested in another `async fn`: a nested
+/// state machine would keep its own copy of the arguments in every idle
+/// connection's task.
 async fn read_frames<T: Transport>(
     stream: &T,
     conn: ConnId,
     cx: &ConnectionContext,
     activity: &Activity,
 ) -> bool {
-    let input_ended = match read_into_registry(stream, conn, cx, activity).await {
-        Ok(false) => return false,
-        Ok(true) => true,
-        Err(_) => false,
+    // `true` at EOF, `false` after a read or decode error.
+    let input_ended = {
+        let mut codec = FrameCodec::with_max_frame_bytes(cx.max_frame_bytes);
+        let mut buf = BytesMut::new();
+        let mut chunk = READ_CHUNK_MIN_BYTES;
+        'reading: loop {
+            if poll_fn(|cx| stream.poll_read_ready(cx)).await.is_err() {
+                break false;
+            }
+            if buf.capacity() - buf.len() < chunk / 2 {
+                buf.reserve(chunk);
+            }
+            let spare = buf.capacity() - buf.len();
+            let n = match stream.try_read_buf(&mut buf) {
+                Ok(0) => break true,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // Readiness was stale (a new socket starts "ready"):
+                    // hold no buffer while waiting.
+                    if buf.is_empty() {
+                        buf = BytesMut::new();
+                    }
+                    continue;
+                }
+                Err(_) => break false,
+            };
+            // A busy peer gets bigger reads; a quiet one goes back to small
+            // ones.
+            chunk = if n == spare {
+                (chunk * 2).min(READ_CHUNK_MAX_BYTES)
+            } else {
+                READ_CHUNK_MIN_BYTES
+            };
+            Stats::add(&cx.stats.bytes_in, n as u64);
+            let unconsumed = buf.len();
+            loop {
+                // Take a place in the registry's queue before decoding, so
+                // no decoded frame is held across the wait (it keeps the
+                // task small).
+                let Ok(place) = cx.registry.reserve().await else {
+                    return false;
+                };
+                match codec.decode(&mut buf) {
+                    Ok(Some(item)) => place.send(Command::Frame { conn, item }),
+                    Ok(None) => break,
+                    Err(_) => break 'reading false,
+                }
+            }
+            if buf.len() < unconsumed {
+                // A line ended (a frame, a blank or a bad one) or an
+                // over-long one was cut: a sign of life. Bytes of an
+                // unfinished line are not, or a peer could stay alive by
+                // trickling a partial frame.
+                activity.touch();
+            }
+            if buf.is_empty() {
+                // Let an idle connection hold no read buffer at all.
+                buf = BytesMut::new();
+            }
+        }
     };
     match cx.registry.reserve().await {
         Ok(place) => {
@@ -165,67 +249,6 @@ async fn read_frames<T: Transport>(
             true
         }
         Err(_) => false,
-    }
-}
-
-/// The reading loop: `Ok(true)` at EOF, `Ok(false)` if the registry is gone.
-async fn read_into_registry<T: Transport>(
-    stream: &T,
-    conn: ConnId,
-    cx: &ConnectionContext,
-    activity: &Activity,
-) -> io::Result<bool> {
-    let mut codec = FrameCodec::with_max_frame_bytes(cx.max_frame_bytes);
-    let mut buf = BytesMut::new();
-    let mut chunk = READ_CHUNK_MIN_BYTES;
-    loop {
-        poll_fn(|cx| stream.poll_read_ready(cx)).await?;
-        if buf.capacity() - buf.len() < chunk / 2 {
-            buf.reserve(chunk);
-        }
-        let spare = buf.capacity() - buf.len();
-        let n = match stream.try_read_buf(&mut buf) {
-            Ok(0) => return Ok(true),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                // Readiness was stale (a new socket starts "ready"): hold no
-                // buffer while waiting.
-                if buf.is_empty() {
-                    buf = BytesMut::new();
-                }
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        // A busy peer gets bigger reads; a quiet one goes back to small ones.
-        chunk = if n == spare {
-            (chunk * 2).min(READ_CHUNK_MAX_BYTES)
-        } else {
-            READ_CHUNK_MIN_BYTES
-        };
-        Stats::add(&cx.stats.bytes_in, n as u64);
-        let unconsumed = buf.len();
-        loop {
-            // Take a place in the registry's queue before decoding, so no
-            // decoded frame is held across the wait (it keeps the task small).
-            let Ok(place) = cx.registry.reserve().await else {
-                return Ok(false);
-            };
-            match codec.decode(&mut buf)? {
-                Some(item) => place.send(Command::Frame { conn, item }),
-                None => break,
-            }
-        }
-        if buf.len() < unconsumed {
-            // A line ended (a frame, a blank or a bad one) or an over-long
-            // one was cut: a sign of life. Bytes of an unfinished line are
-            // not, or a peer could stay alive by trickling a partial frame.
-            activity.touch();
-        }
-        if buf.is_empty() {
-            // Let an idle connection hold no read buffer at all.
-            buf = BytesMut::new();
-        }
     }
 }
 
@@ -249,7 +272,8 @@ async fn write_frames<T: Transport>(stream: &T, outbox: &Outbox, stats: &Stats) 
         let mut end = batch.len();
         while at.frame < end {
             let still_ours = || lease.as_ref().is_none_or(|lease| outbox.holds(lease));
-            let written = write_some(stream, &batch[..end], at, still_ours).await?;
+            let written =
+                poll_fn(|cx| poll_write_some(stream, cx, &batch[..end], at, &still_ours)).await?;
             let next = match written {
                 Some(n) => {
                     Stats::add(&stats.bytes_out, n as u64);
@@ -307,19 +331,22 @@ impl Position {
     }
 }
 
-/// One vectored write of `batch` from `at`, waiting until the socket takes
-/// something; returns the number of bytes written, or `None` if `still_ours`
-/// says no once the socket is ready (the frames were taken back meanwhile).
-async fn write_some<T: Transport>(
+/// One vectored write of `batch` from `at` once the socket takes
+/// something; ready with the number of bytes written, or `None` if
+/// `still_ours` says no once the socket is ready (the frames were taken
+/// back meanwhile). A poll function rather than an `async fn`, so the
+/// writer's future holds no second state machine for it.
+fn poll_write_some<T: Transport>(
     stream: &T,
+    cx: &mut Context<'_>,
     batch: &[Bytes],
     at: Position,
-    still_ours: impl Fn() -> bool,
-) -> io::Result<Option<usize>> {
+    still_ours: &impl Fn() -> bool,
+) -> Poll<io::Result<Option<usize>>> {
     loop {
-        poll_fn(|cx| stream.poll_write_ready(cx)).await?;
+        ready!(stream.poll_write_ready(cx))?;
         if !still_ours() {
-            return Ok(None);
+            return Poll::Ready(Ok(None));
         }
         let result = {
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
@@ -334,12 +361,13 @@ async fn write_some<T: Transport>(
             }
             stream.try_write_vectored(&slices[..n_slices])
         };
-        match result {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => return Ok(Some(n)),
+        return Poll::Ready(match result {
+            Ok(0) => Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => Ok(Some(n)),
+            // Readiness was stale: poll again, which registers the waker.
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
-        }
+            Err(e) => Err(e),
+        });
     }
 }
 
@@ -397,7 +425,7 @@ mod tests {
     use super::*;
 
     /// The size of the future an async fn returns, without calling it.
-    fn future_size<A, B, C, D, E, G, F: Future>(_: impl FnOnce(A, B, C, D, E, G) -> F) -> usize {
+    fn future_size<A, B, C, F: Future>(_: impl FnOnce(A, B, C) -> F) -> usize {
         std::mem::size_of::<F>()
     }
 

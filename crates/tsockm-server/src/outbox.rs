@@ -35,7 +35,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// Largest empty deque an outbox keeps once a burst is written.
-const KEPT_QUEUE_CAPACITY: usize = 8;
+const KEPT_QUEUE_CAPACITY: usize = 0;
 
 /// How a relayed message starts: only those are remembered once written.
 const RELAYED_MESSAGE: &[u8] = b"RES::MSG::";

@@ -21,7 +21,7 @@ use tsockm_proto::{Action, Frame, Status};
 
 use crate::addr::wire_addr;
 use crate::config::Config;
-use crate::connection::{self, ConnectionContext};
+use crate::connection::{self, Accepted, ConnectionContext};
 use crate::doorman::{DoorLimits, Doorman, Turned};
 use crate::logging::FrameLog;
 use crate::outbox::{Backlog, Bounds};
@@ -246,28 +246,23 @@ impl Server {
                 }
             };
             next_conn += 1;
-            let conn = next_conn;
+            let accepted = Accepted {
+                addr,
+                conn: next_conn,
+                accepted_at,
+                ticket,
+                slot: permit,
+            };
             let cx = cx.clone();
-            let span = tracing::info_span!("conn", id = conn, %addr);
+            let span = tracing::info_span!("conn", id = next_conn, %addr);
             // Two task types: plain TCP's stays `serve::<TcpStream>`, as
-            // small as it was, and only TLS connections carry TLS.
+            // small as it was, and only TLS connections carry TLS. Each is
+            // spawned as it is, with no wrapping block to hold a second copy
+            // of its arguments.
             match &tls {
-                None => tracker.spawn(
-                    async move {
-                        connection::serve(stream, addr, conn, accepted_at, ticket, cx).await;
-                        drop(permit);
-                    }
-                    .instrument(span),
-                ),
+                None => tracker.spawn(connection::serve(stream, accepted, cx).instrument(span)),
                 Some(tls) => {
-                    let tls = tls.clone();
-                    tracker.spawn(
-                        async move {
-                            tls.serve(stream, addr, conn, accepted_at, ticket, cx).await;
-                            drop(permit);
-                        }
-                        .instrument(span),
-                    )
+                    tracker.spawn(tls.clone().serve(stream, accepted, cx).instrument(span))
                 }
             };
         }

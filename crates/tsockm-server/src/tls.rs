@@ -10,7 +10,6 @@
 //! as before), so it pays nothing for TLS.
 
 use std::io;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,14 +17,12 @@ use std::time::Duration;
 use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpStream;
-use tokio::time::{Instant, timeout_at};
+use tokio::time::timeout_at;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::{self, ServerConfig};
 
 use crate::config::TlsFiles;
-use crate::connection::{self, ConnectionContext};
-use crate::doorman::Ticket;
-use crate::registry::ConnId;
+use crate::connection::{self, Accepted, ConnectionContext};
 use crate::tls_transport::TlsTransport;
 
 /// The first byte of every TLS connection: a ClientHello travels in a
@@ -167,16 +164,8 @@ impl TlsListener {
     /// plain TCP. A client that is not TLS, fails the handshake or is too
     /// slow is closed with nothing sent in clear. The door's `ticket` is
     /// held throughout: a handshaking connection counts as unregistered.
-    pub(crate) async fn serve(
-        &self,
-        tcp: TcpStream,
-        addr: SocketAddr,
-        conn: ConnId,
-        accepted_at: Instant,
-        ticket: Arc<Ticket>,
-        cx: ConnectionContext,
-    ) {
-        let deadline = accepted_at + self.handshake_timeout;
+    pub(crate) async fn serve(self, tcp: TcpStream, accepted: Accepted, cx: ConnectionContext) {
+        let deadline = accepted.accepted_at + self.handshake_timeout;
         let handshake = timeout_at(deadline, self.handshake(tcp));
         let outcome = tokio::select! {
             outcome = handshake => outcome,
@@ -186,7 +175,7 @@ impl TlsListener {
         let tcp = match outcome {
             Ok(Ok(tls)) => {
                 let transport = TlsTransport::new(tls);
-                connection::serve(transport, addr, conn, accepted_at, ticket, cx).await;
+                connection::serve(transport, accepted, cx).await;
                 return;
             }
             Ok(Err(mut refused)) => {

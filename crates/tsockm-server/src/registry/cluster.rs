@@ -64,6 +64,10 @@ pub(super) struct ClusterState {
     pub recent: VecDeque<Arc<Entry>>,
     /// Resumes waiting for their claim, by connection.
     pub claims: HashMap<ConnId, PendingClaim>,
+    /// Tokens of peers registered here whose registration has not come
+    /// back yet: the welcome waits for it, so that a token in a client's
+    /// hands is one every node can resume.
+    pub welcomes: HashMap<Text, String>,
     /// The last place in the cluster's order read.
     pub last_seq: u64,
 }
@@ -96,6 +100,7 @@ impl ClusterState {
             nodes: Vec::new(),
             recent: VecDeque::new(),
             claims: HashMap::new(),
+            welcomes: HashMap::new(),
             last_seq: seq,
         }
     }
@@ -158,12 +163,15 @@ impl Registry {
         }
     }
 
-    /// A peer registered here: the cluster is told; its roster comes when
-    /// its registration comes back.
-    pub(super) fn cluster_registered(&mut self, key: PeerKey) {
+    /// A peer registered here: the cluster is told; its welcome (with
+    /// `token`) and its roster come when its registration comes back.
+    pub(super) fn cluster_registered(&mut self, key: PeerKey, token: String) {
         let Some(peer) = self.fanout.get(key) else {
             return;
         };
+        if let Some(cluster) = &mut self.cluster {
+            cluster.welcomes.insert(peer.info.id.clone(), token);
+        }
         let request = LinkRequest::Register {
             id: peer.info.id.clone(),
             name: peer.info.username.clone(),
@@ -281,6 +289,10 @@ impl Registry {
             .collect();
         let last_seq = cluster.last_seq;
         self.ask(None, Action::None, LinkRequest::Restore { last_seq, peers });
+        // A registration that reached the emptied Redis never comes back
+        // to this node (its place in the order is from before the reset):
+        // the restore puts those peers back too, so they are welcome now.
+        self.welcome_waiting(last_seq);
     }
 
     /// A new local peer for a session that moved here.

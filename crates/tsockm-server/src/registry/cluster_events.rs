@@ -99,6 +99,7 @@ impl Registry {
                     if let Some(info) = self.fanout.info_mut(key) {
                         info.since_seq = seq;
                     }
+                    self.send_cluster_welcome(key, id);
                     self.send_cluster_roster(key, id);
                 }
                 self.deliver_event(&entry, Audience::Everyone { except: local });
@@ -326,6 +327,46 @@ impl Registry {
         }
     }
 
+    /// Welcomes every peer registered here whose registration has not come
+    /// back, with events for it from after `seq`.
+    pub(super) fn welcome_waiting(&mut self, seq: u64) {
+        let waiting: Vec<Text> = self
+            .cluster
+            .as_ref()
+            .map(|c| c.welcomes.keys().cloned().collect())
+            .unwrap_or_default();
+        for id in waiting {
+            let Some(key) = self.fanout.key_of(&id) else {
+                if let Some(cluster) = &mut self.cluster {
+                    cluster.welcomes.remove(&id);
+                }
+                continue;
+            };
+            if let Some(info) = self.fanout.info_mut(key) {
+                info.since_seq = seq;
+            }
+            self.send_cluster_welcome(key, &id);
+            self.send_cluster_roster(key, &id);
+        }
+    }
+
+    /// The welcome of a peer registered here, once its registration is in
+    /// Redis (and so resumable on every node).
+    fn send_cluster_welcome(&mut self, key: PeerKey, id: &Text) {
+        let Some(token) = self.cluster.as_mut().and_then(|c| c.welcomes.remove(id)) else {
+            return;
+        };
+        let Some(peer) = self.fanout.get(key) else {
+            return;
+        };
+        let Link::Online { conn, .. } = &peer.link else {
+            return; // Gone before its welcome: it cannot resume.
+        };
+        let welcome = self.wire.welcome(&peer.info.addr, id, &token);
+        let conn = *conn;
+        self.send_to_conn(conn, &welcome);
+    }
+
     /// The roster of the cluster for a peer registered here: one NTFY_JOIN
     /// per other peer, as one buffer.
     fn send_cluster_roster(&mut self, key: PeerKey, newcomer: &Text) {
@@ -407,10 +448,7 @@ impl Registry {
         for room in &rooms {
             self.rooms.add(room, key);
         }
-        if let Some(conn) = self.conns.get_mut(&conn_id) {
-            conn.peer = Some((key, id.clone()));
-            conn.ticket.registered();
-        }
+        self.bind_peer(conn_id, key, id.clone());
         // What it missed: from its old node's inbox up to the hand-over,
         // then what this node read since.
         let room_names: Vec<Text> = rooms.iter().map(|r| r.as_text().clone()).collect();

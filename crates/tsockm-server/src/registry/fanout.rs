@@ -130,8 +130,8 @@ impl Fanout {
     /// size, or `None` if there is none (or the peer is online).
     pub fn drop_oldest_kept(&mut self, key: PeerKey) -> Option<usize> {
         match &mut self.peers.get_mut(key)?.link {
-            Link::Away { kept, .. } => {
-                let size = kept.drop_oldest()?;
+            Link::Away(away) => {
+                let size = away.kept.drop_oldest()?;
                 Stats::add(&self.stats.frames_dropped, 1);
                 Some(size)
             }
@@ -389,12 +389,12 @@ mod tests {
         fanout.deliver(Audience::Everyone { except: None }, &b("before"));
         let before = fanout.relink(
             a,
-            Link::Away {
-                kept: Kept::new([], bounds(2), Arc::default()).0,
-                written: VecDeque::new(),
-                draining: None,
-                generation: 1,
-            },
+            Link::away(
+                Kept::new([], bounds(2), Arc::default()).0,
+                VecDeque::new(),
+                None,
+                1,
+            ),
         );
         // The staged broadcast went to the old link, not the new one.
         let Some(Link::Online { outbox, .. }) = before else {
@@ -404,10 +404,10 @@ mod tests {
         for frame in ["1", "2", "3"] {
             fanout.deliver(Audience::One(a), &b(frame));
         }
-        let Some(Link::Away { kept, .. }) = fanout.get(a).map(Peer::link) else {
+        let Some(Link::Away(away)) = fanout.get(a).map(Peer::link) else {
             panic!("away");
         };
-        let kept: Vec<&Bytes> = kept.iter().collect();
+        let kept: Vec<&Bytes> = away.kept.iter().collect();
         assert_eq!(kept, [&b("2"), &b("3")]);
     }
 

@@ -49,7 +49,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
-use tokio_util::time::DelayQueue;
+use tokio_util::time::{DelayQueue, delay_queue};
 use tsockm_proto::{Action, Frame, FrameError, Status, Text};
 
 use crate::addr::wire_addr;
@@ -140,6 +140,8 @@ struct Conn {
     solicited: u32,
     /// Its places at the door.
     ticket: Arc<Ticket>,
+    /// Its handshake deadline, until it registers.
+    handshake_timer: Option<delay_queue::Key>,
     /// Whether it gave the server password (or none is needed).
     authed: bool,
     /// Wrong passwords it sent.
@@ -150,6 +152,30 @@ impl Conn {
     /// Whom errors for this connection are addressed to.
     fn dst(&self) -> &Text {
         self.peer.as_ref().map_or(&self.addr_text, |(_, id)| id)
+    }
+}
+
+/// Below this many slots, the timer queue is never compacted.
+const TIMERS_KEPT_CAPACITY: usize = 256;
+
+impl Registry {
+    /// Makes the connection the peer at `key`: it leaves the door's
+    /// unregistered count and its handshake deadline is dropped (so a join
+    /// storm leaves no timers behind for the peers it registered).
+    fn bind_peer(&mut self, conn_id: ConnId, key: PeerKey, id: Text) -> Option<&mut Conn> {
+        let conn = self.conns.get_mut(&conn_id)?;
+        conn.peer = Some((key, id));
+        conn.ticket.registered();
+        if let Some(timer) = conn.handshake_timer.take() {
+            self.timers.try_remove(&timer);
+            if self.timers.capacity() > TIMERS_KEPT_CAPACITY
+                && self.timers.len() * 4 < self.timers.capacity()
+            {
+                // A burst of connections grew the queue: give the space back.
+                self.timers.compact();
+            }
+        }
+        Some(conn)
     }
 }
 
@@ -456,7 +482,7 @@ impl Registry {
 
     fn on_connect(&mut self, new: NewConnection) {
         let deadline = new.accepted_at + self.limits.handshake_timeout;
-        self.timers.insert_at(Timer::Handshake(new.conn), deadline);
+        let handshake_timer = self.timers.insert_at(Timer::Handshake(new.conn), deadline);
         self.conns.insert(
             new.conn,
             Conn {
@@ -467,6 +493,7 @@ impl Registry {
                 rate: TokenBucket::new(self.limits.max_rate, Instant::now()),
                 solicited: 0,
                 ticket: new.ticket,
+                handshake_timer: Some(handshake_timer),
                 authed: self.password.is_none(),
                 n_bad_passwords: 0,
             },

@@ -59,19 +59,41 @@ pub(crate) enum Link {
         outbox: Arc<Outbox>,
     },
     /// Connection lost: frames are kept until it resumes or is removed.
-    Away {
-        /// Frames addressed to it since, oldest first, within the kept bounds.
+    /// Boxed: most peers are online, and every peer's slot in the fan-out
+    /// is as large as the largest variant.
+    Away(Box<Away>),
+}
+
+/// What the registry holds for a peer whose connection is lost.
+#[derive(Debug)]
+pub(crate) struct Away {
+    /// Frames addressed to it since, oldest first, within the kept bounds.
+    pub kept: Kept,
+    /// The last messages written to its last connection, oldest first.
+    pub written: VecDeque<Bytes>,
+    /// That connection's outbox if it is still being written out (the peer
+    /// stopped sending but may be reading): on a resume, what it wrote since
+    /// is remembered too, and what it has not written yet follows the peer.
+    pub draining: Option<Arc<Outbox>>,
+    /// Tells this absence's removal timer from an older one's.
+    pub generation: u64,
+}
+
+impl Link {
+    /// A lost connection's link.
+    pub fn away(
         kept: Kept,
-        /// The last messages written to its last connection, oldest first.
         written: VecDeque<Bytes>,
-        /// That connection's outbox if it is still being written out (the
-        /// peer stopped sending but may be reading): on a resume, what it
-        /// wrote since is remembered too, and what it has not written yet
-        /// follows the peer.
         draining: Option<Arc<Outbox>>,
-        /// Tells this absence's removal timer from an older one's.
         generation: u64,
-    },
+    ) -> Link {
+        Link::Away(Box::new(Away {
+            kept,
+            written,
+            draining,
+            generation,
+        }))
+    }
 }
 
 /// What happened to frames handed to a peer.
@@ -104,7 +126,7 @@ impl Peer {
     pub fn conn(&self) -> Option<ConnId> {
         match &self.link {
             Link::Online { conn, .. } => Some(*conn),
-            Link::Away { .. } => None,
+            Link::Away(_) => None,
         }
     }
 
@@ -112,7 +134,7 @@ impl Peer {
     pub fn held_bytes(&self) -> usize {
         match &self.link {
             Link::Online { outbox, .. } => outbox.queued_bytes(),
-            Link::Away { kept, .. } => kept.bytes(),
+            Link::Away(away) => away.kept.bytes(),
         }
     }
 
@@ -123,10 +145,10 @@ impl Peer {
                 Ok(n) => Delivery::Queued(n as u64),
                 Err(undelivered) => Delivery::Overflow(undelivered),
             },
-            Link::Away { kept, .. } => {
+            Link::Away(away) => {
                 let mut dropped = 0;
                 for frame in frames {
-                    dropped += kept.push(frame.clone());
+                    dropped += away.kept.push(frame.clone());
                 }
                 Delivery::Kept { dropped }
             }

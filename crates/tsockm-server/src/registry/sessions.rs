@@ -12,7 +12,7 @@ use tsockm_proto::{Action, Frame, Status, Text};
 use super::console::{PeerSummary, summarize};
 use super::fanout::{Audience, PeerKey};
 use super::messages::unix_ms;
-use super::peer::{Link, PeerInfo};
+use super::peer::{Away, Link, PeerInfo};
 use super::timers::Timer;
 use super::{ConnId, Registry};
 use crate::identity::{hash_token, new_token, token_matches};
@@ -102,15 +102,10 @@ impl Registry {
                 outbox,
             },
         );
-        if let Some(conn) = self.conns.get_mut(&conn_id) {
-            conn.peer = Some((key, id.clone()));
-            conn.ticket.registered();
-        }
+        self.bind_peer(conn_id, key, id.clone());
         if in_cluster {
-            let welcome = self.wire.welcome(&addr, &id, &token);
-            self.send_to_conn(conn_id, &welcome);
             tracing::info!(peer = %id, username = %username, "peer registered");
-            self.cluster_registered(key);
+            self.cluster_registered(key, token);
             return;
         }
         let welcome = self.wire.welcome(&addr, &id, &token);
@@ -197,11 +192,9 @@ impl Registry {
                 return;
             }
         };
-        let Some(conn) = self.conns.get_mut(&conn_id) else {
+        let Some(conn) = self.bind_peer(conn_id, key, peer_id.clone()) else {
             return;
         };
-        conn.peer = Some((key, peer_id.clone()));
-        conn.ticket.registered();
         let addr = conn.addr_text.clone();
         let outbox = conn.outbox.clone();
         if let Some(info) = self.fanout.info_mut(key) {
@@ -225,12 +218,13 @@ impl Registry {
             },
         );
         let (written, pending) = match previous {
-            Some(Link::Away {
-                mut kept,
-                mut written,
-                draining,
-                ..
-            }) => {
+            Some(Link::Away(away)) => {
+                let Away {
+                    mut kept,
+                    mut written,
+                    draining,
+                    ..
+                } = *away;
                 // What the old connection had not written when it closed
                 // comes first, then what was kept since.
                 let mut pending = VecDeque::new();
@@ -329,15 +323,8 @@ impl Registry {
         let kept = self.fanout.keep(pending);
         self.next_generation += 1;
         let generation = self.next_generation;
-        self.fanout.relink(
-            key,
-            Link::Away {
-                kept,
-                written,
-                draining,
-                generation,
-            },
-        );
+        self.fanout
+            .relink(key, Link::away(kept, written, draining, generation));
         self.timers.insert(
             Timer::Removal {
                 peer: key,
@@ -453,17 +440,12 @@ impl Registry {
                 // half-open connection) gets them again by naming the last
                 // message it read, from `written`.
                 let (kept, written) = match peer.link() {
-                    Link::Away {
-                        kept,
-                        written,
-                        draining,
-                        ..
-                    } => {
-                        let mut remembered: Vec<Bytes> = written.iter().cloned().collect();
-                        if let Some(old) = draining {
+                    Link::Away(away) => {
+                        let mut remembered: Vec<Bytes> = away.written.iter().cloned().collect();
+                        if let Some(old) = &away.draining {
                             remembered.extend(old.remembered_and_queued());
                         }
-                        (kept.iter().cloned().collect(), remembered)
+                        (away.kept.iter().cloned().collect(), remembered)
                     }
                     Link::Online { outbox, .. } => (Vec::new(), outbox.remembered_and_queued()),
                 };
@@ -527,12 +509,12 @@ impl Registry {
                     rooms: rooms.clone(),
                     since_seq: 0,
                 },
-                Link::Away {
-                    kept: self.fanout.keep(peer.kept),
-                    written: peer.written.into(),
-                    draining: None,
+                Link::away(
+                    self.fanout.keep(peer.kept),
+                    peer.written.into(),
+                    None,
                     generation,
-                },
+                ),
             );
             for room in &rooms {
                 self.rooms.add(room, key);

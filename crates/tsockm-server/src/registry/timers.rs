@@ -93,7 +93,7 @@ impl Registry {
             }
             Timer::Removal { peer, generation } => {
                 let due = self.fanout.get(peer).is_some_and(
-                    |p| matches!(p.link(), Link::Away { generation: g, .. } if *g == generation),
+                    |p| matches!(p.link(), Link::Away(away) if away.generation == generation),
                 );
                 if due && self.in_cluster() {
                     // Removed by the cluster, once, unless it resumed on
