@@ -18,6 +18,11 @@
 //! ngircd is optional: when `ngircd` is not on PATH its column is skipped
 //! with a note (`apt-get install ngircd` brings it). Every child process is
 //! ours and is killed by its handle; every run has a timeout.
+//!
+//! `cargo xtask bench --cluster` is the cluster's benchmark instead (one
+//! server, a cluster's nodes, linked ngircds): see `bench/cluster.rs`.
+
+mod cluster;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -31,6 +36,7 @@ use crate::project_root;
 
 const USAGE: &str = "\
 usage: cargo xtask bench [options]
+       cargo xtask bench --cluster [options]   (see `cargo xtask bench --cluster --help`)
 
   --quick               one repetition; idle and join N=1000 only (a few minutes)
   --reps N              repetitions of each run (default 3)
@@ -523,6 +529,9 @@ fn skip_reason(column: &Column, workload: &Planned) -> Option<String> {
 type Results = BTreeMap<(String, usize), Vec<Result<Fields, String>>>;
 
 pub fn bench(args: &[String]) -> Result<(), String> {
+    if args.iter().any(|a| a == "--cluster") {
+        return cluster::bench(args);
+    }
     let mut o = parse(args)?;
     if o.servers.contains(&Server::Ngircd) && !have("ngircd", &["--version"]) {
         eprintln!("xtask bench: ngircd not found, skipping its column (apt-get install ngircd)");
@@ -581,7 +590,7 @@ pub fn bench(args: &[String]) -> Result<(), String> {
     println!("\n{tables}");
     if o.docs {
         let section = section(&o, &columns, &tables);
-        write_section(&root.join("docs").join("benchmarks.md"), &section)?;
+        write_section(&root.join("docs").join("benchmarks.md"), SECTION, &section)?;
         eprintln!("xtask bench: wrote `{SECTION}` in docs/benchmarks.md");
     }
     Ok(())
@@ -742,9 +751,15 @@ fn start_server(
 /// and an operator whose clients set user mode `+F` (relaxed flood
 /// protection; ngircd never throttles +F users).
 fn ngircd_conf(port: u16, work: &Path) -> String {
+    ngircd_conf_named("irc.bench.invalid", port, work)
+}
+
+/// [`ngircd_conf`] for a server called `name` (linked servers need
+/// distinct names).
+fn ngircd_conf_named(name: &str, port: u16, work: &Path) -> String {
     format!(
         "[Global]\n\
-         Name = irc.bench.invalid\n\
+         Name = {name}\n\
          Info = tsockm-bench comparison server\n\
          Listen = 127.0.0.1\n\
          Ports = {port}\n\
@@ -1096,14 +1111,15 @@ fn section(o: &Options, columns: &[Column], tables: &str) -> String {
     )
 }
 
-/// Replaces this task's section (up to the next `## ` heading) or appends it.
-fn write_section(path: &Path, section: &str) -> Result<(), String> {
+/// Replaces the section under `heading` (up to the next `## ` heading) or
+/// appends it.
+fn write_section(path: &Path, heading: &str, section: &str) -> Result<(), String> {
     let old = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => "# Benchmarks\n".to_owned(),
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
-    let new = replace_section(&old, section);
+    let new = replace_section(&old, heading, section);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
@@ -1112,9 +1128,9 @@ fn write_section(path: &Path, section: &str) -> Result<(), String> {
         .map_err(|e| format!("cannot write {}: {e}", PathBuf::from(path).display()))
 }
 
-fn replace_section(old: &str, section: &str) -> String {
+fn replace_section(old: &str, heading: &str, section: &str) -> String {
     let section = section.trim_end();
-    let Some(start) = old.lines().position(|l| l.trim_end() == SECTION) else {
+    let Some(start) = old.lines().position(|l| l.trim_end() == heading) else {
         return format!("{}\n\n{section}\n", old.trim_end());
     };
     let lines: Vec<&str> = old.lines().collect();
@@ -1143,16 +1159,43 @@ mod tests {
     #[test]
     fn section_is_replaced_in_place_or_appended() {
         let doc = "# B\n\n## Codec (tsockm-proto)\n\nx\n";
-        let added = replace_section(doc, "## Server fan-out (tsockm-bench)\n\nfirst\n");
+        let added = replace_section(doc, SECTION, "## Server fan-out (tsockm-bench)\n\nfirst\n");
         assert_eq!(
             added,
             "# B\n\n## Codec (tsockm-proto)\n\nx\n\n## Server fan-out (tsockm-bench)\n\nfirst\n"
         );
         let with_tail = format!("{added}\n## Later\n\ny\n");
-        let replaced = replace_section(&with_tail, "## Server fan-out (tsockm-bench)\n\nsecond");
+        let replaced = replace_section(
+            &with_tail,
+            SECTION,
+            "## Server fan-out (tsockm-bench)\n\nsecond",
+        );
         assert_eq!(
             replaced,
             "# B\n\n## Codec (tsockm-proto)\n\nx\n\n## Server fan-out (tsockm-bench)\n\nsecond\n\n## Later\n\ny\n"
+        );
+        // The cluster's section is another heading: the fan-out one stays.
+        let both = replace_section(
+            &replaced,
+            cluster::SECTION,
+            &format!("{}\n\nthird\n", cluster::SECTION),
+        );
+        assert!(
+            both.contains("fan-out (tsockm-bench)\n\nsecond\n"),
+            "{both}"
+        );
+        assert!(
+            both.ends_with(&format!("## Later\n\ny\n\n{}\n\nthird\n", cluster::SECTION)),
+            "{both}"
+        );
+        let again = replace_section(
+            &both,
+            cluster::SECTION,
+            &format!("{}\n\nfourth", cluster::SECTION),
+        );
+        assert!(
+            !again.contains("third") && again.ends_with("fourth\n"),
+            "{again}"
         );
     }
 

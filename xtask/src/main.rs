@@ -19,9 +19,13 @@ usage: cargo xtask <task>
 tasks:
   bench [--quick]    TsockM beside ngircd: fan-out, rooms, idle and join-storm load
                      (see `bench --help`)
+  bench --cluster    one server vs a cluster's nodes vs linked ngircds, same core
+                     (see `bench --cluster --help`)
   ci                 rustfmt check, clippy (warnings denied), cargo test --workspace
   fuzz [SECONDS]     run every fuzz target for SECONDS each (default 60; nightly + cargo-fuzz)
-  soak [--minutes N] churn soak against an in-process server, invariants checked (default 2)";
+  soak [--minutes N] [--seed S] [--cluster [--nodes N]]
+                     churn soak against an in-process server (or N cluster nodes on a
+                     redis-server of its own), invariants checked (default 2 minutes)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();

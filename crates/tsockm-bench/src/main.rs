@@ -17,6 +17,12 @@
 //!   and every client learns of every other; reports when the last one had
 //!   registered and when the last one had seen all the others.
 //!
+//! `--addr` and `--irc` may be repeated: several servers that act as one
+//! (the nodes of a TsockM cluster, linked IRC servers). Clients are then
+//! split over them round-robin, and fan-out and rooms also report the
+//! latency of the deliveries that cross from one server to another.
+//! `--server-pid` may be repeated too; CPU and memory are then summed.
+//!
 //! Modules: `dialect.rs` (what is said on the wire, TsockM or IRC),
 //! `payload.rs` (the message body), `tally.rs` (completeness), `run.rs` (the
 //! clients and the workloads), `procfs.rs` (the server's CPU and memory),
@@ -38,6 +44,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use hdrhistogram::Histogram;
 
 use crate::dialect::Dialect;
 use crate::error::BenchError;
@@ -134,13 +141,15 @@ enum Workload {
 
 #[derive(Debug, Args)]
 struct Common {
-    /// A TsockM server, `host:port`.
+    /// A TsockM server, `host:port`. Repeat it for the nodes of a cluster:
+    /// client i connects to the (i mod n)-th.
     #[arg(long, conflicts_with = "irc", required_unless_present = "irc")]
-    addr: Option<String>,
+    addr: Vec<String>,
     /// An IRC server, `host:port` (NICK/USER, JOIN #bench or the room's
-    /// channel, PRIVMSG to it).
+    /// channel, PRIVMSG to it). Repeat it for linked servers: client i
+    /// connects to the (i mod n)-th.
     #[arg(long)]
-    irc: Option<String>,
+    irc: Vec<String>,
     /// IRC: `name:password` of an operator block; clients OPER and set user
     /// mode +F (ngircd's relaxed flood protection). Fan-out and rooms only:
     /// idle IRC clients only register (NICK/USER), as TsockM clients do, and
@@ -148,9 +157,10 @@ struct Common {
     #[arg(long, requires = "irc")]
     irc_oper: Option<String>,
     /// The server's process id, for CPU time (`/proc/<pid>/stat`) and
-    /// memory (`/proc/<pid>/status`).
+    /// memory (`/proc/<pid>/status`). Repeatable: the figures are then the
+    /// sums over all of them (every node, and e.g. the cluster's Redis).
     #[arg(long)]
-    server_pid: Option<u32>,
+    server_pid: Vec<u32>,
     /// Upper bound for the whole run.
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
     timeout: Duration,
@@ -167,22 +177,20 @@ struct Common {
 
 impl Common {
     fn target(&self) -> Target {
-        let (addr, dialect) = match (&self.addr, &self.irc) {
-            (_, Some(irc)) => {
-                let oper = self.irc_oper.as_ref().map(|s| match s.split_once(':') {
-                    Some((name, password)) => (name.to_owned(), password.to_owned()),
-                    None => (s.clone(), String::new()),
-                });
-                (irc.clone(), Dialect::Irc { oper, join: true })
-            }
-            (Some(addr), None) => (addr.clone(), Dialect::Tsockm),
-            // clap requires one of the two.
-            (None, None) => (String::new(), Dialect::Tsockm),
+        // clap requires one of the two and forbids both.
+        let (addrs, dialect) = if self.irc.is_empty() {
+            (self.addr.clone(), Dialect::Tsockm)
+        } else {
+            let oper = self.irc_oper.as_ref().map(|s| match s.split_once(':') {
+                Some((name, password)) => (name.to_owned(), password.to_owned()),
+                None => (s.clone(), String::new()),
+            });
+            (self.irc.clone(), Dialect::Irc { oper, join: true })
         };
         Target {
-            addr,
+            addrs,
             dialect,
-            server_pid: self.server_pid,
+            server_pids: self.server_pid.clone(),
         }
     }
 
@@ -199,7 +207,7 @@ impl Common {
     fn label(&self) -> String {
         self.label
             .clone()
-            .unwrap_or_else(|| if self.irc.is_some() { "irc" } else { "tsockm" }.to_owned())
+            .unwrap_or_else(|| if self.irc.is_empty() { "tsockm" } else { "irc" }.to_owned())
     }
 }
 
@@ -329,15 +337,10 @@ fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
 
-fn report_fanout(label: &str, plan: &Fanout, o: &FanoutOutcome) {
-    let secs = o.elapsed.as_secs_f64();
-    let rate = if secs > 0.0 {
-        o.delivered as f64 / secs
-    } else {
-        0.0
-    };
-    let h = &o.latency_us;
-    let (p50, p99, p999, max) = if h.is_empty() {
+/// p50, p99, p99.9 and max of a latency histogram, in ms (zeros when
+/// empty).
+fn percentiles(h: &Histogram<u64>) -> (f64, f64, f64, f64) {
+    if h.is_empty() {
         (0.0, 0.0, 0.0, 0.0)
     } else {
         (
@@ -346,6 +349,25 @@ fn report_fanout(label: &str, plan: &Fanout, o: &FanoutOutcome) {
             ms(h.value_at_quantile(0.999)),
             ms(h.max()),
         )
+    }
+}
+
+fn report_fanout(label: &str, plan: &Fanout, o: &FanoutOutcome) {
+    let secs = o.elapsed.as_secs_f64();
+    let rate = if secs > 0.0 {
+        o.delivered as f64 / secs
+    } else {
+        0.0
+    };
+    let (p50, p99, p999, max) = percentiles(&o.latency_us);
+    let cross = &o.cross_latency_us;
+    let (x50, x99, x999, xmax) = percentiles(cross);
+    let cross_ms = |v: f64| {
+        if cross.is_empty() {
+            "-".to_owned()
+        } else {
+            format!("{v:.3}")
+        }
     };
     let per_million = |cpu: Option<f64>| {
         cpu.filter(|_| o.delivered > 0)
@@ -383,6 +405,15 @@ fn report_fanout(label: &str, plan: &Fanout, o: &FanoutOutcome) {
         o.delivered, o.expected, secs, rate
     );
     println!("  latency p50 {p50:.3} ms  p99 {p99:.3} ms  p99.9 {p999:.3} ms  max {max:.3} ms");
+    if o.n_servers > 1 {
+        println!(
+            "  across servers ({} of {} deliveries, clients split over {} servers): \
+             p50 {x50:.3} ms  p99 {x99:.3} ms  p99.9 {x999:.3} ms  max {xmax:.3} ms",
+            cross.len(),
+            o.delivered,
+            o.n_servers
+        );
+    }
     println!(
         "  missing {}  duplicated {}  out of order {}  echoed {}  other room {}  \
          misaddressed {}  foreign {}{}",
@@ -419,7 +450,9 @@ fn report_fanout(label: &str, plan: &Fanout, o: &FanoutOutcome) {
          strayed={} misrouted={} extra={} foreign={} \
          disconnected={} refusals={} incomplete={} elapsed_s={:.6} deliveries_per_s={:.0} \
          p50_ms={p50:.3} p99_ms={p99:.3} p999_ms={p999:.3} max_ms={max:.3} \
-         server_cpu_s={} cpu_s_per_m={} generator_cpu_s={} setup_s={:.3} settled={}",
+         server_cpu_s={} cpu_s_per_m={} generator_cpu_s={} setup_s={:.3} settled={} \
+         servers={} cross_deliveries={} cross_p50_ms={} cross_p99_ms={} cross_p999_ms={} \
+         cross_max_ms={}",
         plan.clients,
         plan.messages,
         plan.size,
@@ -444,6 +477,12 @@ fn report_fanout(label: &str, plan: &Fanout, o: &FanoutOutcome) {
         opt(o.generator_cpu_s, 2),
         o.setup.as_secs_f64(),
         o.settled,
+        o.n_servers,
+        cross.len(),
+        cross_ms(x50),
+        cross_ms(x99),
+        cross_ms(x999),
+        cross_ms(xmax),
     );
 }
 
@@ -657,5 +696,48 @@ mod tests {
         assert!(
             Cli::try_parse_from(["tsockm-bench", "idle", "--addr", "a:1", "--irc", "b:2"]).is_err()
         );
+    }
+
+    #[test]
+    fn several_servers_round_robin() {
+        let cli = Cli::try_parse_from([
+            "tsockm-bench",
+            "fanout",
+            "--addr",
+            "a:1",
+            "--addr",
+            "b:2",
+            "--server-pid",
+            "10",
+            "--server-pid",
+            "11",
+        ])
+        .expect("valid");
+        let Workload::Fanout { common, .. } = cli.workload else {
+            panic!("fanout expected");
+        };
+        let target = common.target();
+        assert_eq!(target.addrs, ["a:1", "b:2"]);
+        assert_eq!(target.server_pids, [10, 11]);
+        assert!(matches!(target.dialect, Dialect::Tsockm));
+        let cli = Cli::try_parse_from([
+            "tsockm-bench",
+            "fanout",
+            "--irc",
+            "a:1",
+            "--irc",
+            "b:2",
+            "--irc",
+            "c:3",
+        ])
+        .expect("valid");
+        let Workload::Fanout { common, .. } = cli.workload else {
+            panic!("fanout expected");
+        };
+        assert_eq!(common.target().addrs.len(), 3);
+        assert_eq!(common.label(), "irc");
+        let servers: Vec<usize> = (0..5).map(|i| run::server_of(i, 2)).collect();
+        assert_eq!(servers, [0, 1, 0, 1, 0]);
+        assert_eq!(run::server_of(7, 0), 0);
     }
 }

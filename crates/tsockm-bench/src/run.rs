@@ -7,6 +7,12 @@
 //! the messages and the answers to health checks. State shared by all clients
 //! sits in one `RefCell` that is never borrowed across an `.await`.
 //!
+//! With several server addresses (the nodes of a TsockM cluster, or linked
+//! IRC servers) client `i` connects to address `i mod n`, so the clients
+//! are split evenly and round-robin; a delivery whose author talks to
+//! another address than its recipient is also measured on its own (the
+//! latency across nodes).
+//!
 //! Every phase is bounded: a run never outlives its `--timeout` by more than
 //! [`CLOSE_GRACE`], whatever the server does.
 
@@ -43,15 +49,57 @@ const READ_CHUNK_MAX: usize = 64 * 1024;
 /// (the default of [`Limits::quiet`]).
 pub const SETTLE_QUIET: Duration = Duration::from_secs(1);
 
-/// The server under test.
+/// The server under test: one server, or several that act as one.
 #[derive(Debug)]
 pub struct Target {
-    /// `host:port`.
-    pub addr: String,
-    /// Its protocol.
+    /// `host:port` of each server (node); never empty.
+    pub addrs: Vec<String>,
+    /// Their protocol.
     pub dialect: Dialect,
-    /// Its process id, for CPU time and memory; `None` skips those figures.
-    pub server_pid: Option<u32>,
+    /// The process ids of the server side (every node, and what they share,
+    /// such as the cluster's Redis), for CPU time and memory, summed; empty
+    /// skips those figures.
+    pub server_pids: Vec<u32>,
+}
+
+impl Target {
+    /// The same servers spoken to in `dialect`.
+    fn with_dialect(&self, dialect: Dialect) -> Target {
+        Target {
+            addrs: self.addrs.clone(),
+            dialect,
+            server_pids: self.server_pids.clone(),
+        }
+    }
+
+    /// CPU seconds of all server processes, if any are named.
+    fn cpu_seconds(&self) -> Result<Option<f64>, BenchError> {
+        if self.server_pids.is_empty() {
+            return Ok(None);
+        }
+        let mut sum = 0.0;
+        for &pid in &self.server_pids {
+            sum += procfs::cpu_seconds(pid)?;
+        }
+        Ok(Some(sum))
+    }
+
+    /// Resident memory of all server processes in KiB, if any are named.
+    fn rss_kib(&self) -> Result<Option<u64>, BenchError> {
+        if self.server_pids.is_empty() {
+            return Ok(None);
+        }
+        let mut sum = 0;
+        for &pid in &self.server_pids {
+            sum += procfs::rss_kib(pid)?;
+        }
+        Ok(Some(sum))
+    }
+}
+
+/// The server (node) client `idx` talks to, of `n_servers`.
+pub fn server_of(idx: usize, n_servers: usize) -> usize {
+    idx % n_servers.max(1)
 }
 
 /// Limits that apply to every workload.
@@ -116,6 +164,11 @@ pub struct FanoutOutcome {
     pub send_span: Duration,
     /// Latency in microseconds.
     pub latency_us: Histogram<u64>,
+    /// Servers (nodes) the clients were split over.
+    pub n_servers: usize,
+    /// Latency in microseconds of the deliveries whose author talked to
+    /// another server than the recipient (empty with one server).
+    pub cross_latency_us: Histogram<u64>,
     /// Server CPU seconds over the message phase.
     pub server_cpu_s: Option<f64>,
     /// Generator CPU seconds over the message phase.
@@ -209,7 +262,7 @@ pub async fn fanout(
     let settled = run.setup_or_finish(limits, deadline).await?;
     let setup = started.elapsed();
 
-    let server_cpu0 = target.server_pid.map(procfs::cpu_seconds).transpose()?;
+    let server_cpu0 = target.cpu_seconds()?;
     let own_cpu0 = procfs::cpu_seconds(std::process::id()).ok();
     run.start_tx.send_replace(true);
 
@@ -236,7 +289,7 @@ pub async fn fanout(
         }
         tokio::time::sleep(POLL).await;
     }
-    let server_cpu1 = target.server_pid.map(procfs::cpu_seconds).transpose()?;
+    let server_cpu1 = target.cpu_seconds()?;
     let own_cpu1 = procfs::cpu_seconds(std::process::id()).ok();
     run.finish().await;
 
@@ -258,6 +311,8 @@ pub async fn fanout(
                 .saturating_sub(sh.first_send_ns.min(sh.last_send_ns)),
         ),
         latency_us: sh.latency_us.clone(),
+        n_servers: target.addrs.len(),
+        cross_latency_us: sh.cross_latency_us.clone(),
         server_cpu_s: server_cpu0.zip(server_cpu1).map(|(a, b)| b - a),
         generator_cpu_s: own_cpu0.zip(own_cpu1).map(|(a, b)| b - a),
         incomplete: incomplete || sh.tally.missing() > 0,
@@ -277,7 +332,7 @@ pub async fn idle(
 ) -> Result<IdleOutcome, BenchError> {
     let started = Instant::now();
     let deadline = started + limits.timeout;
-    let rss_before_kib = target.server_pid.map(procfs::rss_kib).transpose()?;
+    let rss_before_kib = target.rss_kib()?;
     let plan = Fanout {
         clients,
         messages: 0,
@@ -287,23 +342,19 @@ pub async fn idle(
         batch: 1,
     };
     // Idle IRC clients register and do nothing else: no OPER, no JOIN.
-    let idle_target = Target {
-        addr: target.addr.clone(),
-        dialect: match target.dialect {
-            Dialect::Tsockm => Dialect::Tsockm,
-            Dialect::Irc { .. } => Dialect::Irc {
-                oper: None,
-                join: false,
-            },
+    let idle_target = target.with_dialect(match target.dialect {
+        Dialect::Tsockm => Dialect::Tsockm,
+        Dialect::Irc { .. } => Dialect::Irc {
+            oper: None,
+            join: false,
         },
-        server_pid: target.server_pid,
-    };
+    });
     let run = Run::launch(&idle_target, limits, plan)?;
     let settled = run.setup_or_finish(limits, deadline).await?;
     let setup = started.elapsed();
     let hold_end = (Instant::now() + hold).min(deadline);
     tokio::time::sleep_until(hold_end.into()).await;
-    let rss_after_kib = target.server_pid.map(procfs::rss_kib).transpose()?;
+    let rss_after_kib = target.rss_kib()?;
     run.finish().await;
     let sh = run.shared.borrow();
     Ok(IdleOutcome {
@@ -327,7 +378,7 @@ pub async fn join_storm(
 ) -> Result<JoinOutcome, BenchError> {
     let started = Instant::now();
     let deadline = started + limits.timeout;
-    let server_cpu0 = target.server_pid.map(procfs::cpu_seconds).transpose()?;
+    let server_cpu0 = target.cpu_seconds()?;
     let plan = Fanout {
         clients,
         messages: 0,
@@ -337,17 +388,13 @@ pub async fn join_storm(
         batch: 1,
     };
     // IRC clients join the one channel and do nothing else: no OPER.
-    let storm_target = Target {
-        addr: target.addr.clone(),
-        dialect: match target.dialect {
-            Dialect::Tsockm => Dialect::Tsockm,
-            Dialect::Irc { .. } => Dialect::Irc {
-                oper: None,
-                join: true,
-            },
+    let storm_target = target.with_dialect(match target.dialect {
+        Dialect::Tsockm => Dialect::Tsockm,
+        Dialect::Irc { .. } => Dialect::Irc {
+            oper: None,
+            join: true,
         },
-        server_pid: target.server_pid,
-    };
+    });
     let run = Run::launch(&storm_target, limits, plan)?;
     // A storm that does not complete in time still reports how far it got.
     let failure = match run.setup(limits, deadline).await {
@@ -358,8 +405,8 @@ pub async fn join_storm(
             return Err(e);
         }
     };
-    let server_cpu1 = target.server_pid.map(procfs::cpu_seconds).transpose()?;
-    let rss_kib = target.server_pid.map(procfs::rss_kib).transpose()?;
+    let server_cpu1 = target.cpu_seconds()?;
+    let rss_kib = target.rss_kib()?;
     run.finish().await;
     let sh = run.shared.borrow();
     let (failed, first_failure) = failure.unwrap_or_default();
@@ -416,7 +463,7 @@ impl Run {
         let gate = Arc::new(Semaphore::new(limits.connect_concurrency.max(1)));
         let clients = plan.clients;
         let ctx = Rc::new(Context {
-            addr: target.addr.clone(),
+            addrs: target.addrs.clone(),
             dialect: target.dialect.clone(),
             plan,
             shared: Rc::clone(&shared),
@@ -507,7 +554,8 @@ impl Run {
 
 /// What every client task can see.
 struct Context {
-    addr: String,
+    /// Client `i` connects to `addrs[i mod addrs.len()]`.
+    addrs: Vec<String>,
     dialect: Dialect,
     plan: Fanout,
     shared: Rc<RefCell<Shared>>,
@@ -520,6 +568,8 @@ struct Shared {
     epoch: Instant,
     tally: Tally,
     latency_us: Histogram<u64>,
+    /// Deliveries between clients of different servers only.
+    cross_latency_us: Histogram<u64>,
     registered: usize,
     failed: usize,
     first_failure: Option<String>,
@@ -553,6 +603,7 @@ impl Shared {
         Ok(Shared {
             epoch: Instant::now(),
             tally: Tally::new(clients, messages, group)?,
+            cross_latency_us: latency_us.clone(),
             latency_us,
             registered: 0,
             failed: 0,
@@ -590,11 +641,17 @@ async fn client(idx: usize, ctx: Rc<Context>, gate: Arc<Semaphore>) {
         return;
     };
     let name = format!("b{idx}");
-    let stream = match TcpStream::connect(&ctx.addr).await {
+    let Some(addr) = ctx.addrs.get(server_of(idx, ctx.addrs.len())) else {
+        let mut sh = ctx.shared.borrow_mut();
+        sh.fail("no server address".to_owned());
+        sh.closed += 1;
+        return;
+    };
+    let stream = match TcpStream::connect(addr).await {
         Ok(stream) => stream,
         Err(e) => {
             let mut sh = ctx.shared.borrow_mut();
-            sh.fail(format!("connect to {}: {e}", ctx.addr));
+            sh.fail(format!("connect to {addr}: {e}"));
             sh.closed += 1;
             return;
         }
@@ -766,6 +823,10 @@ impl Reader {
                     self.received += 1;
                     let latency_us = now.saturating_sub(sent_ns) / 1_000;
                     sh.latency_us.saturating_record(latency_us.max(1));
+                    let n_servers = ctx.addrs.len();
+                    if server_of(author as usize, n_servers) != server_of(self.idx, n_servers) {
+                        sh.cross_latency_us.saturating_record(latency_us.max(1));
+                    }
                     sh.last_delivery_ns = now;
                     if self.received == self.expected {
                         sh.complete += 1;

@@ -1,5 +1,9 @@
 //! One scripted client: registers, talks, and ends its connections in every
 //! way the contract knows, recording each frame it receives per peer id.
+//!
+//! With several nodes (a cluster) a client registers on any of them and,
+//! after a drop or a stall, usually resumes on another node than the one it
+//! left: the contract lets a session move.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -32,10 +36,18 @@ const FLOOD_FRAMES: u64 = MAX_RATE as u64 * 3 / 2;
 /// One item a client received, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rx {
-    /// A broadcast `b<seq>` by `author`.
-    Broadcast { author: String, seq: u64 },
-    /// A direct message `d<seq>` by `author`.
-    Direct { author: String, seq: u64 },
+    /// A broadcast `b<seq>` by `author`, with its message id.
+    Broadcast {
+        author: String,
+        seq: u64,
+        id: String,
+    },
+    /// A direct message `d<seq>` by `author`, with its message id.
+    Direct {
+        author: String,
+        seq: u64,
+        id: String,
+    },
     /// NTFY_JOIN for `peer`; `announced` when fanned out (DST `*`), not roster.
     Join { peer: String, announced: bool },
     /// NTFY_KILL for `peer`.
@@ -52,10 +64,39 @@ pub struct Session {
     /// Whether it was an observer (never churns, leaves last).
     pub observer: bool,
     /// Whether a connection of it was reset with frames possibly in flight
-    /// (such frames cannot be known to be lost, so coverage is not checked).
+    /// and the resume did not name its last message id (such frames cannot
+    /// be known to be lost, so coverage is not checked).
     pub lossy: bool,
     /// What it received, in order.
     pub received: Vec<Rx>,
+    /// Its connections, in order, for the reports.
+    pub connections: Vec<Connection>,
+    /// How it ended, for the reports (`left`, `not resumed in time (404)`,
+    /// ...).
+    pub end: &'static str,
+    /// When it began and ended, ms since the process started.
+    pub span_ms: (u64, u64),
+}
+
+/// Milliseconds since the first call in this process.
+fn now_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let start = START.get_or_init(std::time::Instant::now);
+    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// One connection of a session, for the reports: where a gap falls
+/// relative to the drops and resumes says what to look at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    /// How many items the session had received when it began.
+    pub at: usize,
+    /// The node it was made to.
+    pub node: usize,
+    /// How it began: `registered`, `resumed`, `resumed after <msg id>`.
+    pub how: String,
+    /// How the connection before it ended (empty for the first).
+    pub after: &'static str,
 }
 
 /// A connection: the write half, and frames decoded by a reader task.
@@ -84,7 +125,10 @@ enum Waited {
 pub struct Bot {
     index: usize,
     observer: bool,
-    addr: SocketAddr,
+    /// Every node's address (one for a server on its own).
+    nodes: Arc<[SocketAddr]>,
+    /// The node of the current, or the last, connection.
+    node: usize,
     rng: Rng,
     counters: Arc<Counters>,
     violations: Arc<Mutex<Vec<String>>>,
@@ -97,14 +141,21 @@ pub struct Bot {
     next_direct: u64,
     /// Peers this client knows of (joined and not killed).
     known: Vec<String>,
+    /// The id of the last message (MSG) this peer id received.
+    last_msg_id: Option<String>,
+    /// Whether the last connection was reset (frames in flight lost).
+    was_reset: bool,
+    /// How the last connection ended, for the session's record.
+    ended: &'static str,
 }
 
 impl Bot {
-    /// A client that has not connected yet.
+    /// A client that has not connected yet; it first connects to
+    /// `nodes[node]`.
     pub fn new(
         index: usize,
         observer: bool,
-        addr: SocketAddr,
+        (nodes, node): (Arc<[SocketAddr]>, usize),
         rng: Rng,
         counters: Arc<Counters>,
         violations: Arc<Mutex<Vec<String>>>,
@@ -112,7 +163,8 @@ impl Bot {
         Bot {
             index,
             observer,
-            addr,
+            node: node % nodes.len().max(1),
+            nodes,
             rng,
             counters,
             violations,
@@ -123,6 +175,9 @@ impl Bot {
             next_broadcast: 0,
             next_direct: 0,
             known: Vec::new(),
+            last_msg_id: None,
+            was_reset: false,
+            ended: "",
         }
     }
 
@@ -135,6 +190,17 @@ impl Bot {
     /// Registers; `None` if that fails.
     pub async fn registered(mut self) -> Option<Bot> {
         self.register().await.then_some(self)
+    }
+
+    /// Its peer id, once registered.
+    pub fn peer_id(&self) -> Option<&str> {
+        self.identity.as_ref().map(|(id, _)| id.as_str())
+    }
+
+    /// Leaves at once (COMM_END) and hands over its record.
+    pub async fn leave_now(mut self) -> Vec<Session> {
+        self.leave().await;
+        self.finish()
     }
 
     /// An observer: reads and answers health checks until `done`, then
@@ -158,6 +224,10 @@ impl Bot {
     /// A churner: random actions until `until`, then leaves if online.
     pub async fn churn(mut self, until: Instant) -> Vec<Session> {
         while Instant::now() < until {
+            if self.identity.is_none() {
+                // A new peer may register on any node.
+                self.node = self.rng.below(self.nodes.len() as u64) as usize;
+            }
             if self.identity.is_none() && !self.register().await {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
@@ -182,6 +252,7 @@ impl Bot {
             }
             if self.conn.is_none() {
                 // Lost without asking: treat as a drop and resume.
+                self.ended = "lost";
                 self.resume_or_register(true).await;
                 continue;
             }
@@ -215,15 +286,30 @@ impl Bot {
     }
 
     fn finish(mut self) -> Vec<Session> {
-        self.sessions.extend(self.session.take());
+        self.end_session("the run ended");
         self.sessions
+    }
+
+    /// Files the current session's record, saying how it ended (unless it
+    /// already says).
+    fn end_session(&mut self, how: &'static str) {
+        if let Some(mut session) = self.session.take() {
+            if session.end.is_empty() {
+                session.end = how;
+            }
+            session.span_ms.1 = now_ms();
+            self.sessions.push(session);
+        }
     }
 
     // ---- Connections ----------------------------------------------------------
 
     async fn connect(&mut self) -> bool {
-        let stream = match tokio::time::timeout(ANSWER_TIMEOUT, TcpStream::connect(self.addr)).await
-        {
+        let Some(&addr) = self.nodes.get(self.node) else {
+            self.violation("no node to connect to".to_owned());
+            return false;
+        };
+        let stream = match tokio::time::timeout(ANSWER_TIMEOUT, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => stream,
             other => {
                 self.violation(format!("cannot connect: {other:?}"));
@@ -341,14 +427,16 @@ impl Bot {
             }
             (Kind::Res, Action::Msg) => {
                 let author = frame.sender_id.to_string();
+                let id = frame.src.to_string();
+                self.last_msg_id = Some(id.clone());
                 let body = frame.body.as_str();
                 let seq = body.get(1..).and_then(|s| s.parse::<u64>().ok());
                 match (body.as_bytes().first(), seq) {
                     (Some(b'b'), Some(seq)) if frame.dst == BROADCAST => {
-                        Some(Rx::Broadcast { author, seq })
+                        Some(Rx::Broadcast { author, seq, id })
                     }
                     (Some(b'd'), Some(seq)) if frame.dst != BROADCAST => {
-                        Some(Rx::Direct { author, seq })
+                        Some(Rx::Direct { author, seq, id })
                     }
                     _ => {
                         self.violation(format!("unexpected message {frame}"));
@@ -385,9 +473,11 @@ impl Bot {
     // ---- Registration and resume ---------------------------------------------
 
     async fn register(&mut self) -> bool {
-        self.sessions.extend(self.session.take());
+        self.end_session("registered anew");
         self.identity = None;
         self.known.clear();
+        self.last_msg_id = None;
+        self.was_reset = false;
         if !self.connect().await {
             return false;
         }
@@ -411,6 +501,14 @@ impl Bot {
             observer: self.observer,
             lossy: false,
             received: Vec::new(),
+            connections: vec![Connection {
+                at: 0,
+                node: self.node,
+                how: "registered".to_owned(),
+                after: "",
+            }],
+            end: "",
+            span_ms: (now_ms(), 0),
         });
         self.next_broadcast = 0;
         self.next_direct = 0;
@@ -418,18 +516,39 @@ impl Bot {
         true
     }
 
-    /// Resumes on a new connection; `in_time` says whether it must succeed.
-    /// After a refused resume the client registers anew.
+    /// Resumes on a new connection, usually to another node than the one
+    /// it left; `in_time` says whether it must succeed. After a refused
+    /// resume the client registers anew (on the node it asked).
     async fn resume_or_register(&mut self, in_time: bool) {
         let Some((id, token)) = self.identity.clone() else {
             self.register().await;
             return;
         };
         self.conn = None;
+        let left = self.node;
+        let n_nodes = self.nodes.len() as u64;
+        if n_nodes > 1 && self.rng.below(4) != 0 {
+            self.node = (left + 1 + self.rng.below(n_nodes - 1) as usize) % n_nodes as usize;
+        }
         if !self.connect().await {
             return;
         }
-        let line = format!("REQ::COMM::200::{id}::::::{token}\n");
+        // Half the resumes name the last message received: nothing written
+        // to the old connection is then lost, and nothing arrives twice.
+        // The others get the kept frames only (v1), so after a reset the
+        // frames that were in flight may be missing.
+        let after = if self.rng.below(2) == 0 {
+            self.last_msg_id.clone().unwrap_or_default()
+        } else {
+            String::new()
+        };
+        if std::mem::take(&mut self.was_reset)
+            && after.is_empty()
+            && let Some(session) = &mut self.session
+        {
+            session.lossy = true;
+        }
+        let line = format!("REQ::COMM::200::{id}::{after}::::{token}\n");
         let answer = if self.write(line.as_bytes()).await {
             self.pump_until(|f| f.action == Action::Comm && f.kind != Kind::Req)
                 .await
@@ -445,8 +564,30 @@ impl Bot {
                     }
                     _ => self.violation(format!("resume answered with {frame}")),
                 }
+                if let Some(session) = &mut self.session {
+                    session.connections.push(Connection {
+                        at: session.received.len(),
+                        node: self.node,
+                        how: if after.is_empty() {
+                            "resumed".to_owned()
+                        } else {
+                            format!("resumed after {after}")
+                        },
+                        after: std::mem::take(&mut self.ended),
+                    });
+                }
                 if in_time {
                     self.counters.resumes.fetch_add(1, Ordering::Relaxed);
+                    if self.node != left {
+                        self.counters
+                            .resumes_elsewhere
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                    if !after.is_empty() {
+                        self.counters
+                            .resumes_after_id
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
                 } else {
                     self.violation(format!("{id} resumed after the removal delay"));
                 }
@@ -457,10 +598,12 @@ impl Bot {
                 } else {
                     self.counters.late_resumes.fetch_add(1, Ordering::Relaxed);
                 }
+                self.end_session("resume refused (404)");
                 self.register().await;
             }
             other => {
                 self.violation(format!("no answer to a resume of {id}: {other:?}"));
+                self.end_session("resume unanswered");
                 self.register().await;
             }
         }
@@ -542,7 +685,11 @@ impl Bot {
         }
         self.conn = None;
         self.counters.leaves.fetch_add(1, Ordering::Relaxed);
-        self.sessions.extend(self.session.take());
+        self.end_session(if answered {
+            "left (COMM_END answered)"
+        } else {
+            "left (COMM_END unanswered)"
+        });
         self.identity = None;
     }
 
@@ -551,9 +698,10 @@ impl Bot {
     async fn drop_connection(&mut self, reset: bool) {
         self.counters.drops.fetch_add(1, Ordering::Relaxed);
         if reset {
-            if let Some(session) = &mut self.session {
-                session.lossy = true;
-            }
+            // Frames in flight die with the socket; a resume naming the
+            // last message gets the messages among them back.
+            self.was_reset = true;
+            self.ended = "reset";
             if let Some(conn) = self.conn.take() {
                 let Conn { write, .. } = &conn;
                 // Reunite is not possible with the reader owning its half;
@@ -564,6 +712,7 @@ impl Bot {
             }
             return;
         }
+        self.ended = "half-close";
         if let Some(conn) = &mut self.conn {
             let _ = conn.write.shutdown().await;
         }
@@ -577,6 +726,7 @@ impl Bot {
     /// time the peer out (408) and close. Then drains to EOF and resumes.
     async fn stall(&mut self) {
         self.counters.stalls.fetch_add(1, Ordering::Relaxed);
+        self.ended = "timed out (stall)";
         tokio::time::sleep(HEALTH_TIMEOUT + HEALTH_TIMEOUT / 2 + Duration::from_millis(200)).await;
         if !self.drain_to_eof().await {
             self.violation("a stalled peer was not timed out".to_owned());

@@ -3,6 +3,12 @@
 //! drop without COMM_END, resume in time or too late, stall, flood past the
 //! rate limit and leave cleanly, at random from one seed.
 //!
+//! With [`SoakConfig::cluster_nodes`] the server is a cluster instead
+//! (`cluster.md`): a `redis-server` of the run's own ([`redis`]) and N
+//! in-process nodes joined to it. Clients register on any node and mostly
+//! resume on another node than the one they left; every guarantee below
+//! must hold across nodes.
+//!
 //! Every client records what it receives; when the run ends, [`check()`]
 //! verifies the contract's guarantees over all records:
 //! - per recipient and author, broadcasts and direct messages arrive exactly
@@ -17,9 +23,21 @@
 //! - NTFY_JOIN and NTFY_KILL at most once per peer per recipient, nothing
 //!   from a peer after its NTFY_KILL, and every observer sees exactly one
 //!   NTFY_KILL for every peer that joined after it;
-//! - a resume within the removal delay succeeds, one after it gets 404;
-//! - after everyone has left the server holds no peer and no connection,
-//!   and its task count and RSS are back near where they started.
+//! - every recipient receives the lobby's broadcasts in one order: any two
+//!   that both arrive reach every recipient in the same order as they
+//!   reach the first observer; a message has one id wherever it arrives,
+//!   and no two messages share one;
+//! - a resume within the removal delay succeeds, one after it gets 404; a
+//!   resume naming the last message received loses nothing, even after a
+//!   reset;
+//! - after everyone has left the server (every node) holds no peer and no
+//!   connection, every node's view of the cluster is empty, and the task
+//!   count and RSS are back near where they started.
+//!
+//! A node learns of another node's change when its inbox brings it, so
+//! before the observers leave, a cluster run fences: one marker peer per
+//! node registers after everything that node sent, and the observers stay
+//! until every node lists exactly them and the markers, then them alone.
 //!
 //! It is a library so that a short run is an integration test and a long
 //! one is `cargo xtask soak --minutes N` (the `tsockm-soak` binary).
@@ -27,16 +45,18 @@
 
 pub mod bot;
 pub mod check;
+pub mod redis;
 mod rng;
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::task::JoinSet;
-use tsockm_server::{CancellationToken, Config, Console, LogMode, Server};
+use tokio::task::{JoinHandle, JoinSet};
+use tsockm_server::{CancellationToken, ClusterConfig, Config, Console, LogMode, Server};
 use tsockm_server::{ConsoleReply, ConsoleRequest, InfoReport};
 
 pub use check::check;
@@ -51,8 +71,12 @@ pub struct SoakConfig {
     pub seed: u64,
     /// Clients that churn.
     pub n_churners: usize,
-    /// Clients that stay for the whole run and receive everything.
+    /// Clients that stay for the whole run and receive everything (at
+    /// least one per node).
     pub n_observers: usize,
+    /// `None`: one server on its own. `Some(n)`: a cluster of `n` nodes
+    /// sharing a `redis-server` the run starts and stops.
+    pub cluster_nodes: Option<usize>,
 }
 
 impl SoakConfig {
@@ -63,7 +87,15 @@ impl SoakConfig {
             seed,
             n_churners: 24,
             n_observers: 2,
+            cluster_nodes: None,
         }
+    }
+
+    /// The same run across a cluster of `nodes` nodes.
+    pub fn cluster(mut self, nodes: usize) -> Self {
+        self.cluster_nodes = Some(nodes.max(1));
+        self.n_observers = self.n_observers.max(nodes);
+        self
     }
 }
 
@@ -89,6 +121,25 @@ pub fn server_config() -> Config {
     }
 }
 
+/// The settings of node `index` of a cluster soak whose Redis is at `url`.
+pub fn node_config(url: &str, index: usize) -> Config {
+    Config {
+        cluster: Some(ClusterConfig {
+            url: url.to_owned(),
+            name: CLUSTER_NAME.to_owned(),
+            node: format!("n{index}"),
+            node_timeout: NODE_TIMEOUT,
+        }),
+        ..server_config()
+    }
+}
+
+/// The key prefix of the soak's cluster.
+pub const CLUSTER_NAME: &str = "soak";
+/// How long a cluster soak's node may miss its heartbeat. No node dies in
+/// the soak, so this only has to be long enough that a busy machine never
+/// declares a live node dead.
+pub const NODE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The soak server's removal delay.
 pub const REMOVAL_DELAY: Duration = Duration::from_secs(2);
 /// The soak server's health timeout.
@@ -121,6 +172,10 @@ pub struct Counters {
     pub drops: AtomicU64,
     /// Resumes within the delay that succeeded.
     pub resumes: AtomicU64,
+    /// Of those, resumes on another node than the one the client left.
+    pub resumes_elsewhere: AtomicU64,
+    /// Of those, resumes that named the last message id received.
+    pub resumes_after_id: AtomicU64,
     /// Resumes after the delay that got 404.
     pub late_resumes: AtomicU64,
     /// Stalls (stopped reading and writing).
@@ -172,6 +227,13 @@ impl Report {
     }
 }
 
+/// One server of the run: on its own, or a node of the cluster.
+struct Node {
+    addr: SocketAddr,
+    console: Console,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
 /// Runs the soak on the current (multi-thread) tokio runtime.
 pub async fn run(config: SoakConfig) -> Report {
     let mut report = Report::default();
@@ -179,22 +241,48 @@ pub async fn run(config: SoakConfig) -> Report {
     report.row("seed", config.seed);
     let tasks_at_start = alive_tasks();
     let rss_at_start = rss_bytes();
-    let server = match Server::bind(server_config()).await {
-        Ok(server) => server,
-        Err(e) => {
-            report
-                .violations
-                .push(format!("cannot bind the server: {e}"));
-            return report;
-        }
+    // The cluster's Redis lives (and is killed) with this handle.
+    let redis = match config.cluster_nodes {
+        None => None,
+        Some(_) => match redis::RedisServer::start().await {
+            Ok(redis) => Some(redis),
+            Err(e) => {
+                report.violations.push(format!("cannot start Redis: {e}"));
+                return report;
+            }
+        },
     };
-    let addr = server.local_addr();
-    let console = server.console();
+    let configs: Vec<Config> = match (&redis, config.cluster_nodes) {
+        (Some(redis), Some(n)) => (0..n.max(1))
+            .map(|i| node_config(&redis.url(), i))
+            .collect(),
+        _ => vec![server_config()],
+    };
     let shutdown = CancellationToken::new();
-    let server_task = tokio::spawn(server.run(shutdown.clone()));
-    // Once the registry answers, the server's own tasks are all running.
-    let _ = wait_info(&console, WIND_DOWN, |_| true).await;
+    let mut nodes = Vec::new();
+    for (i, node_config) in configs.into_iter().enumerate() {
+        let server = match Server::bind(node_config).await {
+            Ok(server) => server,
+            Err(e) => {
+                report
+                    .violations
+                    .push(format!("cannot bind server {i}: {e}"));
+                shutdown.cancel();
+                return report;
+            }
+        };
+        nodes.push(Node {
+            addr: server.local_addr(),
+            console: server.console(),
+            task: tokio::spawn(server.run(shutdown.clone())),
+        });
+    }
+    // Once every registry answers, the servers' own tasks are all running.
+    for node in &nodes {
+        let _ = wait_info(&node.console, WIND_DOWN, |_| true).await;
+    }
     let tasks_with_server = alive_tasks();
+    let addrs: Arc<[SocketAddr]> = nodes.iter().map(|n| n.addr).collect();
 
     let counters = Arc::new(Counters::default());
     let violations = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -202,13 +290,18 @@ pub async fn run(config: SoakConfig) -> Report {
     let observers_done = CancellationToken::new();
     let mut rng = Rng::new(config.seed);
 
-    // Observers first, so that every churner joins after them.
+    // Observers first (spread over the nodes), so that every churner joins
+    // after them.
     let mut observers = JoinSet::new();
+    let mut observers_on = vec![0usize; nodes.len()];
+    let mut observer_ids = BTreeSet::new();
     for i in 0..config.n_observers {
+        let node = i % nodes.len();
+        observers_on[node] += 1;
         let bot = bot::Bot::new(
             i,
             true,
-            addr,
+            (addrs.clone(), node),
             Rng::new(rng.next_u64()),
             counters.clone(),
             violations.clone(),
@@ -218,8 +311,10 @@ pub async fn run(config: SoakConfig) -> Report {
             report
                 .violations
                 .push(format!("observer {i} cannot register"));
+            shutdown.cancel();
             return report;
         };
+        observer_ids.extend(bot.peer_id().map(str::to_owned));
         observers.spawn(bot.observe(done));
     }
     let mut churners = JoinSet::new();
@@ -227,7 +322,7 @@ pub async fn run(config: SoakConfig) -> Report {
         let bot = bot::Bot::new(
             config.n_observers + i,
             false,
-            addr,
+            (addrs.clone(), i),
             Rng::new(rng.next_u64()),
             counters.clone(),
             violations.clone(),
@@ -253,16 +348,41 @@ pub async fn run(config: SoakConfig) -> Report {
         ));
         churners.abort_all();
     }
-    // Peers left away are removed after the delay; then only observers remain.
+    if config.cluster_nodes.is_some() {
+        // A registration or a removal may still be on its way to the other
+        // nodes, and an observer that left now would miss its notice.
+        let mut index = config.n_observers + config.n_churners;
+        let markers = fence(
+            &nodes,
+            &addrs,
+            &observer_ids,
+            &mut index,
+            &mut rng,
+            (&counters, &violations),
+        )
+        .await;
+        sessions.extend(markers.into_iter().flatten());
+    }
+    // Peers left away are removed after the delay; then only observers
+    // remain, on their nodes, and every node's view of the cluster agrees.
     let n_observers = config.n_observers;
-    let settled = wait_info(&console, WIND_DOWN, |info| {
-        info.n_online == n_observers && info.n_away == 0 && info.n_unregistered == 0
-    })
-    .await;
-    if let Err(info) = &settled {
-        report.violations.push(format!(
-            "only the observers should remain, but :info says {info:?}"
-        ));
+    for (i, node) in nodes.iter().enumerate() {
+        let mine = observers_on[i];
+        let settled = wait_info(&node.console, WIND_DOWN, |info| {
+            info.n_online == mine
+                && info.n_away == 0
+                && info.n_unregistered == 0
+                && info
+                    .cluster
+                    .as_ref()
+                    .is_none_or(|c| c.n_online == n_observers && c.n_away == 0)
+        })
+        .await;
+        if let Err(info) = &settled {
+            report.violations.push(format!(
+                "only the observers should remain, but :info of node {i} says {info:?}"
+            ));
+        }
     }
     observers_done.cancel();
     while let Some(joined) = tokio::time::timeout(WIND_DOWN, observers.join_next())
@@ -275,19 +395,28 @@ pub async fn run(config: SoakConfig) -> Report {
             Err(e) => report.violations.push(format!("an observer failed: {e}")),
         }
     }
-    let final_info = wait_info(&console, WIND_DOWN, |info| {
-        info.n_online == 0 && info.n_away == 0 && info.n_unregistered == 0
-    })
-    .await;
-    let info = match final_info {
-        Ok(info) => info,
-        Err(info) => {
-            report
-                .violations
-                .push(format!("peers remain after everyone left: {info:?}"));
-            info
-        }
-    };
+    let mut infos = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        let final_info = wait_info(&node.console, WIND_DOWN, |info| {
+            info.n_online == 0
+                && info.n_away == 0
+                && info.n_unregistered == 0
+                && info
+                    .cluster
+                    .as_ref()
+                    .is_none_or(|c| c.n_online == 0 && c.n_away == 0)
+        })
+        .await;
+        infos.push(match final_info {
+            Ok(info) => info,
+            Err(info) => {
+                report.violations.push(format!(
+                    "peers remain on node {i} after everyone left: {info:?}"
+                ));
+                info
+            }
+        });
+    }
     // Every connection task of the server ends once its socket is closed.
     let task_deadline = tokio::time::Instant::now() + WIND_DOWN;
     let mut tasks_after = alive_tasks();
@@ -302,10 +431,11 @@ pub async fn run(config: SoakConfig) -> Report {
             "{tasks_after} tasks alive after the run, {tasks_with_server} with the idle server"
         ));
     }
-    if info.frames_dropped != 0 {
+    let sum = |f: fn(&InfoReport) -> u64| infos.iter().map(f).sum::<u64>();
+    let frames_dropped = sum(|i| i.frames_dropped);
+    if frames_dropped != 0 {
         report.violations.push(format!(
-            "{} kept frames were dropped: the load exceeds what the checks assume",
-            info.frames_dropped
+            "{frames_dropped} kept frames were dropped: the load exceeds what the checks assume"
         ));
     }
     let rss_after = rss_bytes();
@@ -317,12 +447,15 @@ pub async fn run(config: SoakConfig) -> Report {
         ));
     }
     shutdown.cancel();
-    match tokio::time::timeout(WIND_DOWN, server_task).await {
-        Ok(Ok(Ok(()))) => {}
-        other => report
-            .violations
-            .push(format!("the server did not stop cleanly: {other:?}")),
+    for (i, node) in nodes.into_iter().enumerate() {
+        match tokio::time::timeout(WIND_DOWN, node.task).await {
+            Ok(Ok(Ok(()))) => {}
+            other => report
+                .violations
+                .push(format!("server {i} did not stop cleanly: {other:?}")),
+        }
     }
+    drop(redis);
 
     if let Ok(mut found) = violations.lock() {
         report.violations.append(&mut found);
@@ -336,6 +469,13 @@ pub async fn run(config: SoakConfig) -> Report {
         format!("{:.1} s", started.elapsed().as_secs_f64()),
     );
     report.row(
+        "servers",
+        match config.cluster_nodes {
+            Some(n) => format!("a cluster of {n} nodes on one redis-server"),
+            None => "one".to_owned(),
+        },
+    );
+    report.row(
         "clients",
         format!(
             "{} churners, {} observers",
@@ -347,6 +487,10 @@ pub async fn run(config: SoakConfig) -> Report {
     report.row("broadcasts written", Counters::get(&c.broadcasts));
     report.row("broadcasts accepted", checked.n_accepted);
     report.row("broadcast deliveries", checked.n_deliveries);
+    report.row(
+        "deliveries in the observers' order",
+        checked.n_order_checked,
+    );
     report.row("direct messages", Counters::get(&c.directs));
     report.row(
         "floods / 429s",
@@ -358,18 +502,26 @@ pub async fn run(config: SoakConfig) -> Report {
     );
     report.row("clean leaves", Counters::get(&c.leaves));
     report.row("drops without COMM_END", Counters::get(&c.drops));
-    report.row("resumes in time", Counters::get(&c.resumes));
+    report.row(
+        "resumes in time (on another node / naming the last id)",
+        format!(
+            "{} ({} / {})",
+            Counters::get(&c.resumes),
+            Counters::get(&c.resumes_elsewhere),
+            Counters::get(&c.resumes_after_id)
+        ),
+    );
     report.row("resumes too late (404)", Counters::get(&c.late_resumes));
     report.row("stalls", Counters::get(&c.stalls));
     report.row("NTFY_KILL seen", checked.n_kills);
     report.row("frames received", Counters::get(&c.frames_received));
     report.row(
         "server frames in / out",
-        format!("{} / {}", info.frames_in, info.frames_out),
+        format!("{} / {}", sum(|i| i.frames_in), sum(|i| i.frames_out)),
     );
     report.row(
         "server cut-offs / kept dropped",
-        format!("{} / {}", info.peers_cut_off, info.frames_dropped),
+        format!("{} / {frames_dropped}", sum(|i| i.peers_cut_off)),
     );
     report.row(
         "tasks start / idle server / end",
@@ -380,6 +532,80 @@ pub async fn run(config: SoakConfig) -> Report {
         format!("{} / {} MiB", rss_at_start >> 20, rss_after >> 20),
     );
     report
+}
+
+/// Waits until every change any node made so far has reached every node,
+/// and its notices every observer: one marker peer registers on each node
+/// (after everything its node sent before, in the cluster's one order),
+/// then every node must list exactly the observers and the markers; the
+/// markers then leave, and every node must list the observers alone. The
+/// markers' records are returned (they are peers like any other).
+async fn fence(
+    nodes: &[Node],
+    addrs: &Arc<[SocketAddr]>,
+    observer_ids: &BTreeSet<String>,
+    index: &mut usize,
+    rng: &mut Rng,
+    (counters, violations): (&Arc<Counters>, &Arc<std::sync::Mutex<Vec<String>>>),
+) -> Vec<Vec<bot::Session>> {
+    let mut markers = Vec::new();
+    let mut expected = observer_ids.clone();
+    for node in 0..nodes.len() {
+        let bot = bot::Bot::new(
+            *index,
+            false,
+            (addrs.clone(), node),
+            Rng::new(rng.next_u64()),
+            counters.clone(),
+            violations.clone(),
+        );
+        *index += 1;
+        if let Some(bot) = bot.registered().await {
+            expected.extend(bot.peer_id().map(str::to_owned));
+            markers.push(bot);
+        }
+    }
+    for (i, node) in nodes.iter().enumerate() {
+        if let Err(listed) = wait_list(&node.console, &expected).await
+            && let Ok(mut all) = violations.lock()
+        {
+            all.push(format!(
+                "node {i} lists {listed:?}, not the observers and markers {expected:?}"
+            ));
+        }
+    }
+    let mut records = Vec::new();
+    for marker in markers {
+        records.push(marker.leave_now().await);
+    }
+    for (i, node) in nodes.iter().enumerate() {
+        if let Err(listed) = wait_list(&node.console, observer_ids).await
+            && let Ok(mut all) = violations.lock()
+        {
+            all.push(format!(
+                "node {i} lists {listed:?}, not the observers {observer_ids:?}"
+            ));
+        }
+    }
+    records
+}
+
+/// Waits until `:list` names exactly `ids`; the last list either way.
+async fn wait_list(console: &Console, ids: &BTreeSet<String>) -> Result<(), BTreeSet<String>> {
+    let deadline = tokio::time::Instant::now() + WIND_DOWN;
+    loop {
+        let listed: BTreeSet<String> = match console.request(ConsoleRequest::List).await {
+            Ok(ConsoleReply::List(peers)) => peers.into_iter().map(|p| p.id).collect(),
+            _ => return Err(BTreeSet::new()),
+        };
+        if listed == *ids {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(listed);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Waits until `:info` satisfies `done`; the last answer either way.
