@@ -1,8 +1,9 @@
 //! The tasks that talk to the cluster's Redis for this node.
 //!
-//! - The *writer* runs the registry's [`LinkRequest`]s one at a time, in
-//!   the order given (so this node's messages keep their order, and a
-//!   HISTORY asked after a message sees it). A request that fails because
+//! - The *writer* runs the registry's [`LinkRequest`]s in the order given
+//!   (so this node's messages keep their order, and a HISTORY asked after
+//!   a message sees it), those that are one script each as one pipeline of
+//!   all that are queued. A request that fails because
 //!   Redis is unreachable is tried again until Redis is back: what the
 //!   registry accepted is not lost to an outage.
 //! - The *reader* reads this node's inbox and hands the events to the
@@ -32,6 +33,12 @@ use super::{heartbeat, reader, writer};
 
 /// Requests queued from the registry to the writer.
 pub const LINK_QUEUE: usize = 8192;
+
+/// Free places in the queue below which the registry stops taking its
+/// clients' frames until the writer catches up: clients then wait (TCP
+/// slows them) instead of being refused, and the registry's own requests
+/// (removals, answers to other nodes) still find room.
+const LINK_HEADROOM: usize = LINK_QUEUE / 4;
 
 /// Most events the reader takes from the inbox at once.
 pub(super) const READ_BATCH: usize = 1024;
@@ -70,6 +77,20 @@ impl LinkHandle {
     /// Queues a request; `false` if the queue is full (or the link ended).
     pub fn request(&self, request: LinkRequest) -> bool {
         self.tx.try_send(request).is_ok()
+    }
+
+    /// Whether the writer is so far behind that the registry should take
+    /// no more frames from its clients until [`LinkHandle::room`].
+    pub fn is_busy(&self) -> bool {
+        !self.tx.is_closed() && self.tx.capacity() < LINK_HEADROOM
+    }
+
+    /// Waits until the queue has room again (forever if the link ended).
+    pub async fn room(&self) {
+        match self.tx.reserve_many(LINK_HEADROOM).await {
+            Ok(permits) => drop(permits),
+            Err(_) => std::future::pending().await,
+        }
     }
 }
 

@@ -109,7 +109,7 @@ pub enum LinkRequest {
 }
 
 /// Where a HISTORY page goes (called on the link's task).
-pub struct HistoryAnswerFn(pub Box<dyn FnOnce(Result<Page, HistoryError>) + Send>);
+pub struct HistoryAnswerFn(pub Box<dyn FnOnce(Result<Page, HistoryError>) + Send + Sync>);
 
 impl std::fmt::Debug for HistoryAnswerFn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use redis::aio::ConnectionManager;
 use redis::streams::StreamRangeReply;
-use redis::{RedisError, Value};
+use redis::{ErrorKind, RedisError, Script, ScriptInvocation, ServerErrorKind, Value};
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tsockm_proto::{Action, Status, Text};
 
@@ -15,41 +16,277 @@ use super::link::*;
 use super::scripts;
 use crate::store::{Conversation, HistoryError, Page, Query, StoreError, StoredMessage};
 
+/// Requests sent to Redis as one pipeline at most.
+const PIPELINE_MAX: usize = 512;
+
 /// Runs the registry's requests in order until it drops its handle.
+///
+/// The requests that are one script each (messages, registrations, joins,
+/// ...) go to Redis as one pipeline of all that are queued, so a busy node
+/// pays one round trip for many; the others (claims, history, rooms,
+/// restores) run on their own, in their place in the order.
 pub(super) async fn write_loop(
     shared: Arc<Shared>,
     mut con: ConnectionManager,
     mut rx: mpsc::Receiver<LinkRequest>,
     inputs: mpsc::Sender<ClusterInput>,
 ) {
-    // Once the registry is gone (the server stops), an unreachable Redis
-    // holds the shutdown for this long at most.
-    let mut give_up_at: Option<tokio::time::Instant> = None;
-    while let Some(request) = rx.recv().await {
-        let mut request = Some(request);
-        let mut wait = RETRY_MIN;
-        while let Some(current) = request.take() {
-            match perform(&shared, &mut con, current, &inputs).await {
-                Ok(()) => shared.reached(),
-                Err((again, error)) => {
-                    shared.unreachable(&error);
-                    if rx.is_closed() {
-                        let at = *give_up_at
-                            .get_or_insert_with(|| tokio::time::Instant::now() + STOP_GIVE_UP);
-                        if tokio::time::Instant::now() >= at {
-                            tracing::error!(
-                                "stopping without the cluster's Redis: this node's peers stay in it until their removal delay runs out"
-                            );
+    let mut retry = Retry::default();
+    let mut held: Option<LinkRequest> = None;
+    let mut batch: Vec<LinkRequest> = Vec::new();
+    loop {
+        let first = match held.take() {
+            Some(request) => request,
+            None => match rx.recv().await {
+                Some(request) => request,
+                None => return,
+            },
+        };
+        if !pipelines(&first) {
+            let mut request = Some(first);
+            while let Some(current) = request.take() {
+                match perform(&shared, &mut con, current, &inputs).await {
+                    Ok(()) => retry.reached(&shared),
+                    Err((again, error)) => {
+                        if !retry.pause(&shared, &rx, &error).await {
                             return;
                         }
+                        request = again;
                     }
-                    request = again;
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(RETRY_MAX);
+                }
+            }
+            continue;
+        }
+        batch.push(first);
+        while batch.len() < PIPELINE_MAX {
+            match rx.try_recv() {
+                Ok(request) if pipelines(&request) => batch.push(request),
+                Ok(request) => {
+                    held = Some(request);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        loop {
+            match perform_batch(&shared, &mut con, &batch, &inputs).await {
+                Ok(()) => {
+                    retry.reached(&shared);
+                    break;
+                }
+                Err(error) if is_unreachable(&error) => {
+                    if !retry.pause(&shared, &rx, &error).await {
+                        return;
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(%error, n_requests = batch.len(), "the cluster's Redis refused a pipeline of requests; they are dropped");
+                    break;
                 }
             }
         }
+        batch.clear();
+        if batch.capacity() > PIPELINE_MAX {
+            batch = Vec::new();
+        }
     }
+}
+
+/// The writer's pauses while Redis is unreachable.
+#[derive(Default)]
+struct Retry {
+    /// The next pause.
+    wait: Option<Duration>,
+    /// Once the registry is gone (the server stops), an unreachable Redis
+    /// holds the shutdown until then at most.
+    give_up_at: Option<tokio::time::Instant>,
+}
+
+impl Retry {
+    fn reached(&mut self, shared: &Shared) {
+        shared.reached();
+        self.wait = None;
+    }
+
+    /// Waits before trying again; `false` when the writer should give up.
+    async fn pause(
+        &mut self,
+        shared: &Shared,
+        rx: &mpsc::Receiver<LinkRequest>,
+        error: &RedisError,
+    ) -> bool {
+        shared.unreachable(error);
+        if rx.is_closed() {
+            let at = *self
+                .give_up_at
+                .get_or_insert_with(|| tokio::time::Instant::now() + STOP_GIVE_UP);
+            if tokio::time::Instant::now() >= at {
+                tracing::error!(
+                    "stopping without the cluster's Redis: this node's peers stay in it until their removal delay runs out"
+                );
+                return false;
+            }
+        }
+        let wait = self.wait.unwrap_or(RETRY_MIN);
+        tokio::time::sleep(wait).await;
+        self.wait = Some((wait * 2).min(RETRY_MAX));
+        true
+    }
+}
+
+/// Whether a request is one script, and so may go in a pipeline.
+fn pipelines(request: &LinkRequest) -> bool {
+    matches!(
+        request,
+        LinkRequest::Register { .. }
+            | LinkRequest::Remove { .. }
+            | LinkRequest::Msg { .. }
+            | LinkRequest::Join { .. }
+            | LinkRequest::Part { .. }
+            | LinkRequest::Away { .. }
+            | LinkRequest::Online { .. }
+            | LinkRequest::KillRequest { .. }
+            | LinkRequest::NodeDown
+    )
+}
+
+/// The script of a request that is one script (see [`pipelines`]).
+fn script_of(shared: &Shared, request: &LinkRequest) -> Option<ScriptInvocation<'static>> {
+    let script: &'static Script = match request {
+        LinkRequest::Register { .. } => &scripts::REGISTER,
+        LinkRequest::Remove { .. } => &scripts::REMOVE,
+        LinkRequest::Msg { .. } => &scripts::MSG,
+        LinkRequest::Join { .. } => &scripts::ROOM_JOIN,
+        LinkRequest::Part { .. } => &scripts::ROOM_PART,
+        LinkRequest::Away { .. } => &scripts::AWAY,
+        LinkRequest::Online { .. } => &scripts::ONLINE,
+        LinkRequest::KillRequest { .. } => &scripts::KILL_REQUEST,
+        LinkRequest::NodeDown => &scripts::NODE_DOWN,
+        _ => return None,
+    };
+    let node = shared.config.node.as_str();
+    let mut invocation = script.prepare_invoke();
+    invocation.arg(shared.prefix()).arg(INBOX_MAX);
+    match request {
+        LinkRequest::Register {
+            id,
+            name,
+            since_ms,
+            addr,
+            hash,
+        } => invocation
+            .arg(id.as_str())
+            .arg(node)
+            .arg(name.as_str())
+            .arg(*since_ms)
+            .arg(addr.as_str())
+            .arg(hash.as_str()),
+        LinkRequest::Remove {
+            id,
+            only_if_away_on,
+        } => invocation
+            .arg(id.as_str())
+            .arg(only_if_away_on.as_ref().map_or("any", |n| n.as_str())),
+        LinkRequest::Msg {
+            target,
+            author,
+            name,
+            text,
+            at_ms,
+            conversation,
+            ..
+        } => {
+            let (kind, dst) = match target {
+                Target::Lobby => ("lobby", ""),
+                Target::Room(room) => ("room", room.as_str()),
+                Target::Direct(to) => ("direct", to.as_str()),
+            };
+            invocation
+                .arg(kind)
+                .arg(author.as_str())
+                .arg(name.as_str())
+                .arg(text.as_str())
+                .arg(*at_ms)
+                .arg(dst)
+                .arg(shared.history_max)
+                .arg(conversation.key())
+        }
+        LinkRequest::Join { room, id, name } | LinkRequest::Part { room, id, name } => invocation
+            .arg(room.as_str())
+            .arg(id.as_str())
+            .arg(name.as_str())
+            .arg(node),
+        LinkRequest::Away { id } => invocation.arg(id.as_str()).arg(node),
+        LinkRequest::Online { id, hash } => {
+            invocation.arg(id.as_str()).arg(node).arg(hash.as_str())
+        }
+        LinkRequest::KillRequest { id } => invocation.arg(id.as_str()),
+        LinkRequest::NodeDown => invocation.arg(node),
+        _ => return None,
+    };
+    Some(invocation)
+}
+
+/// Runs a pipeline of one-script requests. A script Redis does not have
+/// (it restarted) is loaded and its requests run again, in order.
+async fn perform_batch(
+    shared: &Shared,
+    con: &mut ConnectionManager,
+    batch: &[LinkRequest],
+    inputs: &mpsc::Sender<ClusterInput>,
+) -> Result<(), RedisError> {
+    let invocations: Vec<ScriptInvocation<'static>> =
+        batch.iter().filter_map(|r| script_of(shared, r)).collect();
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    for invocation in &invocations {
+        pipe.invoke_script(invocation);
+    }
+    let results: Vec<Result<Value, RedisError>> = pipe.query_async(con).await?;
+    for ((request, invocation), result) in batch.iter().zip(&invocations).zip(results) {
+        let result = match result {
+            Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                invocation.invoke_async(con).await
+            }
+            other => other,
+        };
+        match result {
+            Ok(value) => answered(inputs, request, &value).await,
+            Err(error) if is_unreachable(&error) => return Err(error),
+            Err(error) => {
+                tracing::error!(%error, request = request.kind(), "the cluster's Redis refused a request; it is dropped");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What a one-script request's answer means for its client: a message to
+/// a room it is not in, or to a peer that is gone, is refused.
+async fn answered(inputs: &mpsc::Sender<ClusterInput>, request: &LinkRequest, value: &Value) {
+    let LinkRequest::Msg { conn, target, .. } = request else {
+        return;
+    };
+    let dst = match target {
+        Target::Lobby => "",
+        Target::Room(room) | Target::Direct(room) => room.as_str(),
+    };
+    let refusal = match value {
+        Value::Int(-403) => (
+            Status::Forbidden,
+            format!("you are not in {dst}: JOIN it first"),
+        ),
+        Value::Int(-404) => (Status::NotFound, format!("no peer with id `{dst}`")),
+        _ => return,
+    };
+    let _ = inputs
+        .send(ClusterInput::Refused {
+            conn: *conn,
+            action: Action::Msg,
+            status: refusal.0,
+            reason: refusal.1,
+        })
+        .await;
 }
 
 /// Runs one request. On an unreachable Redis, gives it back to be tried
@@ -62,65 +299,23 @@ async fn perform(
 ) -> Result<(), (Option<LinkRequest>, RedisError)> {
     let prefix = shared.prefix();
     let node = shared.config.node.as_str();
-    macro_rules! invoke {
-        ($script:expr, $($arg:expr),* ; $ty:ty) => {{
-            let mut invocation = $script.prepare_invoke();
-            invocation.arg(&prefix).arg(INBOX_MAX);
-            $( invocation.arg($arg); )*
-            let result: Result<$ty, RedisError> = invocation.invoke_async(con).await;
-            result
-        }};
+    if let Some(invocation) = script_of(shared, &request) {
+        let result: Result<Value, RedisError> = invocation.invoke_async(con).await;
+        return match result {
+            Ok(value) => {
+                answered(inputs, &request, &value).await;
+                Ok(())
+            }
+            Err(error) if is_unreachable(&error) => Err((Some(request), error)),
+            Err(error) => {
+                tracing::error!(%error, request = request.kind(), "the cluster's Redis refused a request; it is dropped");
+                Ok(())
+            }
+        };
     }
     // A request whose command failed for another reason than an
     // unreachable Redis is logged and dropped.
     let outcome: Result<(), RedisError> = match &request {
-        LinkRequest::Register {
-            id,
-            name,
-            since_ms,
-            addr,
-            hash,
-        } => invoke!(scripts::REGISTER, id.as_str(), node, name.as_str(), *since_ms, addr.as_str(), hash.as_str(); i64)
-            .map(drop),
-        LinkRequest::Remove {
-            id,
-            only_if_away_on,
-        } => {
-            let condition = only_if_away_on.as_ref().map_or("any", |n| n.as_str());
-            invoke!(scripts::REMOVE, id.as_str(), condition; i64).map(drop)
-        }
-        LinkRequest::Msg {
-            conn,
-            target,
-            author,
-            name,
-            text,
-            at_ms,
-            conversation,
-        } => {
-            let (kind, dst) = match target {
-                Target::Lobby => ("lobby", ""),
-                Target::Room(room) => ("room", room.as_str()),
-                Target::Direct(to) => ("direct", to.as_str()),
-            };
-            let history_max = shared.history_max;
-            match invoke!(scripts::MSG, kind, author.as_str(), name.as_str(), text.as_str(), *at_ms, dst, history_max, conversation.key(); i64) {
-                Ok(-403) => refuse(inputs, *conn, Status::Forbidden, format!("you are not in {dst}: JOIN it first")).await,
-                Ok(-404) => refuse(inputs, *conn, Status::NotFound, format!("no peer with id `{dst}`")).await,
-                Ok(_) => Ok(()),
-                Err(e) => Err(e),
-            }
-        }
-        LinkRequest::Join { room, id, name } => {
-            invoke!(scripts::ROOM_JOIN, room.as_str(), id.as_str(), name.as_str(), node; i64).map(drop)
-        }
-        LinkRequest::Part { room, id, name } => {
-            invoke!(scripts::ROOM_PART, room.as_str(), id.as_str(), name.as_str(), node; i64).map(drop)
-        }
-        LinkRequest::Away { id } => invoke!(scripts::AWAY, id.as_str(), node; i64).map(drop),
-        LinkRequest::Online { id, hash } => {
-            invoke!(scripts::ONLINE, id.as_str(), node, hash.as_str(); i64).map(drop)
-        }
         LinkRequest::Claim(claim) => match self::claim(shared, con, claim).await {
             Ok(outcome) => {
                 let _ = inputs
@@ -150,9 +345,6 @@ async fn perform(
                 }
                 Err(e) => Err(e),
             }
-        }
-        LinkRequest::KillRequest { id } => {
-            invoke!(scripts::KILL_REQUEST, id.as_str(); Value).map(drop)
         }
         LinkRequest::Restore { last_seq, peers } => {
             let mut invocation = scripts::RESTORE.prepare_invoke();
@@ -185,7 +377,16 @@ async fn perform(
             }
             result.map(drop)
         }
-        LinkRequest::NodeDown => invoke!(scripts::NODE_DOWN, node; i64).map(drop),
+        // One script each: run above.
+        LinkRequest::Register { .. }
+        | LinkRequest::Remove { .. }
+        | LinkRequest::Msg { .. }
+        | LinkRequest::Join { .. }
+        | LinkRequest::Part { .. }
+        | LinkRequest::Away { .. }
+        | LinkRequest::Online { .. }
+        | LinkRequest::KillRequest { .. }
+        | LinkRequest::NodeDown => Ok(()),
     };
     if let LinkRequest::History {
         conversation,
@@ -218,23 +419,6 @@ async fn perform(
             Ok(())
         }
     }
-}
-
-async fn refuse(
-    inputs: &mpsc::Sender<ClusterInput>,
-    conn: u64,
-    status: Status,
-    reason: String,
-) -> Result<(), RedisError> {
-    let _ = inputs
-        .send(ClusterInput::Refused {
-            conn,
-            action: Action::Msg,
-            status,
-            reason,
-        })
-        .await;
-    Ok(())
 }
 
 /// Takes a session here, and reads what the peer missed from its old

@@ -353,6 +353,9 @@ impl Registry {
                     break;
                 }
             }
+            // The cluster's writer far behind: clients' frames wait, the
+            // rest (its answers included) goes on.
+            let link_busy = self.cluster.as_ref().is_some_and(|c| c.link.is_busy());
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
@@ -361,7 +364,8 @@ impl Registry {
                 Some(input) = recv(&mut self.cluster_rx) => self.on_cluster(input),
                 _ = health.tick() => self.send_health_checks(),
                 _ = sweep.tick() => self.sweep_dead(),
-                command = self.rx.recv() => match command {
+                () = link_room(&self.cluster), if link_busy => {}
+                command = self.rx.recv(), if !link_busy => match command {
                     Some(command) => {
                         self.handle(command);
                         // Bound the work between two yields: a burst of
@@ -678,6 +682,14 @@ impl Registry {
 }
 
 /// The next item of an optional channel; never, without one.
+/// Waits until the cluster's link has room again.
+async fn link_room(cluster: &Option<cluster::ClusterState>) {
+    match cluster {
+        Some(cluster) => cluster.link.room().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn recv<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
     match rx {
         Some(rx) => rx.recv().await,
