@@ -68,6 +68,10 @@ pub enum LinkRequest {
     Away {
         /// The peer.
         id: Text,
+        /// The last number of the cluster's order whose frames its
+        /// connection wrote (a node that takes the session over replays
+        /// what came after).
+        through: u64,
     },
     /// A peer resumed here, where it was.
     Online {

@@ -281,8 +281,10 @@ return {seq, old, r[2], away, r[5] or '', r[6], r[7]}
     )
 });
 
-/// A peer's connection ended on its node `ARGV[4]`: peer `[3]` is away.
-/// Returns the number, or 0 if it is not on that node.
+/// A peer's connection ended on its node `ARGV[4]`: peer `[3]` is away,
+/// having been written everything up to number `[5]` (a node that moves
+/// its session replays what came after). Returns the number, or 0 if it is
+/// not on that node.
 pub static AWAY: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
@@ -290,7 +292,8 @@ local id, node = ARGV[3], ARGV[4]
 local key = P .. 'peer:' .. id
 if redis.call('HGET', key, 'node') ~= node then return 0 end
 local seq = next_seq()
-redis.call('HSET', key, 'state', 'away', 'away', string.format('%.0f', seq))
+local through = math.min(tonumber(ARGV[5]) or seq, seq)
+redis.call('HSET', key, 'state', 'away', 'away', string.format('%.0f', through))
 post_all(seq, {'k', 'away', 'i', id})
 return seq
 "#,

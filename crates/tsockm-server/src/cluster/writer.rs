@@ -216,7 +216,7 @@ fn script_of(shared: &Shared, request: &LinkRequest) -> Option<ScriptInvocation<
             .arg(id.as_str())
             .arg(name.as_str())
             .arg(node),
-        LinkRequest::Away { id } => invocation.arg(id.as_str()).arg(node),
+        LinkRequest::Away { id, through } => invocation.arg(id.as_str()).arg(node).arg(*through),
         LinkRequest::Online { id, hash } => {
             invocation.arg(id.as_str()).arg(node).arg(hash.as_str())
         }

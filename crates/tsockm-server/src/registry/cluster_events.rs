@@ -431,7 +431,15 @@ impl Registry {
         };
         let Some(conn) = self.conns.get(&conn_id) else {
             // Gone while the session moved here: it is away here now.
-            self.ask(None, Action::Comm, LinkRequest::Away { id: id.clone() });
+            let through = claimed
+                .replay
+                .first()
+                .map_or(claimed.seq, |entry| entry.seq.saturating_sub(1));
+            let request = LinkRequest::Away {
+                id: id.clone(),
+                through,
+            };
+            self.ask(None, Action::Comm, request);
             return;
         };
         let addr = conn.addr_text.clone();

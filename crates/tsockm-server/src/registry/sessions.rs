@@ -320,6 +320,7 @@ impl Registry {
         // Written to a peer that only stopped sending: what it still writes
         // is remembered there, for a resume naming the last message read.
         let draining = matches!(queued_mode, QueuedMode::Write).then(|| conn.outbox.clone());
+        let through = self.written_through(&pending);
         let kept = self.fanout.keep(pending);
         self.next_generation += 1;
         let generation = self.next_generation;
@@ -335,6 +336,7 @@ impl Registry {
         if self.in_cluster() {
             let request = crate::cluster::LinkRequest::Away {
                 id: peer_id.clone(),
+                through,
             };
             self.ask(None, Action::None, request);
         }
@@ -588,6 +590,25 @@ pub(super) fn fit_reason(reason: &str, max_bytes: usize) -> Cow<'_, str> {
         end = at + c.len_utf8();
     }
     Cow::Owned(format!("{}{CUT}", &reason[..end]))
+}
+
+impl Registry {
+    /// In a cluster, the last number of the cluster's order whose frames
+    /// a connection that ended wrote, given the frames it did not write:
+    /// just before the first message among them, or everything read so
+    /// far if there is none. (A notice among them carries no number: a
+    /// node that takes the session over cannot give it back.)
+    fn written_through(&self, unwritten: &VecDeque<Bytes>) -> u64 {
+        let Some(cluster) = &self.cluster else {
+            return 0;
+        };
+        unwritten
+            .iter()
+            .filter_map(|frame| message_id(frame))
+            .filter_map(|id| std::str::from_utf8(id).ok())
+            .find_map(|id| self.ids.msg_seq(id))
+            .map_or(cluster.last_seq, |seq| seq.saturating_sub(1))
+    }
 }
 
 /// The messages of `written` after the one whose id is `last_msg_id`; all
