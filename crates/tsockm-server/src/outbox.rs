@@ -411,6 +411,13 @@ impl Outbox {
         self.lock().queued_bytes
     }
 
+    /// Whether less than half of either bound is used: the peer keeps up
+    /// with what it is sent.
+    pub fn keeps_up(&self) -> bool {
+        let state = self.lock();
+        state.queued_bytes <= self.bounds.bytes / 2 && state.queue.len() <= self.bounds.frames / 2
+    }
+
     /// Whether frames wait here while the writer has made no progress for
     /// `after`: the peer stopped reading (or its network did). Its queue
     /// then says nothing about how the other writers keep up.

@@ -122,6 +122,37 @@ async fn more_than_500_is_taken_as_500() {
     server.stop().await;
 }
 
+/// An answer larger than the asker's send queue reaches a peer that keeps
+/// up with its queue, whole, instead of cutting it off.
+#[tokio::test]
+async fn an_answer_larger_than_the_send_queue_arrives_whole() {
+    const N: usize = 10;
+    let server = start_with(Config {
+        max_frame_bytes: 32 * 1024,
+        send_queue_bytes: 64 * 1024,
+        ..config()
+    })
+    .await;
+    let mut alice = server.joined("alice", 0).await;
+    let mut bob = server.joined("bob", 1).await;
+    alice.sync().await;
+    let big = "x".repeat(15_000);
+    let mut ids = Vec::new();
+    for i in 0..N {
+        // One at a time: ten at once would overflow bob's queue too.
+        alice.send(Frame::broadcast(format!("{i} {big}"))).await;
+        ids.extend(read_ids(&mut bob, 1).await);
+    }
+    // Ten items of 15 KB: about 150 KB for a queue of 64 KiB.
+    let history = bob.history("*", "10").await;
+    assert_eq!(history.ids(), ids);
+    assert_eq!(history.end.body, "end 10");
+    // Still connected, and served.
+    let again = bob.history("*", "1").await;
+    assert_eq!(again.ids(), ids[N - 1..].to_vec());
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn malformed_queries_are_400() {
     let server = start().await;

@@ -222,6 +222,18 @@ impl Fanout {
         n
     }
 
+    /// Whether a peer is online and keeps up with its queue (see
+    /// [`crate::outbox::Outbox::keeps_up`]).
+    pub fn keeps_up(&self, key: PeerKey) -> bool {
+        matches!(
+            self.peers.get(key),
+            Some(Peer {
+                link: Link::Online { outbox, .. },
+                ..
+            }) if outbox.keeps_up()
+        )
+    }
+
     /// Pushes the staged broadcasts: per recipient, one lock for all of them.
     pub fn flush(&mut self) {
         if self.staged.is_empty() {

@@ -186,6 +186,15 @@ impl Registry {
                 block.extend_from_slice(&bytes);
             }
         }
-        self.fanout.deliver(Audience::One(key), &block.freeze());
+        // The answer to a peer's own request may be larger than its send
+        // queue (up to `--history-max` items of up to `--max-frame` bytes):
+        // a peer that keeps up gets it whole past the bound (the global
+        // budget still counts it); one that is behind is held to the bound.
+        let block = block.freeze();
+        if self.fanout.keeps_up(key) {
+            self.fanout.deliver_unbounded(key, [block]);
+        } else {
+            self.fanout.deliver(Audience::One(key), &block);
+        }
     }
 }
