@@ -523,9 +523,9 @@ async fn a_stopping_nodes_peers_are_announced_gone_at_once() {
     a.stop().await;
 }
 
-/// Redis unreachable: MSG gets 503 (not accepted); health goes on; when it
-/// is back the nodes carry on by themselves, and what was accepted before
-/// is not lost.
+/// Redis unreachable: MSG gets 503 (not accepted), registering does not;
+/// health goes on; when it is back the nodes carry on by themselves, and
+/// what was accepted before is not lost.
 #[tokio::test]
 async fn an_unreachable_redis_is_503_then_recovered() {
     let Some(mut redis) = RedisServer::start_persistent() else {
@@ -557,6 +557,13 @@ async fn an_unreachable_redis_is_503_then_recovered() {
         }
     }
     assert!(refused, "no 503 while Redis was down");
+    // Registering is not refused: a newcomer is welcome at once, and gets
+    // the cluster's roster once Redis is back.
+    let mut carol = TestClient::connect(a.addr).await;
+    carol.send(Frame::register("carol")).await;
+    carol
+        .expect_frame(Kind::Res, Action::Comm, Status::Ok)
+        .await;
     redis.restart();
     // Back by itself: messages flow again.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -576,6 +583,11 @@ async fn an_unreachable_redis_is_503_then_recovered() {
         }
         assert!(tokio::time::Instant::now() < deadline, "no recovery");
     }
+    carol
+        .expect_where("bob in carol's roster", |f| {
+            f.action == Action::NtfyJoin && f.body == "bob"
+        })
+        .await;
     a.stop().await;
     b.stop().await;
 }

@@ -16,7 +16,7 @@ use tsockm_proto::{Action, Status, Text};
 
 use super::admission::Refusal;
 use super::fanout::PeerKey;
-use super::peer::PeerInfo;
+use super::peer::{Link, PeerInfo};
 use super::{ConnId, Registry};
 use crate::cluster::{ClaimRequest, Entry, LinkHandle, LinkRequest, RestorePeer, Target};
 use crate::identity::{TokenHash, hash_token};
@@ -165,13 +165,28 @@ impl Registry {
 
     /// A peer registered here: the cluster is told; its welcome (with
     /// `token`) and its roster come when its registration comes back.
+    ///
+    /// While Redis is unreachable the welcome comes at once (the contract
+    /// refuses only MSG, JOIN, PART and HISTORY then): the registration
+    /// reaches Redis, and the roster the peer, when Redis is back; until
+    /// then the session can be resumed on this node only.
     pub(super) fn cluster_registered(&mut self, key: PeerKey, token: String) {
         let Some(peer) = self.fanout.get(key) else {
             return;
         };
-        if let Some(cluster) = &mut self.cluster {
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        if cluster.link.is_up() {
             cluster.welcomes.insert(peer.info.id.clone(), token);
+        } else if let Link::Online { conn, .. } = &peer.link {
+            let welcome = self.wire.welcome(&peer.info.addr, &peer.info.id, &token);
+            let conn = *conn;
+            self.send_to_conn(conn, &welcome);
         }
+        let Some(peer) = self.fanout.get(key) else {
+            return;
+        };
         let request = LinkRequest::Register {
             id: peer.info.id.clone(),
             name: peer.info.username.clone(),

@@ -93,6 +93,12 @@ impl Registry {
                     },
                 );
                 let local = self.fanout.key_of(id);
+                if local.is_none()
+                    && let Some(cluster) = &mut self.cluster
+                {
+                    // Gone before its registration came back.
+                    cluster.welcomes.remove(id);
+                }
                 if let Some(key) = local {
                     // Our own registration came back: from now on events
                     // are for it, starting with everyone before it.

@@ -55,9 +55,6 @@ impl Registry {
             self.disconnect(conn_id, wire::encode(&answer), Queued::Keep(Vec::new()));
             return;
         }
-        if self.cluster_down(conn_id, Action::Comm) {
-            return;
-        }
         let (id, token) = match self
             .ids
             .next_peer_id()
