@@ -464,6 +464,10 @@ impl Outbox {
     /// `None` once closed and drained.
     pub async fn next_batch(&self, batch: &mut Vec<Bytes>, max: usize) -> Option<Lease> {
         if self.wait_ready().await {
+            // Woken by a push: let the other tasks run once first, the
+            // registry among them, so that what it is queueing now goes in
+            // this batch (at light load a frame per write otherwise).
+            tokio::task::yield_now().await;
             Some(self.lease(batch, max))
         } else {
             None
