@@ -300,13 +300,21 @@ fn render_info(info: &InfoReport) -> String {
     } else {
         ""
     };
+    let store = if info.cluster.is_some() {
+        "store: the cluster's Redis (each conversation's history is a stream there)".to_owned()
+    } else {
+        format!(
+            "store: {}{failing}: {} message(s) written, {} failed, {} dropped (queue full)",
+            info.store, info.store_written, info.store_failed, info.store_dropped,
+        )
+    };
     format!(
         "address: {}\nuptime: {}\npeers: {} online, {} away ({} connection(s) not registered)\n\
          rooms: {}\n\
          frames: {} in, {} out\nbytes: {} in, {} out\n\
          dropped: {} kept frame(s), {} rate-limited frame(s), {} peer(s) cut off for not reading\n\
          queued: {} of at most {} bytes; {} peer(s) cut off or trimmed over that budget\n\
-         store: {}{failing}: {} message(s) written, {} failed, {} dropped (queue full)",
+         {store}",
         info.addr,
         human(info.uptime),
         info.n_online,
@@ -323,10 +331,6 @@ fn render_info(info: &InfoReport) -> String {
         info.queued_bytes,
         info.max_queued_bytes,
         info.peers_over_budget,
-        info.store,
-        info.store_written,
-        info.store_failed,
-        info.store_dropped,
     ) + &cluster
 }
 
