@@ -9,14 +9,20 @@
 //! and owns every timer.
 //!
 //! One job per file:
-//! - `mod.rs` (this file): the actor loop, connections, and the dispatch of
-//!   each client line to its handler;
+//! - `mod.rs` (this file): the actor loop and the connections;
+//! - `intake.rs`: the dispatch of each command, and of each client line
+//!   (through admission) to its handler;
+//! - `congestion.rs`: the pause while the writers are behind, and the
+//!   global byte budget;
 //! - `channel.rs`: the commands the actor takes and the handle to send them;
 //! - `admission.rs`: the contract's order of checks, as a pure function
 //!   from a line to a typed request or a refusal;
 //! - `fanout.rs`: the peer list and the frames staged for it (the flush rule);
 //! - `peer.rs`: a peer, online or away;
 //! - `sessions.rs`: registration, resume, peers going away and removal;
+//! - `restart.rs`: ending every session at shutdown, saving and restoring
+//!   them across a restart;
+//! - `refusals.rs`: the error frames answering refused lines;
 //! - `messages.rs`: messages (with their ids) and lookups;
 //! - `rooms.rs`: rooms and their members;
 //! - `history.rs`: HISTORY requests and the store's answers;
@@ -30,12 +36,16 @@ mod admission;
 mod channel;
 mod cluster;
 mod cluster_events;
+mod congestion;
 mod console;
 mod fanout;
 mod history;
 mod hook;
+mod intake;
 mod messages;
 mod peer;
+mod refusals;
+mod restart;
 mod rooms;
 mod sessions;
 mod timers;
@@ -50,7 +60,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tokio_util::time::{DelayQueue, delay_queue};
-use tsockm_proto::{Action, Frame, FrameError, Status, Text};
+use tsockm_proto::{Frame, Text};
 
 use crate::addr::wire_addr;
 use crate::config::{Config, Password};
@@ -63,8 +73,8 @@ use crate::stats::Stats;
 use crate::store::StoreHandle;
 use crate::wire::{self, Wire};
 
-use admission::{ConnFacts, Refusal, Request, Verdict, judge, takes_token};
 pub use channel::{Activity, Command, NewConnection, RegistryClosed, RegistryHandle};
+use congestion::StallScan;
 pub use console::{
     ClusterInfo, ConsoleReply, ConsoleRequest, InfoReport, PeerSummary, PingReport, RoomSummary,
     Target,
@@ -105,15 +115,6 @@ pub const STALL_SCAN_EVERY: Duration = Duration::from_millis(5);
 
 /// Wrong passwords a connection may send; the last one closes it.
 pub const MAX_BAD_PASSWORDS: u8 = 3;
-
-/// The last look at which writers are stalled.
-#[derive(Debug, Clone, Copy)]
-struct StallScan {
-    /// When it was made.
-    at: Instant,
-    /// Frames waiting in the outboxes of writers that were not stalled.
-    active: usize,
-}
 
 /// What the registry shares with the connections and the console.
 #[derive(Debug, Clone)]
@@ -398,221 +399,6 @@ impl Registry {
         self.shut_down();
     }
 
-    /// Whether the writers as a whole are behind: the frames waiting in the
-    /// outboxes of writers that make progress average more than 1/64 of a
-    /// send queue (64 frames by default), on top of one full queue.
-    ///
-    /// A writer that has made no progress for [`STALLED_AFTER`] (its peer
-    /// stopped reading) does not count: stalled peers cannot pause intake
-    /// for everyone; the send-queue bounds cut them off instead. Which
-    /// writers are stalled is looked at only when the total is over the
-    /// limit, and then at most every [`STALL_SCAN_EVERY`].
-    fn congested(&mut self) -> bool {
-        let send_queue = self.limits.send_queue_frames;
-        let limit = self
-            .conns
-            .len()
-            .saturating_mul(send_queue / 64)
-            .saturating_add(send_queue);
-        if self.backlog.frames() <= limit {
-            return false;
-        }
-        let now = Instant::now();
-        if now >= self.stall_scan.at + STALL_SCAN_EVERY {
-            let active: usize = self
-                .conns
-                .values()
-                .filter(|conn| !conn.outbox.stalled(STALLED_AFTER))
-                .map(|conn| conn.outbox.len())
-                .sum();
-            self.stall_scan = StallScan { at: now, active };
-        }
-        self.stall_scan.active > limit
-    }
-
-    /// Past the global byte budget, the peers holding the most lose what
-    /// they hold until the total is back under 7/8 of it: an online one is
-    /// cut off (its queue is kept, within the kept bounds), an away one
-    /// loses its oldest kept frames. A peer that reads what it is sent
-    /// holds next to nothing and is the last to be touched.
-    fn enforce_budget(&mut self) {
-        let budget = self.limits.max_queued_bytes;
-        if self.backlog.bytes() <= budget {
-            return;
-        }
-        let target = budget - budget / 8;
-        let mut holders: Vec<(usize, PeerKey)> = self
-            .fanout
-            .iter()
-            .map(|(key, peer)| (peer.held_bytes(), key))
-            .filter(|(held, _)| *held > 0)
-            .collect();
-        holders.sort_unstable_by_key(|&(held, _)| std::cmp::Reverse(held));
-        tracing::warn!(
-            queued_bytes = self.backlog.bytes(),
-            budget,
-            "over the byte budget: the peers holding the most lose it"
-        );
-        for (_, key) in holders {
-            if self.backlog.bytes() <= target {
-                break;
-            }
-            if let Some(conn) = self.fanout.get(key).and_then(|peer| peer.conn()) {
-                Stats::add(&self.stats.peers_over_budget, 1);
-                self.cut_off(conn, Vec::new());
-                self.settle();
-            }
-            while self.backlog.bytes() > target && self.fanout.drop_oldest_kept(key).is_some() {}
-        }
-    }
-
-    /// Handles one command; broadcasts may stay staged.
-    fn handle(&mut self, command: Command) {
-        match command {
-            Command::Connect(new) => self.on_connect(new),
-            Command::Frame { conn, item } => self.on_frame(conn, item),
-            Command::Disconnected { conn, input_ended } => {
-                let queued = if input_ended {
-                    sessions::Queued::Write
-                } else {
-                    sessions::Queued::Keep(Vec::new())
-                };
-                self.disconnect(conn, None, queued);
-            }
-            Command::Console { request, reply } => self.on_console(request, reply),
-        }
-        self.settle();
-    }
-
-    fn on_connect(&mut self, new: NewConnection) {
-        let deadline = new.accepted_at + self.limits.handshake_timeout;
-        let handshake_timer = self.timers.insert_at(Timer::Handshake(new.conn), deadline);
-        self.conns.insert(
-            new.conn,
-            Conn {
-                addr_text: Text::from(wire_addr(new.addr)),
-                outbox: new.outbox,
-                activity: new.activity,
-                peer: None,
-                rate: TokenBucket::new(self.limits.max_rate, Instant::now()),
-                solicited: 0,
-                ticket: new.ticket,
-                handshake_timer: Some(handshake_timer),
-                authed: self.password.is_none(),
-                n_bad_passwords: 0,
-            },
-        );
-    }
-
-    /// Judges a line in the contract's order and does what it asks.
-    fn on_frame(&mut self, conn_id: ConnId, item: Result<Frame, FrameError>) {
-        let Some(conn) = self.conns.get_mut(&conn_id) else {
-            return; // Closed by the registry while the frame was queued.
-        };
-        Stats::add(&self.stats.frames_in, 1);
-        match &item {
-            Ok(frame) => self.log.frame(Direction::In, conn.dst(), frame),
-            Err(error) if self.log.enabled() => {
-                tracing::info!("<- {} refused: {error}", conn.dst());
-            }
-            Err(_) => {}
-        }
-        let mut facts = ConnFacts {
-            peer: conn.peer.as_ref().map(|(_, id)| id.as_str()),
-            needs_auth: !conn.authed,
-            over_rate: false,
-        };
-        if takes_token(&item, &facts, conn.solicited > 0) {
-            facts.over_rate = !conn.rate.try_take(Instant::now());
-        } else if facts.peer.is_some() && matches!(&item, Ok(f) if f.action == Action::Comm) {
-            conn.solicited = conn.solicited.saturating_sub(1);
-        }
-        let author = conn.peer.clone();
-        match judge(item, &facts) {
-            Verdict::Drop => Stats::add(&self.stats.frames_rate_limited, 1),
-            Verdict::Refuse(refusal) => {
-                if refusal.status == Status::TooManyRequests {
-                    Stats::add(&self.stats.frames_rate_limited, 1);
-                }
-                self.refuse(conn_id, refusal);
-            }
-            Verdict::Accept(request) => self.on_request(conn_id, author, request),
-        }
-    }
-
-    fn on_request(&mut self, conn_id: ConnId, author: Option<(PeerKey, Text)>, request: Request) {
-        let Some((key, id)) = author else {
-            match request {
-                Request::Register { username } => self.register(conn_id, username),
-                Request::Resume {
-                    peer_id,
-                    token,
-                    last_msg_id,
-                } => self.resume(conn_id, &peer_id, &token, &last_msg_id),
-                Request::Auth { password } => self.on_auth(conn_id, &password),
-                // Admission takes nothing else before registration.
-                _ => {}
-            }
-            return;
-        };
-        match request {
-            Request::Msg { to, text } => self.on_msg(conn_id, key, &id, to, text),
-            Request::GetPeer { id: wanted } => self.on_get_peer(conn_id, &id, &wanted),
-            Request::End => {
-                let end = self.wire.comm_end(&id, "OK");
-                self.remove_peer(key, Some(&end));
-            }
-            Request::HealthAnswer => self.on_health_answer(&id),
-            Request::Auth { password } => self.on_auth(conn_id, &password),
-            Request::Join { room } => self.on_join(conn_id, key, room),
-            Request::Part { room } => self.on_part(conn_id, key, room),
-            Request::Rooms => self.on_rooms(conn_id, &id),
-            Request::History {
-                conversation,
-                query,
-            } => self.on_history(conn_id, key, &id, conversation, query),
-            // Admission takes these only before registration.
-            Request::Register { .. } | Request::Resume { .. } => {}
-        }
-    }
-
-    /// AUTH: the password, compared in constant time; without a server
-    /// password, any body is accepted. The third wrong one closes the
-    /// connection.
-    fn on_auth(&mut self, conn_id: ConnId, given: &str) {
-        let Some(conn) = self.conns.get_mut(&conn_id) else {
-            return;
-        };
-        let right = self
-            .password
-            .as_ref()
-            .is_none_or(|password| password.matches(given));
-        if right {
-            conn.authed = true;
-            let answer = self.wire.auth_ok(&conn.addr_text.clone());
-            self.send_to_conn(conn_id, &answer);
-            return;
-        }
-        conn.n_bad_passwords = conn.n_bad_passwords.saturating_add(1);
-        let n_bad = conn.n_bad_passwords;
-        let remaining = MAX_BAD_PASSWORDS.saturating_sub(n_bad);
-        let reason = if remaining == 0 {
-            "wrong password: closing after three wrong passwords".to_owned()
-        } else {
-            format!("wrong password: {remaining} more wrong and the connection is closed")
-        };
-        let answer = self
-            .wire
-            .error(Action::Auth, Status::Unauthorized, conn.dst(), reason);
-        if remaining > 0 {
-            self.send_to_conn(conn_id, &answer);
-            return;
-        }
-        self.log.frame(Direction::Out, conn.dst(), &answer);
-        tracing::info!(who = %conn.dst(), "three wrong passwords: closing");
-        self.disconnect(conn_id, wire::encode(&answer), sessions::Queued::Write);
-    }
-
     /// Queues a frame for one connection (registered or not), after the
     /// staged broadcasts.
     fn send_to_conn(&mut self, conn_id: ConnId, frame: &Frame) {
@@ -628,29 +414,6 @@ impl Registry {
             Ok(()) => Stats::add(&self.stats.frames_out, 1),
             Err(_) => self.fanout.clog(conn_id, vec![bytes]),
         }
-    }
-
-    /// Answers a refused line with its error frame.
-    /// The reason is shortened if the frame would pass `--max-frame` (a
-    /// reason may quote what the client sent).
-    fn refuse(&mut self, conn_id: ConnId, refusal: Refusal) {
-        let Some(conn) = self.conns.get(&conn_id) else {
-            return;
-        };
-        // `ERR::<action>::<status>::server::<srv>::<dst>::`.
-        let header = "ERR::".len()
-            + refusal.action.as_str().len()
-            + "::000::server::".len()
-            + self.wire.srv.len()
-            + "::".len()
-            + conn.dst().len()
-            + "::".len();
-        let room = self.limits.max_frame_bytes.saturating_sub(header);
-        let reason = sessions::fit_reason(&refusal.reason, room).into_owned();
-        let answer = self
-            .wire
-            .error(refusal.action, refusal.status, conn.dst(), reason);
-        self.send_to_conn(conn_id, &answer);
     }
 
     /// Cuts off every connection whose send queue filled up.
