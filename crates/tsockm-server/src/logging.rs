@@ -102,12 +102,13 @@ pub struct Redacted<'a>(pub &'a Frame);
 impl fmt::Display for Redacted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let frame = self.0;
-        let secret = match (frame.kind, frame.action) {
-            (_, Action::Auth) if frame.kind == Kind::Req => Some(""),
+        let request = frame.kind == Kind::Req;
+        let secret = match frame.action {
+            Action::Auth if request => Some(""),
             // A resume: the peer id in SENDER_ID, the token in BODY.
-            (Kind::Req, Action::Comm) if !frame.sender_id.is_empty() => Some(""),
+            Action::Comm if request && !frame.sender_id.is_empty() => Some(""),
             // The answer to a registration or resume: `<id> <token>`.
-            (Kind::Res, Action::Comm) if frame.sender_id == SERVER_ID => {
+            Action::Comm if frame.kind == Kind::Res && frame.sender_id == SERVER_ID => {
                 Some(frame.body.split_once(' ').map_or("", |(id, _)| id))
             }
             _ => None,
