@@ -113,6 +113,10 @@ pub const STALLED_AFTER: Duration = Duration::from_millis(500);
 /// stalled (only while the total backlog is over its limit).
 pub const STALL_SCAN_EVERY: Duration = Duration::from_millis(5);
 
+/// Accepted messages gathered for the hooks, at most, while more commands
+/// wait.
+pub const HOOK_FLUSH_MESSAGES: usize = 1024;
+
 /// Wrong passwords a connection may send; the last one closes it.
 pub const MAX_BAD_PASSWORDS: u8 = 3;
 
@@ -229,6 +233,8 @@ pub struct Registry {
     /// Where accepted messages go besides their recipients (the store
     /// first).
     hooks: Vec<Box<dyn Hook>>,
+    /// Messages accepted since the hooks were last flushed.
+    unflushed: usize,
     rx: mpsc::Receiver<Command>,
 }
 
@@ -283,6 +289,7 @@ impl Registry {
             conns: HashMap::new(),
             rooms: Rooms::default(),
             hooks: vec![Box::new(StoreHook::new(store.clone()))],
+            unflushed: 0,
             password: config.password.clone(),
             store,
             history_tx,
@@ -384,7 +391,13 @@ impl Registry {
             }
             // Whatever the branch staged goes out before the next wait.
             self.fanout.flush();
-            self.flush_hooks();
+            // The hooks (the store's thread) get what was accepted once the
+            // registry has nothing more to take right now, or once many
+            // messages gathered: one hand-over for a whole burst. (A
+            // HISTORY flushes them first, so it still sees every message.)
+            if self.rx.is_empty() || self.unflushed >= HOOK_FLUSH_MESSAGES {
+                self.flush_hooks();
+            }
             self.settle();
             self.enforce_budget();
         }
@@ -431,6 +444,7 @@ impl Registry {
 
     /// Lets every hook hand on what it gathered.
     fn flush_hooks(&mut self) {
+        self.unflushed = 0;
         for hook in &mut self.hooks {
             hook.flush();
         }
@@ -438,6 +452,7 @@ impl Registry {
 
     /// Hands an accepted message to every hook, the store first.
     fn accepted(&mut self, message: AcceptedMessage) {
+        self.unflushed += 1;
         for hook in &mut self.hooks {
             hook.accepted(&message);
         }
