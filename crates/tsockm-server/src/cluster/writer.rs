@@ -134,24 +134,9 @@ impl Retry {
     }
 }
 
-/// Whether a request is one script, and so may go in a pipeline.
-fn pipelines(request: &LinkRequest) -> bool {
-    matches!(
-        request,
-        LinkRequest::Register { .. }
-            | LinkRequest::Remove { .. }
-            | LinkRequest::Msg { .. }
-            | LinkRequest::Join { .. }
-            | LinkRequest::Part { .. }
-            | LinkRequest::Away { .. }
-            | LinkRequest::Online { .. }
-            | LinkRequest::KillRequest { .. }
-            | LinkRequest::NodeDown
-    )
-}
-
-/// The script of a request that is one script (see [`pipelines`]).
-fn script_of(shared: &Shared, request: &LinkRequest) -> Option<ScriptInvocation<'static>> {
+/// The script of a request that is one script, and so may go in a
+/// pipeline; `None` for the requests that run on their own.
+fn script(request: &LinkRequest) -> Option<&'static Script> {
     let script: &'static Script = match request {
         LinkRequest::Register { .. } => &scripts::REGISTER,
         LinkRequest::Remove { .. } => &scripts::REMOVE,
@@ -162,8 +147,22 @@ fn script_of(shared: &Shared, request: &LinkRequest) -> Option<ScriptInvocation<
         LinkRequest::Online { .. } => &scripts::ONLINE,
         LinkRequest::KillRequest { .. } => &scripts::KILL_REQUEST,
         LinkRequest::NodeDown => &scripts::NODE_DOWN,
-        _ => return None,
+        LinkRequest::Claim(_)
+        | LinkRequest::History { .. }
+        | LinkRequest::Rooms { .. }
+        | LinkRequest::Restore { .. } => return None,
     };
+    Some(script)
+}
+
+/// Whether a request is one script (see [`script`]).
+fn pipelines(request: &LinkRequest) -> bool {
+    script(request).is_some()
+}
+
+/// The invocation of a request that is one script (see [`script`]).
+fn script_of(shared: &Shared, request: &LinkRequest) -> Option<ScriptInvocation<'static>> {
+    let script = script(request)?;
     let node = shared.config.node.as_str();
     let mut invocation = script.prepare_invoke();
     invocation.arg(shared.prefix()).arg(INBOX_MAX);
@@ -377,16 +376,8 @@ async fn perform(
             }
             result.map(drop)
         }
-        // One script each: run above.
-        LinkRequest::Register { .. }
-        | LinkRequest::Remove { .. }
-        | LinkRequest::Msg { .. }
-        | LinkRequest::Join { .. }
-        | LinkRequest::Part { .. }
-        | LinkRequest::Away { .. }
-        | LinkRequest::Online { .. }
-        | LinkRequest::KillRequest { .. }
-        | LinkRequest::NodeDown => Ok(()),
+        // One script each (`script` lists them): run above.
+        _ => Ok(()),
     };
     if let LinkRequest::History {
         conversation,

@@ -41,11 +41,21 @@ pub(super) struct Remote {
     pub addr: Text,
 }
 
+/// A resume token held until it can be given: its `Debug` does not show
+/// it, so no dump of the registry prints a secret.
+pub(super) struct HeldToken(pub String);
+
+impl std::fmt::Debug for HeldToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HeldToken(***)")
+    }
+}
+
 /// A resume waiting for the cluster to hand the session over.
 #[derive(Debug)]
 pub(super) struct PendingClaim {
     /// The new token, given once the claim succeeds.
-    pub token: String,
+    pub token: HeldToken,
     /// The last message the client received, if it named one.
     pub last_msg: Option<u64>,
 }
@@ -67,7 +77,7 @@ pub(super) struct ClusterState {
     /// Tokens of peers registered here whose registration has not come
     /// back yet: the welcome waits for it, so that a token in a client's
     /// hands is one every node can resume.
-    pub welcomes: HashMap<Text, String>,
+    pub welcomes: HashMap<Text, HeldToken>,
     /// The last place in the cluster's order read.
     pub last_seq: u64,
 }
@@ -178,7 +188,9 @@ impl Registry {
             return;
         };
         if cluster.link.is_up() {
-            cluster.welcomes.insert(peer.info.id.clone(), token);
+            cluster
+                .welcomes
+                .insert(peer.info.id.clone(), HeldToken(token));
         } else if let Link::Online { conn, .. } = &peer.link {
             let welcome = self.wire.welcome(&peer.info.addr, &peer.info.id, &token);
             let conn = *conn;
@@ -270,7 +282,7 @@ impl Registry {
             cluster.claims.insert(
                 conn_id,
                 PendingClaim {
-                    token: new_token,
+                    token: HeldToken(new_token),
                     last_msg,
                 },
             );
@@ -331,5 +343,16 @@ impl Registry {
                 .collect(),
             since_seq: claimed.seq,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_token_is_not_shown() {
+        let held = HeldToken("s3cr3t-token".to_owned());
+        assert_eq!(format!("{held:?}"), "HeldToken(***)");
     }
 }

@@ -10,7 +10,7 @@ use tsockm_proto::reason::RESUMED_ELSEWHERE;
 use tsockm_proto::{Action, BROADCAST, Frame, Status, Text};
 
 use super::admission::Refusal;
-use super::cluster::{RECENT_EVENTS, Remote};
+use super::cluster::{HeldToken, RECENT_EVENTS, Remote};
 use super::fanout::{Audience, PeerKey};
 use super::peer::Link;
 use super::timers::Timer;
@@ -359,7 +359,8 @@ impl Registry {
     /// The welcome of a peer registered here, once its registration is in
     /// Redis (and so resumable on every node).
     fn send_cluster_welcome(&mut self, key: PeerKey, id: &Text) {
-        let Some(token) = self.cluster.as_mut().and_then(|c| c.welcomes.remove(id)) else {
+        let Some(HeldToken(token)) = self.cluster.as_mut().and_then(|c| c.welcomes.remove(id))
+        else {
             return;
         };
         let Some(peer) = self.fanout.get(key) else {
@@ -450,7 +451,7 @@ impl Registry {
         };
         let addr = conn.addr_text.clone();
         let outbox = conn.outbox.clone();
-        let info = self.claimed_peer(id, &pending.token, &addr, &claimed);
+        let info = self.claimed_peer(id, &pending.token.0, &addr, &claimed);
         let rooms = info.rooms.clone();
         let key = self.fanout.insert(
             info,
@@ -485,7 +486,7 @@ impl Registry {
             .filter_map(|frame| wire::encode(&frame))
             .collect();
         tracing::info!(peer = %id, n_again = frames.len(), last_msg = ?pending.last_msg, "peer resumed from another node");
-        let welcome = self.wire.welcome(&addr, id, &pending.token);
+        let welcome = self.wire.welcome(&addr, id, &pending.token.0);
         self.send_to_conn(conn_id, &welcome);
         self.fanout.deliver_unbounded(key, frames);
         if let Some(cluster) = &mut self.cluster
