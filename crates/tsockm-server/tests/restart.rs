@@ -283,10 +283,14 @@ type Stdout = tokio::io::Lines<BufReader<tokio::process::ChildStdout>>;
 
 /// The server binary on the store at `db`, its address read from its
 /// first line of standard output.
-async fn spawn_binary(db: &Path) -> (tokio::process::Child, std::net::SocketAddr, Stdout) {
+async fn spawn_binary(
+    db: &Path,
+    extra_args: &[&str],
+) -> (tokio::process::Child, std::net::SocketAddr, Stdout) {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tsockm-server"))
         .env("TSOCKM_STORE", format!("sqlite:{}", db.display()))
         .args(["--addr", "127.0.0.1:0", "--silent", "--max-rate", "1000000"])
+        .args(extra_args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -334,7 +338,10 @@ async fn after_a_crash_no_session_is_restored_and_history_is_a_prefix() {
     const KILL_AFTER: usize = 4000;
     let dir = tempfile::tempdir().expect("a temporary directory");
     let db: PathBuf = dir.path().join("x.db");
-    let (mut child, addr, _stdout) = spawn_binary(&db).await;
+    // Far more history kept than the flood can send before the kill (bob's
+    // socket alone holds tens of thousands of these), so that what is
+    // stored is never cut at its start by `--history-max`.
+    let (mut child, addr, _stdout) = spawn_binary(&db, &["--history-max", "1000000"]).await;
     let mut alice = TestClient::joined(addr, "alice", 0).await;
     let mut bob = TestClient::joined(addr, "bob", 1).await;
     alice.sync().await;
@@ -370,7 +377,11 @@ async fn after_a_crash_no_session_is_restored_and_history_is_a_prefix() {
     flood.await.expect("the flood ends when the server is gone");
 
     // Started again on the same file.
-    let server = start_with(sqlite_config(&db)).await;
+    let server = start_with(Config {
+        history_max: 1_000_000,
+        ..sqlite_config(&db)
+    })
+    .await;
     assert!(server.peers().await.is_empty(), "no session after a crash");
     let mut again = server.client().await;
     again
@@ -418,7 +429,7 @@ async fn exit_sigint_and_sigterm_all_save_the_sessions() {
         let db = dir
             .path()
             .join(format!("{}.db", how.trim_start_matches([':', '-'])));
-        let (mut child, addr, mut stdout) = spawn_binary(&db).await;
+        let (mut child, addr, mut stdout) = spawn_binary(&db, &[]).await;
         let mut alice = TestClient::joined(addr, "alice", 0).await;
         let mut stdin = child.stdin.take().expect("its standard input");
         if how == ":exit" {

@@ -20,7 +20,9 @@ pub(super) struct StallScan {
 impl Registry {
     /// Whether the writers as a whole are behind: the frames waiting in the
     /// outboxes of writers that make progress average more than 1/64 of a
-    /// send queue (64 frames by default), on top of one full queue.
+    /// send queue (64 frames by default), on top of half a queue. (With
+    /// a whole queue on top, one reader slower than a flood on a server of
+    /// few peers could fill its queue and be cut off before the pause.)
     ///
     /// A writer that has made no progress for [`STALLED_AFTER`] (its peer
     /// stopped reading) does not count: stalled peers cannot pause intake
@@ -33,7 +35,7 @@ impl Registry {
             .conns
             .len()
             .saturating_mul(send_queue / 64)
-            .saturating_add(send_queue);
+            .saturating_add(send_queue / 2);
         if self.backlog.frames() <= limit {
             return false;
         }
