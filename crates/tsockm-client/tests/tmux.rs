@@ -231,7 +231,17 @@ async fn plain_mode_keeps_the_typed_line_below_the_messages() {
     tmux.keys(&["-l", "half"]).await;
     tmux.wait_for("*> half").await;
     bob.broadcast("hello from bob").await.unwrap();
-    let screen = tmux.wait_for("bob: hello from bob").await;
+    // The message is printed, then the line redrawn under it: wait for
+    // both (a capture between the two would show the message last).
+    let last_row = |screen: &str| {
+        let last = screen.lines().rfind(|r| !r.trim().is_empty());
+        last.map(|r| r.trim_end().to_owned())
+    };
+    let screen = tmux
+        .wait("the message above the typed line", |screen| {
+            screen.contains("bob: hello from bob") && last_row(screen).as_deref() == Some("*> half")
+        })
+        .await;
     let rows: Vec<&str> = screen.lines().filter(|r| !r.trim().is_empty()).collect();
     assert_eq!(
         rows.last().map(|r| r.trim_end()),
