@@ -12,9 +12,13 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
+use std::time::SystemTime;
 
 use sqids::Sqids;
 use subtle::ConstantTimeEq;
+use tsockm_proto::Text;
+
+use crate::sqid::OneSqid;
 
 /// Shortest peer id, in characters.
 pub const PEER_ID_MIN_CHARS: u8 = 10;
@@ -67,6 +71,8 @@ const MSG_SEQS_PER_MS: u64 = 1 << 16;
 pub struct IdentityMaker {
     peer_sqids: Sqids,
     msg_sqids: Sqids,
+    /// `msg_sqids`' encoder without allocation, for the ids of messages.
+    msg_fast: Option<OneSqid>,
     last_peer: u64,
     last_msg: u64,
     /// In a cluster, this node's tag, part of every peer id it makes.
@@ -87,6 +93,7 @@ impl IdentityMaker {
                 .min_length(PEER_ID_MIN_CHARS)
                 .blocklist(HashSet::new())
                 .build()?,
+            msg_fast: OneSqid::new(&chars, MSG_ID_MIN_CHARS),
             msg_sqids: Sqids::builder()
                 .alphabet(chars)
                 .min_length(MSG_ID_MIN_CHARS)
@@ -134,8 +141,9 @@ impl IdentityMaker {
 
     /// The next message's count and id, not yet taken: a message that is
     /// refused gets none ([`IdentityMaker::commit_msg`] takes it).
-    pub fn peek_msg(&self) -> (u64, String) {
-        let seq = (self.last_msg + 1).max(now_ms().saturating_mul(MSG_SEQS_PER_MS));
+    /// `now` is the time of the message.
+    pub fn peek_msg(&self, now: SystemTime) -> (u64, Text) {
+        let seq = (self.last_msg + 1).max(unix_ms(now).saturating_mul(MSG_SEQS_PER_MS));
         (seq, self.msg_id(seq))
     }
 
@@ -145,8 +153,12 @@ impl IdentityMaker {
     }
 
     /// The id of the message with count `seq`.
-    pub fn msg_id(&self, seq: u64) -> String {
-        self.msg_sqids.encode(&[seq]).unwrap_or_default()
+    pub fn msg_id(&self, seq: u64) -> Text {
+        match self.msg_fast.as_ref().and_then(|fast| fast.encode(seq)) {
+            // Short enough to be kept inline: no allocation.
+            Some(id) => Text::from(id.as_str()),
+            None => Text::from(self.msg_sqids.encode(&[seq]).unwrap_or_default()),
+        }
     }
 
     /// The count a message id was made of, if it is one this server could
@@ -188,8 +200,12 @@ fn canonical(sqids: &Sqids, id: &str) -> Option<u64> {
 
 /// The Unix time in milliseconds.
 fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+    unix_ms(SystemTime::now())
+}
+
+/// `time` in Unix milliseconds (0 before 1970).
+fn unix_ms(time: SystemTime) -> u64 {
+    time.duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
@@ -238,7 +254,7 @@ mod tests {
         let mut maker = IdentityMaker::new(&alphabet, 0, 0).unwrap();
         let mut last = 0;
         for _ in 0..1000 {
-            let (seq, id) = maker.peek_msg();
+            let (seq, id) = maker.peek_msg(SystemTime::now());
             maker.commit_msg(seq);
             assert!(seq > last);
             last = seq;
@@ -255,7 +271,7 @@ mod tests {
         // A server restarted on the same store (same alphabet, the largest
         // stored seq) goes on past it.
         let mut again = IdentityMaker::new(&alphabet, 0, last).unwrap();
-        let (seq, id) = again.peek_msg();
+        let (seq, id) = again.peek_msg(SystemTime::now());
         again.commit_msg(seq);
         assert!(seq > last);
         assert_eq!(again.msg_seq(&id), Some(seq));

@@ -21,7 +21,8 @@
 //! - `cluster/`: several servers acting as one through a shared Redis: the
 //!   Lua scripts, the inbox events, and the tasks that talk to Redis.
 //! - `wire.rs`: the frames the server sends. `addr.rs`: addresses on the wire.
-//! - `identity.rs`: peer ids, message ids and resume tokens.
+//! - `identity.rs`: peer ids, message ids and resume tokens; `sqid.rs`:
+//!   a message id's sqid without allocating.
 //!   `username.rs`, `room.rs`: name rules.
 //! - `rate.rs`: the token bucket. `stats.rs`: counters for `:info`.
 //! - `console.rs`: operator commands. `shutdown.rs`: signals.
@@ -58,6 +59,7 @@ mod registry;
 mod room;
 mod server;
 pub mod shutdown;
+mod sqid;
 mod start;
 mod stats;
 pub mod store;

@@ -308,7 +308,7 @@ impl Registry {
                     Target::Room(room) => room.clone(),
                     Target::Direct(to) => to.clone(),
                 };
-                let msg_id = Text::from(self.ids.msg_id(entry.seq));
+                let msg_id = self.ids.msg_id(entry.seq);
                 self.wire.relayed(author, &msg_id, &dst, text)
             }
             Event::RoomJoined { room, id, name, .. } => {

@@ -21,6 +21,12 @@ pub trait Hook: Send + fmt::Debug {
     /// Called once per accepted message, in the order accepted.
     fn accepted(&mut self, message: &AcceptedMessage);
 
+    /// [`Hook::accepted`] for the last hook, which gets the message itself
+    /// and may keep it without a copy.
+    fn accepted_owned(&mut self, message: AcceptedMessage) {
+        self.accepted(&message);
+    }
+
     /// Called once the registry has handled a burst of commands: a hook
     /// that gathers messages hands them on now. Never blocks.
     fn flush(&mut self) {}
@@ -81,6 +87,10 @@ impl StoreHook {
 impl Hook for StoreHook {
     fn accepted(&mut self, message: &AcceptedMessage) {
         self.gathered.push(message.clone());
+    }
+
+    fn accepted_owned(&mut self, message: AcceptedMessage) {
+        self.gathered.push(message);
     }
 
     fn flush(&mut self) {

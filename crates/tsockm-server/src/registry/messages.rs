@@ -61,7 +61,8 @@ impl Registry {
         };
         // Every frame the server sends fits the limit: the relayed frame
         // and the history item are longer than what the author sent.
-        let (seq, msg_id) = self.ids.peek_msg();
+        let now = SystemTime::now();
+        let (seq, msg_id) = self.ids.peek_msg(now);
         let text_len = escaped_len(&text);
         let history_conversation = match recipients {
             // Each side of a direct conversation sees the other's id.
@@ -91,7 +92,6 @@ impl Registry {
             return;
         }
         self.ids.commit_msg(seq);
-        let msg_id = Text::from(msg_id);
         let relayed = self.wire.relayed(author_id, &msg_id, &dst, &text);
         self.log.frame(Direction::Out, &dst, &relayed);
         let Some(bytes) = wire::encode(&relayed) else {
@@ -122,7 +122,7 @@ impl Registry {
         }
         self.accepted(StoredMessage {
             seq,
-            at_ms: unix_ms(SystemTime::now()),
+            at_ms: unix_ms(now),
             conversation,
             author_id: author_id.to_string(),
             author_name: author_name.to_string(),

@@ -453,8 +453,11 @@ impl Registry {
     /// Hands an accepted message to every hook, the store first.
     fn accepted(&mut self, message: AcceptedMessage) {
         self.unflushed += 1;
-        for hook in &mut self.hooks {
-            hook.accepted(&message);
+        if let Some((last, others)) = self.hooks.split_last_mut() {
+            for hook in others {
+                hook.accepted(&message);
+            }
+            last.accepted_owned(message);
         }
     }
 }
