@@ -62,20 +62,38 @@ pub struct Backlog {
     drained: Notify,
     /// Writers' progress times are milliseconds since this.
     epoch: Instant,
+    /// What each outbox counted here may hold (one copy for all of them,
+    /// not one per peer).
+    bounds: Bounds,
 }
 
 impl Default for Backlog {
+    /// A backlog whose outboxes hold at most 1,024 frames and 1 MiB each,
+    /// remembering no written message.
     fn default() -> Self {
+        Backlog::new(Bounds {
+            frames: 1024,
+            bytes: 1 << 20,
+            remember: 0,
+        })
+    }
+}
+
+impl Backlog {
+    /// An empty backlog whose outboxes each hold at most `bounds`.
+    pub fn new(bounds: Bounds) -> Self {
         Backlog {
             frames: AtomicUsize::new(0),
             bytes: AtomicUsize::new(0),
             drained: Notify::new(),
             epoch: Instant::now(),
+            bounds: Bounds {
+                frames: bounds.frames.max(1),
+                ..bounds
+            },
         }
     }
-}
 
-impl Backlog {
     /// Frames queued in all outboxes now.
     pub fn frames(&self) -> usize {
         self.frames.load(Ordering::Relaxed)
@@ -174,7 +192,9 @@ impl State {
     }
 }
 
-/// A bounded queue of frames for one connection's writer.
+/// A bounded queue of frames for one connection's writer, shared by the
+/// connection's task and the registry (which also reads from it when the
+/// reader last saw a sign of life).
 #[derive(Debug)]
 pub struct Outbox {
     state: Mutex<State>,
@@ -189,8 +209,13 @@ pub struct Outbox {
     /// When the writer last made progress, or the queue last stopped being
     /// empty, in the backlog's milliseconds.
     progress_ms: AtomicU64,
-    bounds: Bounds,
-    /// The server-wide count this outbox's frames are part of.
+    /// When the connection's reader last saw a line end (a sign of life
+    /// the registry's liveness sweep reads), in the backlog's
+    /// milliseconds. Kept here because the outbox is already shared by the
+    /// connection and the registry: no second allocation per peer for it.
+    last_sign_ms: AtomicU64,
+    /// The server-wide count this outbox's frames are part of, and the
+    /// bounds of every outbox.
     backlog: Arc<Backlog>,
 }
 
@@ -204,22 +229,31 @@ impl Outbox {
             bytes: 1 << 30,
             remember: 0,
         };
-        Outbox::with_backlog(bounds, Arc::default())
+        Outbox::with_backlog(Arc::new(Backlog::new(bounds)))
     }
 
-    /// An empty outbox with these bounds, counted in `backlog`.
-    pub fn with_backlog(bounds: Bounds, backlog: Arc<Backlog>) -> Self {
+    /// An empty outbox with the backlog's bounds, counted in it.
+    pub fn with_backlog(backlog: Arc<Backlog>) -> Self {
         Outbox {
             state: Mutex::new(State::default()),
             epoch: AtomicU64::new(0),
             n_queued: AtomicUsize::new(0),
             progress_ms: AtomicU64::new(backlog.now_ms()),
-            bounds: Bounds {
-                frames: bounds.frames.max(1),
-                ..bounds
-            },
+            // The accept counts as a sign of life.
+            last_sign_ms: AtomicU64::new(backlog.now_ms()),
             backlog,
         }
+    }
+
+    /// Records a sign of life from the connection's reader: a line ended.
+    pub fn touch(&self) {
+        self.last_sign_ms
+            .store(self.backlog.now_ms(), Ordering::Relaxed);
+    }
+
+    /// When the reader last saw a sign of life (the accept counts as one).
+    pub fn last_sign(&self) -> Instant {
+        self.backlog.epoch + Duration::from_millis(self.last_sign_ms.load(Ordering::Relaxed))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -233,8 +267,8 @@ impl Outbox {
     /// Whether `frame` fits now (the queue's bounds, not clogged).
     fn fits(&self, state: &State, frame: &Bytes) -> bool {
         !state.clogged
-            && state.queue.len() < self.bounds.frames
-            && state.queued_bytes + frame.len() <= self.bounds.bytes
+            && state.queue.len() < self.backlog.bounds.frames
+            && state.queued_bytes + frame.len() <= self.backlog.bounds.bytes
     }
 
     /// Appends a frame to the queue (under the lock), counting it.
@@ -415,7 +449,8 @@ impl Outbox {
     /// with what it is sent.
     pub fn keeps_up(&self) -> bool {
         let state = self.lock();
-        state.queued_bytes <= self.bounds.bytes / 2 && state.queue.len() <= self.bounds.frames / 2
+        state.queued_bytes <= self.backlog.bounds.bytes / 2
+            && state.queue.len() <= self.backlog.bounds.frames / 2
     }
 
     /// Whether frames wait here while the writer has made no progress for
@@ -505,10 +540,11 @@ impl Outbox {
             let mut n_bytes = 0;
             for frame in queue.drain(..n_frames) {
                 n_bytes += frame.len();
-                if self.bounds.remember > 0 && frame.starts_with(RELAYED_MESSAGE) {
+                if self.backlog.bounds.remember > 0 && frame.starts_with(RELAYED_MESSAGE) {
                     *written_bytes += frame.len();
                     written.push_back(frame);
-                    while written.len() > self.bounds.remember || *written_bytes > self.bounds.bytes
+                    while written.len() > self.backlog.bounds.remember
+                        || *written_bytes > self.backlog.bounds.bytes
                     {
                         match written.pop_front() {
                             Some(old) => *written_bytes -= old.len(),
@@ -612,7 +648,7 @@ mod tests {
             bytes: 1 << 20,
             remember: 2,
         };
-        let outbox = Outbox::with_backlog(bounds, Arc::default());
+        let outbox = Outbox::with_backlog(Arc::new(Backlog::new(bounds)));
         for frame in [
             "RES::MSG::1\n",
             "RES::NTFY_JOIN::x\n",
@@ -659,14 +695,13 @@ mod tests {
 
     #[tokio::test]
     async fn the_backlog_counts_queued_frames() {
-        let backlog = Arc::new(Backlog::default());
-        let bounds = Bounds {
+        let backlog = Arc::new(Backlog::new(Bounds {
             frames: 8,
             bytes: 1 << 20,
             remember: 0,
-        };
-        let a = Outbox::with_backlog(bounds, backlog.clone());
-        let b_ = Outbox::with_backlog(bounds, backlog.clone());
+        }));
+        let a = Outbox::with_backlog(backlog.clone());
+        let b_ = Outbox::with_backlog(backlog.clone());
         a.push(b("1")).unwrap();
         a.push(b("2")).unwrap();
         b_.push_unbounded(b("3"));
@@ -686,13 +721,12 @@ mod tests {
 
     #[tokio::test]
     async fn bounded_in_bytes_too_and_the_backlog_counts_them() {
-        let backlog = Arc::new(Backlog::default());
-        let bounds = Bounds {
+        let backlog = Arc::new(Backlog::new(Bounds {
             frames: 100,
             bytes: 10,
             remember: 0,
-        };
-        let outbox = Outbox::with_backlog(bounds, backlog.clone());
+        }));
+        let outbox = Outbox::with_backlog(backlog.clone());
         outbox.push(b("12345")).unwrap();
         outbox.push(b("6789")).unwrap();
         assert_eq!(outbox.push(b("ab")), Err(PushError::Full));

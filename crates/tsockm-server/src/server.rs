@@ -92,7 +92,11 @@ impl Server {
         let shared = Shared {
             log: FrameLog::new(config.log_mode),
             stats: Arc::new(Stats::default()),
-            backlog: Arc::new(Backlog::default()),
+            backlog: Arc::new(Backlog::new(Bounds {
+                frames: config.send_queue_frames,
+                bytes: config.send_queue_bytes,
+                remember: config.kept_frames,
+            })),
         };
         let (mut registry, handle) =
             Registry::new(&config, local_addr, shared.clone(), ids, store.clone());
@@ -177,18 +181,14 @@ impl Server {
         if let Some((started, inputs)) = cluster {
             started.spawn(&tracker, inputs, registry_done.clone());
         }
-        let cx = ConnectionContext {
+        // Shared by every connection's task: one pointer in each.
+        let cx = Arc::new(ConnectionContext {
             registry: handle,
             stats: shared.stats,
             backlog: shared.backlog,
             max_frame_bytes: config.max_frame_bytes,
-            outbox_bounds: Bounds {
-                frames: config.send_queue_frames,
-                bytes: config.send_queue_bytes,
-                remember: config.kept_frames,
-            },
             shutdown: registry_done.clone(),
-        };
+        });
         let slots = Arc::new(Semaphore::new(
             config.max_peers.saturating_add(EXTRA_CONNECTIONS),
         ));
@@ -222,7 +222,7 @@ impl Server {
             let accepted_at = tokio::time::Instant::now();
             let _ = stream.set_nodelay(true);
             let ticket = match doorman.admit(addr) {
-                Ok(ticket) => Arc::new(ticket),
+                Ok(ticket) => ticket,
                 Err(turned) if tls.is_none() => {
                     // Told why in one frame, then closed.
                     let refusal = turned_away(&srv, addr, turned);
@@ -246,22 +246,24 @@ impl Server {
                 }
             };
             next_conn += 1;
-            let accepted = Accepted {
+            let accepted = Box::new(Accepted {
                 addr,
                 conn: next_conn,
                 accepted_at,
                 ticket,
                 slot: permit,
-            };
+            });
             let cx = cx.clone();
-            let span = tracing::info_span!("conn", id = next_conn, %addr);
             // Two task types: plain TCP's stays `serve::<TcpStream>`, as
             // small as it was, and only TLS connections carry TLS. Each is
             // spawned as it is, with no wrapping block to hold a second copy
-            // of its arguments.
+            // of its arguments. A plain connection's task logs nothing (the
+            // registry speaks for it), so it carries no span: a span is 40
+            // bytes in every idle peer's task.
             match &tls {
-                None => tracker.spawn(connection::serve(stream, accepted, cx).instrument(span)),
+                None => tracker.spawn(connection::serve(stream, accepted, cx)),
                 Some(tls) => {
+                    let span = tracing::info_span!("conn", id = next_conn, %addr);
                     tracker.spawn(tls.clone().serve(stream, accepted, cx).instrument(span))
                 }
             };

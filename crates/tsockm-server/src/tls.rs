@@ -164,7 +164,12 @@ impl TlsListener {
     /// plain TCP. A client that is not TLS, fails the handshake or is too
     /// slow is closed with nothing sent in clear. The door's `ticket` is
     /// held throughout: a handshaking connection counts as unregistered.
-    pub(crate) async fn serve(self, tcp: TcpStream, accepted: Accepted, cx: ConnectionContext) {
+    pub(crate) async fn serve(
+        self,
+        tcp: TcpStream,
+        accepted: Box<Accepted>,
+        cx: Arc<ConnectionContext>,
+    ) {
         let deadline = accepted.accepted_at + self.handshake_timeout;
         let handshake = timeout_at(deadline, self.handshake(tcp));
         let outcome = tokio::select! {

@@ -1,11 +1,8 @@
 //! The registry's channel: the [`Command`]s connection tasks and the
-//! console send it, the [`RegistryHandle`] they send them with, and the
-//! [`Activity`] a connection's reader records without a message per line.
+//! console send it, and the [`RegistryHandle`] they send them with.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -16,61 +13,71 @@ use super::console::{ConsoleReply, ConsoleRequest};
 use crate::doorman::Ticket;
 use crate::outbox::Outbox;
 
-/// The last sign of life of a connection: the last line read from it to its
-/// end (a frame, a blank, a malformed or over-long line).
-///
-/// Written by the connection's reader after each read that ended a line,
-/// read by the registry's liveness sweep, so it is an atomic rather than a
-/// message per line.
-#[derive(Debug)]
-pub struct Activity {
-    epoch: Instant,
-    last_ms: AtomicU64,
-}
-
-impl Activity {
-    /// Activity starting now.
-    pub fn new() -> Self {
-        Activity {
-            epoch: Instant::now(),
-            last_ms: AtomicU64::new(0),
-        }
-    }
-
-    /// Records a sign of life now.
-    pub fn touch(&self) {
-        let ms = self.epoch.elapsed().as_millis();
-        self.last_ms
-            .store(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Relaxed);
-    }
-
-    /// When the last sign of life was seen (the accept counts as one).
-    pub fn last(&self) -> Instant {
-        self.epoch + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
-    }
-}
-
-impl Default for Activity {
-    fn default() -> Self {
-        Activity::new()
-    }
-}
-
 /// A connection just accepted, as announced to the registry.
+///
+/// Dropped without being taken in (the registry stopped with it still in
+/// its queue), it closes the outbox: that ends the connection's task, which
+/// has no other way to learn that nobody will serve it.
 #[derive(Debug)]
 pub struct NewConnection {
     /// Its id.
     pub conn: ConnId,
     /// The client's address.
     pub addr: SocketAddr,
-    /// Where the registry queues frames for it.
+    /// Where the registry queues frames for it, and where its reader
+    /// records signs of life.
     pub outbox: Arc<Outbox>,
-    /// Its last sign of life.
-    pub activity: Arc<Activity>,
     /// When it was accepted (the handshake timeout counts from here).
     pub accepted_at: Instant,
     /// Its places at the door, marked registered when it registers.
-    pub ticket: Arc<Ticket>,
+    pub ticket: Ticket,
+    /// Closes the outbox unless the registry took the connection in.
+    unclaimed: Unclaimed,
+}
+
+impl NewConnection {
+    /// Announces a connection.
+    pub fn new(
+        conn: ConnId,
+        addr: SocketAddr,
+        outbox: Arc<Outbox>,
+        accepted_at: Instant,
+        ticket: Ticket,
+    ) -> Self {
+        NewConnection {
+            conn,
+            addr,
+            unclaimed: Unclaimed(Some(outbox.clone())),
+            outbox,
+            accepted_at,
+            ticket,
+        }
+    }
+
+    /// Takes the connection in: from now on the registry closes its
+    /// outbox. Gives the outbox and the ticket.
+    pub(super) fn take_in(self) -> (Arc<Outbox>, Ticket) {
+        let NewConnection {
+            outbox,
+            ticket,
+            mut unclaimed,
+            ..
+        } = self;
+        unclaimed.0 = None;
+        (outbox, ticket)
+    }
+}
+
+/// An outbox closed when this is dropped, unless taken out first.
+#[derive(Debug)]
+struct Unclaimed(Option<Arc<Outbox>>);
+
+impl Drop for Unclaimed {
+    fn drop(&mut self) {
+        if let Some(outbox) = &self.0 {
+            outbox.close(None);
+        }
+    }
 }
 
 /// What the registry is asked to do.
@@ -142,5 +149,51 @@ impl RegistryHandle {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Console { request, reply }).await?;
         answer.await.map_err(|_| RegistryClosed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doorman::{DoorLimits, Doorman};
+
+    fn announce() -> (NewConnection, Arc<Outbox>) {
+        let doorman = Doorman::new(DoorLimits {
+            unregistered: 10,
+            unregistered_per_ip: 10,
+            conns_per_ip: 0,
+        });
+        let addr: SocketAddr = "127.0.0.1:40000".parse().expect("an address");
+        let ticket = doorman.admit(addr).expect("room at the door");
+        let outbox = Arc::new(Outbox::new(8));
+        let new = NewConnection::new(1, addr, outbox.clone(), Instant::now(), ticket);
+        (new, outbox)
+    }
+
+    #[test]
+    fn a_connection_never_taken_in_is_closed_when_dropped() {
+        let (new, outbox) = announce();
+        assert!(!outbox.is_closed());
+        drop(new);
+        assert!(outbox.is_closed());
+    }
+
+    #[test]
+    fn a_connection_taken_in_stays_open() {
+        let (new, outbox) = announce();
+        let (taken, _ticket) = new.take_in();
+        assert!(Arc::ptr_eq(&taken, &outbox));
+        assert!(!outbox.is_closed());
+    }
+
+    #[tokio::test]
+    async fn announcements_left_in_a_dropped_queue_close_their_outboxes() {
+        let (tx, rx) = mpsc::channel(4);
+        let handle = RegistryHandle { tx };
+        let (new, outbox) = announce();
+        handle.send(Command::Connect(new)).await.expect("queued");
+        // The registry stops without reading its queue.
+        drop(rx);
+        assert!(outbox.is_closed());
     }
 }

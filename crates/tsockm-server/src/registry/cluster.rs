@@ -202,7 +202,7 @@ impl Registry {
         let request = LinkRequest::Register {
             id: peer.info.id.clone(),
             name: peer.info.username.clone(),
-            since_ms: super::messages::unix_ms(peer.info.since),
+            since_ms: peer.info.since_ms,
             addr: peer.info.addr.clone(),
             hash: hex(&peer.info.token_hash),
         };
@@ -274,7 +274,7 @@ impl Registry {
             id: peer_id.clone(),
             given: hex(&hash_token(token)),
             new: hex(&hash_token(&new_token)),
-            addr: conn.addr_text.clone(),
+            addr: conn.dst.clone(),
             last_msg,
             max_replay: self.limits.kept_frames,
         });
@@ -303,7 +303,7 @@ impl Registry {
                 id: peer.info.id.clone(),
                 online: peer.is_online(),
                 name: peer.info.username.clone(),
-                since_ms: super::messages::unix_ms(peer.info.since),
+                since_ms: peer.info.since_ms,
                 addr: peer.info.addr.clone(),
                 hash: hex(&peer.info.token_hash),
                 rooms: peer
@@ -329,20 +329,20 @@ impl Registry {
         token: &str,
         addr: &Text,
         claimed: &crate::cluster::Claimed,
-    ) -> PeerInfo {
-        PeerInfo {
+    ) -> (PeerInfo, u64) {
+        let info = PeerInfo {
             id: id.clone(),
             username: claimed.name.clone(),
             token_hash: hash_token(token),
             addr: addr.clone(),
-            since: from_unix_ms(claimed.since_ms),
+            since_ms: claimed.since_ms,
             rooms: claimed
                 .rooms
                 .iter()
                 .filter_map(|r| crate::room::RoomName::parse(r).ok())
                 .collect(),
-            since_seq: claimed.seq,
-        }
+        };
+        (info, claimed.seq)
     }
 }
 

@@ -34,7 +34,7 @@ impl Registry {
                 let Some(requester) = self
                     .conns
                     .get(&conn)
-                    .and_then(|c| c.peer.as_ref().map(|(_, id)| id.clone()))
+                    .and_then(|c| c.peer_and_id().map(|(_, id)| id.clone()))
                 else {
                     return;
                 };
@@ -102,9 +102,7 @@ impl Registry {
                 if let Some(key) = local {
                     // Our own registration came back: from now on events
                     // are for it, starting with everyone before it.
-                    if let Some(info) = self.fanout.info_mut(key) {
-                        info.since_seq = seq;
-                    }
+                    self.fanout.set_since_seq(key, seq);
                     self.send_cluster_welcome(key, id);
                     self.send_cluster_roster(key, id);
                 }
@@ -348,9 +346,7 @@ impl Registry {
                 }
                 continue;
             };
-            if let Some(info) = self.fanout.info_mut(key) {
-                info.since_seq = seq;
-            }
+            self.fanout.set_since_seq(key, seq);
             self.send_cluster_welcome(key, &id);
             self.send_cluster_roster(key, &id);
         }
@@ -449,9 +445,9 @@ impl Registry {
             self.ask(None, Action::Comm, request);
             return;
         };
-        let addr = conn.addr_text.clone();
+        let addr = conn.dst.clone();
         let outbox = conn.outbox.clone();
-        let info = self.claimed_peer(id, &pending.token.0, &addr, &claimed);
+        let (info, since_seq) = self.claimed_peer(id, &pending.token.0, &addr, &claimed);
         let rooms = info.rooms.clone();
         let key = self.fanout.insert(
             info,
@@ -459,6 +455,7 @@ impl Registry {
                 conn: conn_id,
                 outbox,
             },
+            since_seq,
         );
         for room in &rooms {
             self.rooms.add(room, key);

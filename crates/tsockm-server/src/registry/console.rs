@@ -175,7 +175,7 @@ pub(super) fn summarize(peer: &Peer) -> PeerSummary {
         username: peer.info.username.to_string(),
         addr: peer.info.addr.to_string(),
         online: peer.is_online(),
-        since: peer.info.since,
+        since: super::cluster::from_unix_ms(peer.info.since_ms),
         rooms: peer.info.rooms.iter().map(ToString::to_string).collect(),
         node: String::new(),
     }

@@ -99,7 +99,15 @@ impl Fanout {
 
     /// The peer at `key`, to change who it is (never where its frames go).
     pub fn info_mut(&mut self, key: PeerKey) -> Option<&mut PeerInfo> {
-        self.peers.get_mut(key).map(|peer| &mut peer.info)
+        self.peers.get_mut(key).map(|peer| &mut *peer.info)
+    }
+
+    /// From now on, the peer at `key` gets the events after `seq`.
+    pub fn set_since_seq(&mut self, key: PeerKey, seq: u64) {
+        self.flush();
+        if let Some(peer) = self.peers.get_mut(key) {
+            peer.since_seq = seq;
+        }
     }
 
     /// The key of the peer with this id.
@@ -139,11 +147,16 @@ impl Fanout {
         }
     }
 
-    /// Registers a peer.
-    pub fn insert(&mut self, info: PeerInfo, link: Link) -> PeerKey {
+    /// Registers a peer, to get the events after `since_seq` (see
+    /// [`Peer::since_seq`]).
+    pub fn insert(&mut self, info: PeerInfo, link: Link, since_seq: u64) -> PeerKey {
         self.flush();
         let id = info.id.clone();
-        let key = self.peers.insert(Peer { info, link });
+        let key = self.peers.insert(Peer {
+            info: Box::new(info),
+            link,
+            since_seq,
+        });
         self.by_id.insert(id, key);
         key
     }
@@ -243,7 +256,7 @@ impl Fanout {
         let mut n_queued = 0;
         let mut n_dropped = 0;
         for (key, peer) in &mut self.peers {
-            let since = peer.info.since_seq;
+            let since = peer.since_seq;
             let frames = staged
                 .iter()
                 .filter(|(skip, seq, _)| *skip != Some(key) && since < *seq)
@@ -287,7 +300,7 @@ impl Fanout {
     }
 
     fn push<'a>(&mut self, key: PeerKey, seq: u64, frames: impl Iterator<Item = &'a Bytes>) {
-        let Some(peer) = self.peers.get_mut(key).filter(|p| p.info.since_seq < seq) else {
+        let Some(peer) = self.peers.get_mut(key).filter(|p| p.since_seq < seq) else {
             return;
         };
         match peer.deliver_all(frames) {
@@ -314,7 +327,6 @@ fn clog(clogged: &mut Vec<(ConnId, Vec<Bytes>)>, conn: ConnId, frames: Vec<Bytes
 mod tests {
     use super::*;
     use std::collections::VecDeque;
-    use std::time::SystemTime;
 
     use crate::identity::hash_token;
     use crate::outbox::Outbox;
@@ -325,9 +337,8 @@ mod tests {
             username: Text::from(id),
             token_hash: hash_token("t"),
             addr: Text::from("127.0.0.1:1"),
-            since: SystemTime::now(),
+            since_ms: 0,
             rooms: Vec::new(),
-            since_seq: 0,
         }
     }
 
@@ -357,12 +368,12 @@ mod tests {
     fn staged_broadcasts_reach_those_registered_when_they_were_accepted() {
         let mut fanout = Fanout::new(bounds(8), Arc::default(), Arc::default());
         let (link, a_out) = online(1, 8);
-        let a = fanout.insert(info("a"), link);
+        let a = fanout.insert(info("a"), link, 0);
         fanout.deliver(Audience::Everyone { except: Some(a) }, &b("from a"));
         fanout.deliver(Audience::Everyone { except: None }, &b("to all"));
         // A newcomer registered after the broadcasts does not get them.
         let (link, c_out) = online(2, 8);
-        fanout.insert(info("c"), link);
+        fanout.insert(info("c"), link, 0);
         fanout.flush();
         assert_eq!(a_out.take_pending(), [b("to all")]);
         assert!(c_out.take_pending().is_empty());
@@ -372,7 +383,7 @@ mod tests {
     fn a_direct_frame_follows_the_staged_broadcasts() {
         let mut fanout = Fanout::new(bounds(8), Arc::default(), Arc::default());
         let (link, a_out) = online(1, 8);
-        let a = fanout.insert(info("a"), link);
+        let a = fanout.insert(info("a"), link, 0);
         fanout.deliver(Audience::Everyone { except: None }, &b("1"));
         fanout.deliver(Audience::One(a), &b("2"));
         fanout.deliver(
@@ -397,7 +408,7 @@ mod tests {
     fn an_away_peer_keeps_frames_and_a_relink_flushes_first() {
         let mut fanout = Fanout::new(bounds(2), Arc::default(), Arc::default());
         let (link, _) = online(1, 8);
-        let a = fanout.insert(info("a"), link);
+        let a = fanout.insert(info("a"), link, 0);
         fanout.deliver(Audience::Everyone { except: None }, &b("before"));
         let before = fanout.relink(
             a,
@@ -427,7 +438,7 @@ mod tests {
     fn a_full_queue_clogs_and_keeps_what_did_not_fit_in_order() {
         let mut fanout = Fanout::new(bounds(8), Arc::default(), Arc::default());
         let (link, a_out) = online(7, 1);
-        let a = fanout.insert(info("a"), link);
+        let a = fanout.insert(info("a"), link, 0);
         fanout.deliver(Audience::One(a), &b("1"));
         fanout.deliver(Audience::One(a), &b("2"));
         fanout.deliver(Audience::Everyone { except: None }, &b("3"));
@@ -441,7 +452,7 @@ mod tests {
     fn lookups_by_id_and_removal() {
         let mut fanout = Fanout::new(bounds(8), Arc::default(), Arc::default());
         let (link, _) = online(1, 8);
-        let a = fanout.insert(info("a"), link);
+        let a = fanout.insert(info("a"), link, 0);
         assert_eq!(fanout.key_of("a"), Some(a));
         assert_eq!(
             fanout.find("a").map(|(k, p)| (k, p.info.id.to_string())),

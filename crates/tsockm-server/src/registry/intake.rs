@@ -38,20 +38,21 @@ impl Registry {
     fn on_connect(&mut self, new: NewConnection) {
         let deadline = new.accepted_at + self.limits.handshake_timeout;
         let handshake_timer = self.timers.insert_at(Timer::Handshake(new.conn), deadline);
+        let (conn, addr) = (new.conn, new.addr);
+        let (outbox, ticket) = new.take_in();
         self.conns.insert(
-            new.conn,
-            Conn {
-                addr_text: Text::from(wire_addr(new.addr)),
-                outbox: new.outbox,
-                activity: new.activity,
+            conn,
+            Box::new(Conn {
+                dst: Text::from(wire_addr(addr)),
+                outbox,
                 peer: None,
                 rate: TokenBucket::new(self.limits.max_rate, Instant::now()),
                 solicited: 0,
-                ticket: new.ticket,
+                ticket,
                 handshake_timer: Some(handshake_timer),
                 authed: self.password.is_none(),
                 n_bad_passwords: 0,
-            },
+            }),
         );
     }
 
@@ -69,7 +70,7 @@ impl Registry {
             Err(_) => {}
         }
         let mut facts = ConnFacts {
-            peer: conn.peer.as_ref().map(|(_, id)| id.as_str()),
+            peer: conn.peer.map(|_| conn.dst.as_str()),
             needs_auth: !conn.authed,
             over_rate: false,
         };
@@ -78,7 +79,7 @@ impl Registry {
         } else if facts.peer.is_some() && matches!(&item, Ok(f) if f.action == Action::Comm) {
             conn.solicited = conn.solicited.saturating_sub(1);
         }
-        let author = conn.peer.clone();
+        let author = conn.peer_and_id().map(|(key, id)| (key, id.clone()));
         match judge(item, &facts) {
             Verdict::Drop => Stats::add(&self.stats.frames_rate_limited, 1),
             Verdict::Refuse(refusal) => {
@@ -140,7 +141,7 @@ impl Registry {
             .is_none_or(|password| password.matches(given));
         if right {
             conn.authed = true;
-            let answer = self.wire.auth_ok(&conn.addr_text.clone());
+            let answer = self.wire.auth_ok(&conn.dst.clone());
             self.send_to_conn(conn_id, &answer);
             return;
         }

@@ -73,7 +73,7 @@ use crate::stats::Stats;
 use crate::store::StoreHandle;
 use crate::wire::{self, Wire};
 
-pub use channel::{Activity, Command, NewConnection, RegistryClosed, RegistryHandle};
+pub use channel::{Command, NewConnection, RegistryClosed, RegistryHandle};
 use congestion::StallScan;
 pub use console::{
     ClusterInfo, ConsoleReply, ConsoleRequest, InfoReport, PeerSummary, PingReport, RoomSummary,
@@ -134,17 +134,19 @@ pub struct Shared {
 /// One accepted connection.
 #[derive(Debug)]
 struct Conn {
-    addr_text: Text,
+    /// Whom frames for this connection are addressed to: its address as
+    /// written on the wire until it registers or resumes, then its peer
+    /// id (the address is then in the peer's [`peer::PeerInfo`]).
+    dst: Text,
     outbox: Arc<Outbox>,
-    activity: Arc<Activity>,
-    /// The peer, once it registered or resumed: its key and id.
-    peer: Option<(PeerKey, Text)>,
+    /// The peer, once it registered or resumed (its id is `dst`).
+    peer: Option<PeerKey>,
     rate: TokenBucket,
     /// Health checks sent and not answered yet: that many answers are
     /// exempt from the rate.
     solicited: u32,
     /// Its places at the door.
-    ticket: Arc<Ticket>,
+    ticket: Ticket,
     /// Its handshake deadline, until it registers.
     handshake_timer: Option<delay_queue::Key>,
     /// Whether it gave the server password (or none is needed).
@@ -156,7 +158,12 @@ struct Conn {
 impl Conn {
     /// Whom errors for this connection are addressed to.
     fn dst(&self) -> &Text {
-        self.peer.as_ref().map_or(&self.addr_text, |(_, id)| id)
+        &self.dst
+    }
+
+    /// Its peer's key and id, once it registered or resumed.
+    fn peer_and_id(&self) -> Option<(PeerKey, &Text)> {
+        self.peer.map(|key| (key, &self.dst))
     }
 }
 
@@ -169,7 +176,8 @@ impl Registry {
     /// storm leaves no timers behind for the peers it registered).
     fn bind_peer(&mut self, conn_id: ConnId, key: PeerKey, id: Text) -> Option<&mut Conn> {
         let conn = self.conns.get_mut(&conn_id)?;
-        conn.peer = Some((key, id));
+        conn.peer = Some(key);
+        conn.dst = id;
         conn.ticket.registered();
         if let Some(timer) = conn.handshake_timer.take() {
             self.timers.try_remove(&timer);
@@ -212,7 +220,9 @@ pub struct Registry {
     backlog: Arc<Backlog>,
     started: Instant,
     ids: IdentityMaker,
-    conns: HashMap<ConnId, Conn>,
+    /// Boxed: the map's spare capacity then costs a pointer per slot, not
+    /// a whole `Conn`.
+    conns: HashMap<ConnId, Box<Conn>>,
     fanout: Fanout,
     rooms: Rooms,
     /// Where history is kept and sessions saved.

@@ -6,7 +6,6 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use bytes::Bytes;
 use tsockm_proto::Text;
@@ -28,24 +27,28 @@ pub(crate) struct PeerInfo {
     pub token_hash: TokenHash,
     /// The last known client address, as written on the wire.
     pub addr: Text,
-    /// When it registered (wall clock, for `:list`).
-    pub since: SystemTime,
+    /// When it registered, in Unix milliseconds (wall clock, for `:list`).
+    pub since_ms: i64,
     /// The rooms it is a member of, in the order it joined them.
     pub rooms: Vec<RoomName>,
-    /// In a cluster, the place in the cluster's order after which events
-    /// are for it (before, they are not: it had not joined yet, or its
-    /// session was on another node); `u64::MAX` until its own registration
-    /// comes back. 0 on a single server: everything is for it.
-    pub since_seq: u64,
 }
 
 /// A registered peer.
 #[derive(Debug)]
+///
+/// What every broadcast reads (where frames go, and since when) is in the
+/// fan-out's slab itself; who the peer is sits in a box of its own, so a
+/// slot is small, and the slab's spare capacity costs little per peer.
 pub(crate) struct Peer {
     /// Who it is.
-    pub info: PeerInfo,
+    pub info: Box<PeerInfo>,
     /// Where its frames go now (changed only by the fan-out).
     pub(super) link: Link,
+    /// In a cluster, the place in the cluster's order after which events
+    /// are for it (before, they are not: it had not joined yet, or its
+    /// session was on another node); `u64::MAX` until its own registration
+    /// comes back. 0 on a single server: everything is for it.
+    pub(super) since_seq: u64,
 }
 
 /// Where a peer's frames go.

@@ -2,7 +2,7 @@
 //! with a persistent store, saves them; a server started on that store
 //! restores them as away for the removal delay.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use tsockm_proto::reason::SHUTTING_DOWN;
@@ -46,12 +46,12 @@ impl Registry {
             "shutting down: ending every session"
         );
         for (_, conn) in self.conns.drain() {
-            let last = match &conn.peer {
+            let last = match conn.peer_and_id() {
                 Some((_, peer_id)) => self.wire.comm_end(peer_id, SHUTTING_DOWN),
                 None => self.wire.error(
                     Action::None,
                     Status::ServiceUnavailable,
-                    &conn.addr_text,
+                    &conn.dst,
                     SHUTTING_DOWN,
                 ),
             };
@@ -68,7 +68,7 @@ impl Registry {
     /// online ones (whose queues are written before they are told the
     /// server is going) with none.
     fn saved_sessions(&self) -> SavedSessions {
-        let mut peers: Vec<(SystemTime, SavedPeer)> = self
+        let mut peers: Vec<(i64, SavedPeer)> = self
             .fanout
             .iter()
             .map(|(_, peer)| {
@@ -92,12 +92,12 @@ impl Registry {
                     username: info.username.to_string(),
                     token_hash: info.token_hash,
                     addr: info.addr.to_string(),
-                    since_ms: unix_ms(info.since),
+                    since_ms: info.since_ms,
                     rooms: info.rooms.iter().map(ToString::to_string).collect(),
                     kept,
                     written,
                 };
-                (info.since, saved)
+                (info.since_ms, saved)
             })
             .collect();
         peers.sort_by_key(|(since, _)| *since);
@@ -134,17 +134,14 @@ impl Registry {
                 .collect();
             self.next_generation += 1;
             let generation = self.next_generation;
-            let since =
-                UNIX_EPOCH + Duration::from_millis(u64::try_from(peer.since_ms).unwrap_or(0));
             let key = self.fanout.insert(
                 PeerInfo {
                     id: Text::from(peer.id),
                     username: Text::from(peer.username),
                     token_hash: peer.token_hash,
                     addr: Text::from(peer.addr),
-                    since,
+                    since_ms: peer.since_ms,
                     rooms: rooms.clone(),
-                    since_seq: 0,
                 },
                 Link::away(
                     self.fanout.keep(peer.kept),
@@ -152,6 +149,7 @@ impl Registry {
                     None,
                     generation,
                 ),
+                0,
             );
             for room in &rooms {
                 self.rooms.add(room, key);

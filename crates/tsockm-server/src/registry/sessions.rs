@@ -47,7 +47,7 @@ impl Registry {
             let answer =
                 self.wire
                     .error(Action::Comm, Status::ServiceUnavailable, conn.dst(), reason);
-            self.log.frame(Direction::Out, &conn.addr_text, &answer);
+            self.log.frame(Direction::Out, &conn.dst, &answer);
             self.disconnect(conn_id, wire::encode(&answer), Queued::Keep(Vec::new()));
             return;
         }
@@ -71,7 +71,7 @@ impl Registry {
         let Some(conn) = self.conns.get(&conn_id) else {
             return;
         };
-        let addr = conn.addr_text.clone();
+        let addr = conn.dst.clone();
         let outbox = conn.outbox.clone();
         let in_cluster = self.in_cluster();
         // In a cluster, the roster comes when the registration comes back.
@@ -86,14 +86,14 @@ impl Registry {
                 username: username.clone(),
                 token_hash: hash_token(&token),
                 addr: addr.clone(),
-                since: SystemTime::now(),
+                since_ms: super::messages::unix_ms(SystemTime::now()),
                 rooms: Vec::new(),
-                since_seq: if in_cluster { u64::MAX } else { 0 },
             },
             Link::Online {
                 conn: conn_id,
                 outbox,
             },
+            if in_cluster { u64::MAX } else { 0 },
         );
         self.bind_peer(conn_id, key, id.clone());
         if in_cluster {
@@ -185,10 +185,13 @@ impl Registry {
                 return;
             }
         };
+        // Its address, before binding makes `dst` its id.
+        let Some(addr) = self.conns.get(&conn_id).map(|conn| conn.dst.clone()) else {
+            return;
+        };
         let Some(conn) = self.bind_peer(conn_id, key, peer_id.clone()) else {
             return;
         };
-        let addr = conn.addr_text.clone();
         let outbox = conn.outbox.clone();
         if let Some(info) = self.fanout.info_mut(key) {
             info.token_hash = hash_token(&new_token);
@@ -281,7 +284,7 @@ impl Registry {
         let Some(conn) = self.conns.remove(&conn_id) else {
             return; // Already closed by the registry.
         };
-        let Some((key, peer_id)) = conn.peer else {
+        let Some((key, peer_id)) = conn.peer.map(|key| (key, conn.dst.clone())) else {
             conn.outbox.close(last);
             return;
         };

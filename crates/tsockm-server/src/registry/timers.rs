@@ -88,7 +88,7 @@ impl Registry {
                 let answer =
                     self.wire
                         .error(Action::Comm, Status::RequestTimeout, conn.dst(), reason);
-                self.log.frame(Direction::Out, &conn.addr_text, &answer);
+                self.log.frame(Direction::Out, &conn.dst, &answer);
                 self.disconnect(conn_id, wire::encode(&answer), Queued::Keep(Vec::new()));
             }
             Timer::Removal { peer, generation } => {
@@ -167,7 +167,7 @@ impl Registry {
         let dead: Vec<ConnId> = self
             .conns
             .iter()
-            .filter(|(_, conn)| conn.peer.is_some() && now >= conn.activity.last() + timeout)
+            .filter(|(_, conn)| conn.peer.is_some() && now >= conn.outbox.last_sign() + timeout)
             .map(|(id, _)| *id)
             .collect();
         for conn_id in dead {

@@ -16,7 +16,7 @@ use crate::identity::IdentityMaker;
 use crate::logging::FrameLog;
 use crate::outbox::{Backlog, Outbox};
 use crate::registry::hook::{AcceptedMessage, ChannelHook, Hook};
-use crate::registry::{Activity, Command, ConsoleRequest, NewConnection, RegistryHandle, Shared};
+use crate::registry::{Command, ConsoleRequest, NewConnection, RegistryHandle, Shared};
 use crate::stats::Stats;
 use crate::store::{Conversation, MemoryStore, StoreWorker, WorkerLimits};
 
@@ -34,7 +34,6 @@ struct Harness {
 struct TestConn {
     conn: ConnId,
     outbox: Arc<Outbox>,
-    activity: Arc<Activity>,
     id: String,
     token: String,
 }
@@ -106,7 +105,6 @@ impl Harness {
         let conn = TestConn {
             conn: self.next_conn,
             outbox: Arc::new(Outbox::new(4096)),
-            activity: Arc::new(Activity::new()),
             id: String::new(),
             token: String::new(),
         };
@@ -116,20 +114,19 @@ impl Harness {
             conns_per_ip: 0,
         });
         let addr: SocketAddr = "127.0.0.1:40000".parse().unwrap();
-        let new = NewConnection {
-            ticket: Arc::new(doorman.admit(addr).unwrap()),
-            conn: conn.conn,
-            addr: "127.0.0.1:40000".parse().unwrap(),
-            outbox: conn.outbox.clone(),
-            activity: conn.activity.clone(),
-            accepted_at: Instant::now(),
-        };
+        let new = NewConnection::new(
+            conn.conn,
+            addr,
+            conn.outbox.clone(),
+            Instant::now(),
+            doorman.admit(addr).unwrap(),
+        );
         self.handle.send(Command::Connect(new)).await.unwrap();
         conn
     }
 
     async fn send(&self, conn: &TestConn, frame: Frame) {
-        conn.activity.touch();
+        conn.outbox.touch();
         let command = Command::Frame {
             conn: conn.conn,
             item: Ok(frame),
@@ -168,7 +165,7 @@ async fn removal_happens_exactly_after_the_delay() {
     tokio::time::sleep(DELAY - Duration::from_millis(1)).await;
     h.settle().await;
     // Alice kept answering the checks meanwhile.
-    alice.activity.touch();
+    alice.outbox.touch();
     assert!(
         drain(&alice.outbox)
             .iter()
@@ -201,8 +198,8 @@ async fn a_resume_inside_the_delay_cancels_the_removal() {
     assert!(welcome[0].body.starts_with(&bob.id));
     // Past the original deadline: nobody is removed.
     tokio::time::sleep(DELAY).await;
-    alice.activity.touch();
-    back.activity.touch();
+    alice.outbox.touch();
+    back.outbox.touch();
     h.settle().await;
     assert!(
         drain(&alice.outbox)
