@@ -61,7 +61,9 @@ pub struct ConnectionContext {
     pub backlog: Arc<Backlog>,
     /// Longest frame in bytes.
     pub max_frame_bytes: usize,
-    /// Server shutdown: a connection's writer then has a bounded time left.
+    /// Cancelled once the registry has stopped: a TLS handshake still under
+    /// way is then given up. (A session's task learns of the end from its
+    /// outbox, which the registry closes.)
     pub shutdown: CancellationToken,
 }
 

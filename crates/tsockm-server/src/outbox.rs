@@ -53,7 +53,8 @@ pub enum PushError {
 /// What every outbox of the server holds together, so the registry can tell
 /// when the writers as a whole are behind (and stop taking in more work),
 /// and how many bytes wait for peers in all (queued here, or kept for away
-/// peers, which the registry adds).
+/// peers, which the registry adds); and what the outboxes share besides:
+/// the bounds of each, and the clock of their progress times.
 #[derive(Debug)]
 pub struct Backlog {
     frames: AtomicUsize,

@@ -437,11 +437,13 @@ async fn a_password_server_wants_auth_before_registration() {
         format!("RES::AUTH::200::server::{}::{addr}::OK", server.srv)
     );
     client.register("alice").await;
-    // AUTH is also taken after registration.
+    // AUTH is also taken after registration, and still answered to the
+    // client's address.
     client.send(Frame::auth("s3cret")).await;
-    client
+    let again = client
         .expect_frame(Kind::Res, Action::Auth, Status::Ok)
         .await;
+    assert_eq!(again.to_string(), ok.to_string());
     server.stop().await;
 }
 

@@ -102,9 +102,9 @@ impl Fanout {
         self.peers.get_mut(key).map(|peer| &mut *peer.info)
     }
 
-    /// From now on, the peer at `key` gets the events after `seq`.
+    /// From now on, the peer at `key` gets the events after `seq`, the
+    /// broadcasts staged now included (they are judged when flushed).
     pub fn set_since_seq(&mut self, key: PeerKey, seq: u64) {
-        self.flush();
         if let Some(peer) = self.peers.get_mut(key) {
             peer.since_seq = seq;
         }

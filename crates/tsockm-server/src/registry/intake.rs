@@ -141,7 +141,13 @@ impl Registry {
             .is_none_or(|password| password.matches(given));
         if right {
             conn.authed = true;
-            let answer = self.wire.auth_ok(&conn.dst.clone());
+            // Addressed to the client's address, also after registration
+            // (the address is then kept with the peer, `dst` is its id).
+            let client_addr = conn
+                .peer
+                .and_then(|key| self.fanout.get(key))
+                .map_or_else(|| conn.dst.clone(), |peer| peer.info.addr.clone());
+            let answer = self.wire.auth_ok(&client_addr);
             self.send_to_conn(conn_id, &answer);
             return;
         }
