@@ -20,7 +20,7 @@ const ALPHABET_LEN: usize = 62;
 const MAX_DIGITS: usize = 11;
 
 /// The longest id [`OneSqid::encode`] writes: the prefix and the digits.
-pub(crate) const MAX_ID_BYTES: usize = 1 + MAX_DIGITS;
+const MAX_ID_BYTES: usize = 1 + MAX_DIGITS;
 
 /// The sqids encoder of one number, over an alphabet of 62 ASCII letters
 /// and digits and with no blocklist, as `Sqids` built with the same

@@ -63,9 +63,9 @@ impl Registry {
         };
         Stats::add(&self.stats.frames_in, 1);
         match &item {
-            Ok(frame) => self.log.frame(Direction::In, conn.dst(), frame),
+            Ok(frame) => self.log.frame(Direction::In, &conn.dst, frame),
             Err(error) if self.log.enabled() => {
-                tracing::info!("<- {} refused: {error}", conn.dst());
+                tracing::info!("<- {} refused: {error}", conn.dst);
             }
             Err(_) => {}
         }
@@ -161,13 +161,13 @@ impl Registry {
         };
         let answer = self
             .wire
-            .error(Action::Auth, Status::Unauthorized, conn.dst(), reason);
+            .error(Action::Auth, Status::Unauthorized, &conn.dst, reason);
         if remaining > 0 {
             self.send_to_conn(conn_id, &answer);
             return;
         }
-        self.log.frame(Direction::Out, conn.dst(), &answer);
-        tracing::info!(who = %conn.dst(), "three wrong passwords: closing");
+        self.log.frame(Direction::Out, &conn.dst, &answer);
+        tracing::info!(who = %conn.dst, "three wrong passwords: closing");
         self.disconnect(conn_id, wire::encode(&answer), Queued::Write);
     }
 }

@@ -113,8 +113,8 @@ pub const STALLED_AFTER: Duration = Duration::from_millis(500);
 /// stalled (only while the total backlog is over its limit).
 pub const STALL_SCAN_EVERY: Duration = Duration::from_millis(5);
 
-/// Accepted messages gathered for the hooks, at most, while more commands
-/// wait.
+/// Accepted messages gathered for the hooks, at most, before they are
+/// handed over (sooner if [`HOOK_FLUSH_DELAY`] passes first).
 pub const HOOK_FLUSH_MESSAGES: usize = 1024;
 
 /// How long an accepted message may wait for the hooks (the store's
@@ -164,11 +164,6 @@ struct Conn {
 }
 
 impl Conn {
-    /// Whom errors for this connection are addressed to.
-    fn dst(&self) -> &Text {
-        &self.dst
-    }
-
     /// Its peer's key and id, once it registered or resumed.
     fn peer_and_id(&self) -> Option<(PeerKey, &Text)> {
         self.peer.map(|key| (key, &self.dst))
@@ -449,7 +444,7 @@ impl Registry {
         let Some(conn) = self.conns.get(&conn_id) else {
             return;
         };
-        self.log.frame(Direction::Out, conn.dst(), frame);
+        self.log.frame(Direction::Out, &conn.dst, frame);
         let Some(bytes) = wire::encode(frame) else {
             return;
         };

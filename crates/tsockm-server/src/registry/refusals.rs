@@ -23,13 +23,13 @@ impl Registry {
             + "::000::server::".len()
             + self.wire.srv.len()
             + "::".len()
-            + conn.dst().len()
+            + conn.dst.len()
             + "::".len();
         let room = self.limits.max_frame_bytes.saturating_sub(header);
         let reason = fit_reason(&refusal.reason, room).into_owned();
         let answer = self
             .wire
-            .error(refusal.action, refusal.status, conn.dst(), reason);
+            .error(refusal.action, refusal.status, &conn.dst, reason);
         self.send_to_conn(conn_id, &answer);
     }
 

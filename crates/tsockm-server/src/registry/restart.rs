@@ -55,7 +55,7 @@ impl Registry {
                     SHUTTING_DOWN,
                 ),
             };
-            self.log.frame(Direction::Out, conn.dst(), &last);
+            self.log.frame(Direction::Out, &conn.dst, &last);
             conn.outbox.close(wire::encode(&last));
         }
         self.fanout.clear();

@@ -46,7 +46,7 @@ impl Registry {
             let reason = format!("server full: {} peers", self.fanout.len());
             let answer =
                 self.wire
-                    .error(Action::Comm, Status::ServiceUnavailable, conn.dst(), reason);
+                    .error(Action::Comm, Status::ServiceUnavailable, &conn.dst, reason);
             self.log.frame(Direction::Out, &conn.dst, &answer);
             self.disconnect(conn_id, wire::encode(&answer), Queued::Keep(Vec::new()));
             return;
@@ -270,7 +270,7 @@ impl Registry {
     pub(super) fn cut_off(&mut self, conn_id: ConnId, undelivered: Vec<Bytes>) {
         Stats::add(&self.stats.peers_cut_off, 1);
         if let Some(conn) = self.conns.get(&conn_id) {
-            tracing::warn!(who = %conn.dst(), "send queue full: disconnecting a peer that does not read");
+            tracing::warn!(who = %conn.dst, "send queue full: disconnecting a peer that does not read");
         }
         self.disconnect(conn_id, None, Queued::Keep(undelivered));
     }

@@ -87,7 +87,7 @@ impl Registry {
                 );
                 let answer =
                     self.wire
-                        .error(Action::Comm, Status::RequestTimeout, conn.dst(), reason);
+                        .error(Action::Comm, Status::RequestTimeout, &conn.dst, reason);
                 self.log.frame(Direction::Out, &conn.dst, &answer);
                 self.disconnect(conn_id, wire::encode(&answer), Queued::Keep(Vec::new()));
             }
@@ -177,11 +177,11 @@ impl Registry {
             let answer = self.wire.error(
                 Action::Comm,
                 Status::RequestTimeout,
-                conn.dst(),
+                &conn.dst,
                 HEALTH_TIMED_OUT,
             );
-            self.log.frame(Direction::Out, conn.dst(), &answer);
-            tracing::info!(who = %conn.dst(), "health check timed out");
+            self.log.frame(Direction::Out, &conn.dst, &answer);
+            tracing::info!(who = %conn.dst, "health check timed out");
             self.disconnect(conn_id, wire::encode(&answer), Queued::Keep(Vec::new()));
         }
         self.settle();
