@@ -17,13 +17,12 @@ use std::future::poll_fn;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, timeout};
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 use tsockm_proto::FrameCodec;
 
-use crate::doorman::Ticket;
+use crate::doorman::{Slot, Ticket};
 use crate::outbox::{Backlog, Outbox};
 use crate::registry::{Command, ConnId, NewConnection, RegistryHandle};
 use crate::stats::Stats;
@@ -80,7 +79,7 @@ pub struct Accepted {
     pub ticket: Ticket,
     /// Its place among all connections (`--max-peers`' slots), held until
     /// the connection's task ends.
-    pub slot: OwnedSemaphorePermit,
+    pub slot: Slot,
 }
 
 /// Serves one accepted connection until it ends.

@@ -310,6 +310,7 @@ fn render_info(info: &InfoReport) -> String {
     };
     format!(
         "address: {}\nuptime: {}\npeers: {} online, {} away ({} connection(s) not registered)\n\
+         connections: {} open\n\
          rooms: {}\n\
          frames: {} in, {} out\nbytes: {} in, {} out\n\
          dropped: {} kept frame(s), {} rate-limited frame(s), {} peer(s) cut off for not reading\n\
@@ -320,6 +321,7 @@ fn render_info(info: &InfoReport) -> String {
         info.n_online,
         info.n_away,
         info.n_unregistered,
+        info.n_connections,
         info.n_rooms,
         info.frames_in,
         info.frames_out,

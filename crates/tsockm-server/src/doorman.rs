@@ -1,7 +1,8 @@
 //! [`Doorman`]: the limits on connections checked at accept, so that one
 //! address cannot hold the sign-up door shut: connections not registered
 //! yet (in all, and per address) and, if the operator asks, all of an
-//! address's connections.
+//! address's connections. Also [`Slots`]: the place every connection's task
+//! holds until it ends, which the accept loop waits for.
 //!
 //! The accept loop asks for a [`Ticket`] before serving a connection; the
 //! registry marks it registered when the peer registers or resumes; the
@@ -10,8 +11,10 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::{AcquireError, Semaphore, SemaphorePermit};
 
 /// The limits a [`Doorman`] keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +152,58 @@ impl Drop for Ticket {
     }
 }
 
+/// The places of connections: one per connection's task, from accept until
+/// the task ends with its socket closed.
+#[derive(Debug)]
+pub struct Slots {
+    semaphore: Semaphore,
+    /// Places taken by accepted connections (not the one the accept loop
+    /// holds while it waits for the next connection).
+    taken: AtomicUsize,
+}
+
+/// One connection's place, given back when dropped.
+#[derive(Debug)]
+pub struct Slot {
+    slots: Arc<Slots>,
+}
+
+impl Slots {
+    /// `capacity` places.
+    pub fn new(capacity: usize) -> Arc<Slots> {
+        Arc::new(Slots {
+            semaphore: Semaphore::new(capacity),
+            taken: AtomicUsize::new(0),
+        })
+    }
+
+    /// Waits for a free place; fails only if the slots were closed.
+    pub async fn free(&self) -> Result<SemaphorePermit<'_>, AcquireError> {
+        self.semaphore.acquire().await
+    }
+
+    /// Gives the free place `permit` to a connection just accepted.
+    pub fn take(self: &Arc<Self>, permit: SemaphorePermit<'_>) -> Slot {
+        permit.forget();
+        self.taken.fetch_add(1, Ordering::Relaxed);
+        Slot {
+            slots: self.clone(),
+        }
+    }
+
+    /// Connections whose task has not ended.
+    pub fn taken(&self) -> usize {
+        self.taken.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.slots.taken.fetch_sub(1, Ordering::Relaxed);
+        self.slots.semaphore.add_permits(1);
+    }
+}
+
 /// An IPv4-mapped IPv6 address counts as the IPv4 address it maps.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
@@ -163,6 +218,23 @@ mod tests {
 
     fn at(ip: [u8; 4]) -> SocketAddr {
         SocketAddr::from((ip, 5000))
+    }
+
+    #[tokio::test]
+    async fn slots_count_the_places_taken() {
+        let slots = Slots::new(2);
+        let waiting = slots.free().await.unwrap();
+        assert_eq!(slots.taken(), 0, "a place waited for is not taken");
+        let first = slots.take(waiting);
+        let second = slots.take(slots.free().await.unwrap());
+        assert_eq!(slots.taken(), 2);
+        assert!(slots.semaphore.try_acquire().is_err(), "no place is left");
+        drop(first);
+        assert_eq!(slots.taken(), 1);
+        drop(slots.free().await.unwrap());
+        drop(second);
+        assert_eq!(slots.taken(), 0);
+        assert_eq!(slots.semaphore.available_permits(), 2);
     }
 
     #[test]

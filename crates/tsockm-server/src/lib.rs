@@ -4,7 +4,8 @@
 //! - `server.rs`: [`Server`] binds, accepts, and spawns every task on one
 //!   tracker; `run(shutdown)` ends when the token is cancelled.
 //! - `doorman.rs`: the limits on connections checked at accept (not
-//!   registered yet, in all and per address; all of one address's).
+//!   registered yet, in all and per address; all of one address's), and
+//!   the slot each connection's task holds until it ends.
 //! - `start.rs`: what is opened before listening (the store, ids, saved
 //!   sessions), and [`StartError`].
 //! - `connection.rs`: one task per connection: decode frames into registry

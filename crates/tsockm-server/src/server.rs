@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -22,7 +22,7 @@ use tsockm_proto::{Action, Frame, Status};
 use crate::addr::wire_addr;
 use crate::config::Config;
 use crate::connection::{self, Accepted, ConnectionContext};
-use crate::doorman::{DoorLimits, Doorman, Turned};
+use crate::doorman::{DoorLimits, Doorman, Slots, Turned};
 use crate::logging::FrameLog;
 use crate::outbox::{Backlog, Bounds};
 use crate::registry::{
@@ -92,6 +92,7 @@ impl Server {
         let shared = Shared {
             log: FrameLog::new(config.log_mode),
             stats: Arc::new(Stats::default()),
+            slots: Slots::new(config.max_peers.saturating_add(EXTRA_CONNECTIONS)),
             backlog: Arc::new(Backlog::new(Bounds {
                 frames: config.send_queue_frames,
                 bytes: config.send_queue_bytes,
@@ -189,9 +190,7 @@ impl Server {
             max_frame_bytes: config.max_frame_bytes,
             shutdown: registry_done.clone(),
         });
-        let slots = Arc::new(Semaphore::new(
-            config.max_peers.saturating_add(EXTRA_CONNECTIONS),
-        ));
+        let slots = shared.slots;
         let doorman = Doorman::new(DoorLimits {
             unregistered: config.max_unregistered,
             unregistered_per_ip: config.max_unregistered_per_ip,
@@ -202,7 +201,7 @@ impl Server {
         loop {
             let permit = tokio::select! {
                 () = shutdown.cancelled() => break,
-                permit = slots.clone().acquire_owned() => match permit {
+                permit = slots.free() => match permit {
                     Ok(permit) => permit,
                     Err(_) => break,
                 },
@@ -219,6 +218,7 @@ impl Server {
                     continue;
                 }
             };
+            let slot = slots.take(permit);
             let accepted_at = tokio::time::Instant::now();
             let _ = stream.set_nodelay(true);
             let ticket = match doorman.admit(addr) {
@@ -228,7 +228,7 @@ impl Server {
                     let refusal = turned_away(&srv, addr, turned);
                     tracker.spawn(async move {
                         connection::turn_away(stream, refusal).await;
-                        drop(permit);
+                        drop(slot);
                     });
                     continue;
                 }
@@ -240,7 +240,7 @@ impl Server {
                     tracker.spawn(async move {
                         let mut stream = stream;
                         connection::close_gracefully(&mut stream).await;
-                        drop(permit);
+                        drop(slot);
                     });
                     continue;
                 }
@@ -251,7 +251,7 @@ impl Server {
                 conn: next_conn,
                 accepted_at,
                 ticket,
-                slot: permit,
+                slot,
             });
             let cx = cx.clone();
             // Two task types: plain TCP's stays `serve::<TcpStream>`, as

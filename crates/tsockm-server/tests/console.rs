@@ -136,6 +136,7 @@ async fn info_reports_address_uptime_counts_and_traffic() {
         info.contains("peers: 2 online, 0 away (1 connection(s) not registered)"),
         "{info}"
     );
+    assert!(info.contains("connections: 3 open"), "{info}");
     assert!(info.contains("frames: 5 in"), "{info}");
     assert!(info.contains("bytes: "), "{info}");
     assert!(info.contains("dropped: 0 kept frame(s)"), "{info}");

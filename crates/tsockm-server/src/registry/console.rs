@@ -85,6 +85,9 @@ pub struct InfoReport {
     pub n_away: usize,
     /// Connections not registered yet.
     pub n_unregistered: usize,
+    /// Connections whose task has not ended (registered or not, including
+    /// those being turned away or closing).
+    pub n_connections: usize,
     /// Frames received.
     pub frames_in: u64,
     /// Frames sent.
@@ -380,6 +383,7 @@ impl Registry {
             n_online,
             n_away: self.fanout.len() - n_online,
             n_unregistered: self.conns.values().filter(|c| c.peer.is_none()).count(),
+            n_connections: self.slots.taken(),
             frames_in: Stats::get(&self.stats.frames_in),
             frames_out: Stats::get(&self.stats.frames_out),
             bytes_in: Stats::get(&self.stats.bytes_in),

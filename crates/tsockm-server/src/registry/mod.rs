@@ -64,7 +64,7 @@ use tsockm_proto::{Frame, Text};
 
 use crate::addr::wire_addr;
 use crate::config::{Config, Password};
-use crate::doorman::Ticket;
+use crate::doorman::{Slots, Ticket};
 use crate::identity::IdentityMaker;
 use crate::logging::{Direction, FrameLog};
 use crate::outbox::{Backlog, Outbox};
@@ -135,6 +135,8 @@ pub struct Shared {
     pub log: FrameLog,
     /// Traffic counters.
     pub stats: Arc<Stats>,
+    /// Every connection's place while its task runs.
+    pub slots: Arc<Slots>,
     /// Frames waiting in all outboxes.
     pub backlog: Arc<Backlog>,
 }
@@ -219,6 +221,8 @@ pub struct Registry {
     wire: Wire,
     log: FrameLog,
     stats: Arc<Stats>,
+    /// The connections' places (for `:info`).
+    slots: Arc<Slots>,
     /// Frames waiting in all outboxes (see [`Registry::congested`]).
     backlog: Arc<Backlog>,
     started: Instant,
@@ -264,6 +268,7 @@ impl Registry {
         let Shared {
             log,
             stats,
+            slots,
             backlog,
         } = shared;
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
@@ -296,6 +301,7 @@ impl Registry {
                 backlog.clone(),
             ),
             stats,
+            slots,
             backlog,
             started: Instant::now(),
             ids,

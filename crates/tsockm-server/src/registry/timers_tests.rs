@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tsockm_proto::{Frame, FrameCodec, Kind};
 
 use crate::config::{Config, LogMode};
-use crate::doorman::{DoorLimits, Doorman};
+use crate::doorman::{DoorLimits, Doorman, Slots};
 use crate::identity::IdentityMaker;
 use crate::logging::FrameLog;
 use crate::outbox::{Backlog, Outbox};
@@ -55,6 +55,7 @@ fn start_with_hooks(hooks: Vec<Box<dyn Hook>>) -> Harness {
     let shared = Shared {
         log: FrameLog::new(LogMode::Silent),
         stats: Arc::new(Stats::default()),
+        slots: Slots::new(config.max_peers),
         backlog: Arc::new(Backlog::default()),
     };
     // The store thread outlives the test's paused clock harmlessly: it
