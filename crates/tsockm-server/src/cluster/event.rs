@@ -139,7 +139,67 @@ pub struct EventError {
     problem: String,
 }
 
+impl Target {
+    /// The bytes its name holds.
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            Target::Lobby => 0,
+            Target::Room(name) | Target::Direct(name) => name.len(),
+        }
+    }
+}
+
 impl Entry {
+    /// What the entry counts against the registry's bound on the events it
+    /// keeps: its fixed size and the text it carries.
+    pub fn kept_bytes(&self) -> usize {
+        let texts = |texts: &[&Text]| texts.iter().map(|t| t.len()).sum::<usize>();
+        let carried = match &self.event {
+            Event::Joined {
+                id,
+                name,
+                node,
+                addr,
+                ..
+            }
+            | Event::Restored {
+                id,
+                name,
+                node,
+                addr,
+                ..
+            } => texts(&[id, name, node, addr]),
+            Event::Killed { id, name } => texts(&[id, name]),
+            Event::Msg {
+                target,
+                author,
+                name,
+                text,
+                ..
+            } => target.heap_bytes() + texts(&[author, name, text]),
+            Event::RoomJoined {
+                room,
+                id,
+                name,
+                roster,
+                ..
+            } => {
+                texts(&[room, id, name])
+                    + roster
+                        .iter()
+                        .map(|(id, name)| {
+                            std::mem::size_of::<(Text, Text)>() + id.len() + name.len()
+                        })
+                        .sum::<usize>()
+            }
+            Event::RoomParted { room, id, name } => texts(&[room, id, name]),
+            Event::Moved { id, to, from } => texts(&[id, to, from]),
+            Event::Away { id } | Event::Online { id } | Event::KillRequest { id } => id.len(),
+            Event::NodeDead { node } => node.len(),
+        };
+        std::mem::size_of::<Entry>() + carried
+    }
+
     /// Reads a stream entry: its id (`<seq>-0`) and its fields.
     pub fn decode(id: &str, fields: &HashMap<String, Value>) -> Result<Entry, EventError> {
         let fail = |problem: &str| EventError {

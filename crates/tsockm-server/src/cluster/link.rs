@@ -16,12 +16,12 @@
 //! `try_send` and reads `up` to answer 503 while Redis is unreachable.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, RedisError, Value};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tsockm_proto::Text;
 
@@ -34,11 +34,18 @@ use super::{heartbeat, reader, writer};
 /// Requests queued from the registry to the writer.
 pub const LINK_QUEUE: usize = 8192;
 
+/// Bytes the queued requests may hold (see [`LinkRequest::queued_bytes`]):
+/// 32 MiB, so that 8,192 messages of the largest frame cannot pile up.
+pub const LINK_QUEUE_BYTES: usize = 32 * 1024 * 1024;
+
 /// Free places in the queue below which the registry stops taking its
 /// clients' frames until the writer catches up: clients then wait (TCP
 /// slows them) instead of being refused, and the registry's own requests
 /// (removals, answers to other nodes) still find room.
 const LINK_HEADROOM: usize = LINK_QUEUE / 4;
+
+/// The same headroom in bytes.
+const LINK_HEADROOM_BYTES: usize = LINK_QUEUE_BYTES / 4;
 
 /// Most events the reader takes from the inbox at once.
 pub(super) const READ_BATCH: usize = 1024;
@@ -63,9 +70,32 @@ pub(super) const REPLAY_PAGE: usize = 1000;
 #[derive(Debug, Clone)]
 pub struct LinkHandle {
     tx: mpsc::Sender<LinkRequest>,
+    queued: Arc<QueuedBytes>,
     up: Arc<AtomicBool>,
     /// This node's name.
     pub node: Text,
+}
+
+/// The bytes of the requests in the link's queue, counted by the registry
+/// as it queues them and by the writer as it takes them.
+#[derive(Debug, Default)]
+pub(crate) struct QueuedBytes {
+    bytes: AtomicUsize,
+    /// Notified each time the writer takes a request.
+    taken: Notify,
+}
+
+impl QueuedBytes {
+    /// The writer took `request` out of the queue.
+    pub(super) fn taken(&self, request: &LinkRequest) {
+        self.bytes
+            .fetch_sub(request.queued_bytes(), Ordering::Relaxed);
+        self.taken.notify_waiters();
+    }
+
+    fn get(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
 }
 
 impl LinkHandle {
@@ -74,22 +104,44 @@ impl LinkHandle {
         self.up.load(Ordering::Relaxed)
     }
 
-    /// Queues a request; `false` if the queue is full (or the link ended).
+    /// Queues a request; `false` if the queue is full, in requests or in
+    /// bytes (or the link ended). A request larger than the whole byte
+    /// bound is still taken when the queue is empty.
     pub fn request(&self, request: LinkRequest) -> bool {
-        self.tx.try_send(request).is_ok()
+        let n = request.queued_bytes();
+        let before = self.queued.bytes.fetch_add(n, Ordering::Relaxed);
+        if before > 0 && before + n > LINK_QUEUE_BYTES {
+            self.queued.bytes.fetch_sub(n, Ordering::Relaxed);
+            return false;
+        }
+        match self.tx.try_send(request) {
+            Ok(()) => true,
+            Err(_) => {
+                self.queued.bytes.fetch_sub(n, Ordering::Relaxed);
+                false
+            }
+        }
     }
 
     /// Whether the writer is so far behind that the registry should take
     /// no more frames from its clients until [`LinkHandle::room`].
     pub fn is_busy(&self) -> bool {
-        !self.tx.is_closed() && self.tx.capacity() < LINK_HEADROOM
+        !self.tx.is_closed()
+            && (self.tx.capacity() < LINK_HEADROOM
+                || self.queued.get() > LINK_QUEUE_BYTES - LINK_HEADROOM_BYTES)
     }
 
     /// Waits until the queue has room again (forever if the link ended).
     pub async fn room(&self) {
-        match self.tx.reserve_many(LINK_HEADROOM).await {
-            Ok(permits) => drop(permits),
-            Err(_) => std::future::pending().await,
+        loop {
+            let taken = self.queued.taken.notified();
+            if self.tx.is_closed() {
+                return std::future::pending().await;
+            }
+            if !self.is_busy() {
+                return;
+            }
+            taken.await;
         }
     }
 }
@@ -134,6 +186,7 @@ impl Started {
             client,
             writer,
             rx,
+            queued,
             up,
             epoch,
             alphabet,
@@ -141,6 +194,7 @@ impl Started {
         let shared = Arc::new(Shared {
             config,
             history_max,
+            queued,
             up,
             epoch,
             alphabet,
@@ -169,6 +223,7 @@ struct Runner {
     client: Client,
     writer: ConnectionManager,
     rx: mpsc::Receiver<LinkRequest>,
+    queued: Arc<QueuedBytes>,
     up: Arc<AtomicBool>,
     epoch: String,
     alphabet: String,
@@ -179,6 +234,8 @@ pub(super) struct Shared {
     pub(super) config: ClusterConfig,
     /// Messages kept per conversation (`--history-max`).
     pub(super) history_max: usize,
+    /// The bytes in the registry's queue to the writer.
+    pub(super) queued: Arc<QueuedBytes>,
     pub(super) up: Arc<AtomicBool>,
     pub(super) epoch: String,
     pub(super) alphabet: String,
@@ -285,10 +342,12 @@ pub async fn start(
         ));
     }
     let (tx, rx) = mpsc::channel(LINK_QUEUE);
+    let queued = Arc::new(QueuedBytes::default());
     let up = Arc::new(AtomicBool::new(true));
     Ok(Started {
         link: LinkHandle {
             tx,
+            queued: queued.clone(),
             up: up.clone(),
             node: Text::from(config.node.as_str()),
         },
@@ -301,6 +360,7 @@ pub async fn start(
             client,
             writer,
             rx,
+            queued,
             up,
             epoch: epoch.clone(),
             alphabet: alphabet.clone(),
@@ -316,5 +376,92 @@ pub(super) fn value_string(value: &Value) -> String {
         Value::Int(n) => n.to_string(),
         Value::Okay => "OK".to_owned(),
         _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+impl LinkHandle {
+    /// A handle whose queue ends in the returned receiver, with no writer:
+    /// the test takes requests as the writer would (with
+    /// [`QueuedBytes::taken`]).
+    pub(crate) fn detached(
+        node: &str,
+    ) -> (LinkHandle, mpsc::Receiver<LinkRequest>, Arc<QueuedBytes>) {
+        let (tx, rx) = mpsc::channel(LINK_QUEUE);
+        let queued = Arc::new(QueuedBytes::default());
+        let handle = LinkHandle {
+            tx,
+            queued: queued.clone(),
+            up: Arc::new(AtomicBool::new(true)),
+            node: Text::from(node),
+        };
+        (handle, rx, queued)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::Target;
+    use crate::store::Conversation;
+
+    /// A message request carrying `n` bytes of text.
+    fn message(n: usize) -> LinkRequest {
+        LinkRequest::Msg {
+            conn: 1,
+            target: Target::Lobby,
+            author: Text::from("a1"),
+            name: Text::from("ann"),
+            text: Text::from("x".repeat(n).as_str()),
+            at_ms: 0,
+            conversation: Conversation::Lobby,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_queue_is_bounded_in_bytes_and_busy_near_the_bound() {
+        let (link, mut rx, queued) = LinkHandle::detached("n1");
+        let big = LINK_QUEUE_BYTES / 8;
+        let mut taken = 0;
+        while link.request(message(big)) {
+            taken += 1;
+            assert!(taken < 16, "the byte bound never refused");
+        }
+        // Eight of them would pass the bound with their fixed sizes.
+        assert_eq!(taken, 7);
+        assert!(queued.get() <= LINK_QUEUE_BYTES);
+        assert!(link.is_busy(), "past three quarters of the bytes");
+        // Small requests still fit in what is left.
+        assert!(link.request(LinkRequest::NodeDown));
+
+        // Room comes back only once the writer has taken enough.
+        let room = tokio::spawn({
+            let link = link.clone();
+            async move { link.room().await }
+        });
+        for _ in 0..2 {
+            let request = rx.recv().await.expect("queued");
+            queued.taken(&request);
+        }
+        tokio::time::timeout(Duration::from_secs(5), room)
+            .await
+            .expect("room once the writer caught up")
+            .expect("no panic");
+        assert!(!link.is_busy());
+        while let Ok(request) = rx.try_recv() {
+            queued.taken(&request);
+        }
+        assert_eq!(queued.get(), 0, "every byte counted is given back");
+    }
+
+    #[test]
+    fn a_request_larger_than_the_bound_passes_an_empty_queue() {
+        let (link, _rx, queued) = LinkHandle::detached("n1");
+        assert!(link.request(message(LINK_QUEUE_BYTES + 1)));
+        assert!(
+            !link.request(LinkRequest::NodeDown),
+            "then nothing else fits"
+        );
+        assert!(queued.get() > LINK_QUEUE_BYTES);
     }
 }

@@ -122,6 +122,61 @@ impl std::fmt::Debug for HistoryAnswerFn {
 }
 
 impl LinkRequest {
+    /// What the request counts against the link queue's byte bound
+    /// ([`LINK_QUEUE_BYTES`](super::link::LINK_QUEUE_BYTES)): its fixed
+    /// size and the text it carries.
+    pub fn queued_bytes(&self) -> usize {
+        let carried = match self {
+            LinkRequest::Register {
+                id,
+                name,
+                addr,
+                hash,
+                ..
+            } => id.len() + name.len() + addr.len() + hash.len(),
+            LinkRequest::Remove {
+                id,
+                only_if_away_on,
+            } => id.len() + only_if_away_on.as_ref().map_or(0, |node| node.len()),
+            LinkRequest::Msg {
+                target,
+                author,
+                name,
+                text,
+                conversation,
+                ..
+            } => {
+                target.heap_bytes()
+                    + author.len()
+                    + name.len()
+                    + text.len()
+                    + conversation.heap_bytes()
+            }
+            LinkRequest::Join { room, id, name } | LinkRequest::Part { room, id, name } => {
+                room.len() + id.len() + name.len()
+            }
+            LinkRequest::Away { id, .. } | LinkRequest::KillRequest { id } => id.len(),
+            LinkRequest::Online { id, hash } => id.len() + hash.len(),
+            LinkRequest::Claim(claim) => {
+                claim.id.len() + claim.given.len() + claim.new.len() + claim.addr.len()
+            }
+            LinkRequest::History { conversation, .. } => conversation.heap_bytes(),
+            LinkRequest::Rooms { .. } | LinkRequest::NodeDown => 0,
+            LinkRequest::Restore { peers, .. } => peers
+                .iter()
+                .map(|peer| {
+                    std::mem::size_of::<RestorePeer>()
+                        + peer.id.len()
+                        + peer.name.len()
+                        + peer.addr.len()
+                        + peer.hash.len()
+                        + peer.rooms.iter().map(|room| room.len()).sum::<usize>()
+                })
+                .sum(),
+        };
+        std::mem::size_of::<LinkRequest>() + carried
+    }
+
     /// The request's kind, for logs (no content: a request may carry a
     /// token's hash or a message's text).
     pub(super) fn kind(&self) -> &'static str {

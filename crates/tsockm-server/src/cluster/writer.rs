@@ -38,7 +38,10 @@ pub(super) async fn write_loop(
         let first = match held.take() {
             Some(request) => request,
             None => match rx.recv().await {
-                Some(request) => request,
+                Some(request) => {
+                    shared.queued.taken(&request);
+                    request
+                }
                 None => return,
             },
         };
@@ -60,10 +63,13 @@ pub(super) async fn write_loop(
         batch.push(first);
         while batch.len() < PIPELINE_MAX {
             match rx.try_recv() {
-                Ok(request) if pipelines(&request) => batch.push(request),
                 Ok(request) => {
-                    held = Some(request);
-                    break;
+                    shared.queued.taken(&request);
+                    if !pipelines(&request) {
+                        held = Some(request);
+                        break;
+                    }
+                    batch.push(request);
                 }
                 Err(_) => break,
             }

@@ -26,6 +26,10 @@ use crate::store::Conversation;
 /// way when they came.
 pub(super) const RECENT_EVENTS: usize = 4096;
 
+/// Bytes those events may hold (see `Entry::kept_bytes`): 8 MiB, so that
+/// 4,096 messages of the largest frame are not kept.
+pub(super) const RECENT_EVENTS_BYTES: usize = 8 * 1024 * 1024;
+
 /// A peer of the cluster, on any node, as this node knows it.
 #[derive(Debug, Clone)]
 pub(super) struct Remote {
@@ -72,6 +76,8 @@ pub(super) struct ClusterState {
     pub nodes: Vec<(String, bool)>,
     /// The last events read.
     pub recent: VecDeque<Arc<Entry>>,
+    /// Their bytes.
+    pub recent_bytes: usize,
     /// Resumes waiting for their claim, by connection.
     pub claims: HashMap<ConnId, PendingClaim>,
     /// Tokens of peers registered here whose registration has not come
@@ -109,6 +115,7 @@ impl ClusterState {
             mirror,
             nodes: Vec::new(),
             recent: VecDeque::new(),
+            recent_bytes: 0,
             claims: HashMap::new(),
             welcomes: HashMap::new(),
             last_seq: seq,
@@ -118,6 +125,21 @@ impl ClusterState {
     /// This node's name.
     pub fn node(&self) -> &Text {
         &self.link.node
+    }
+
+    /// Keeps `entry` among the recent events, forgetting the oldest beyond
+    /// [`RECENT_EVENTS`] events or [`RECENT_EVENTS_BYTES`] bytes (the
+    /// newest is always kept).
+    pub fn keep_recent(&mut self, entry: Arc<Entry>) {
+        self.recent_bytes += entry.kept_bytes();
+        self.recent.push_back(entry);
+        while self.recent.len() > 1
+            && (self.recent.len() > RECENT_EVENTS || self.recent_bytes > RECENT_EVENTS_BYTES)
+        {
+            if let Some(old) = self.recent.pop_front() {
+                self.recent_bytes -= old.kept_bytes();
+            }
+        }
     }
 }
 
@@ -349,6 +371,48 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn message(seq: u64, n: usize) -> Arc<Entry> {
+        Arc::new(Entry {
+            seq,
+            event: crate::cluster::Event::Msg {
+                target: crate::cluster::Target::Lobby,
+                author: Text::from("a1"),
+                name: Text::from("ann"),
+                text: Text::from("x".repeat(n).as_str()),
+                at_ms: 0,
+            },
+        })
+    }
+
+    #[test]
+    fn recent_events_are_bounded_in_count_and_bytes() {
+        let (link, _rx, _queued) = LinkHandle::detached("n1");
+        let mut cluster = ClusterState::new(link, 0, Vec::new());
+        for seq in 1..=(RECENT_EVENTS as u64 + 10) {
+            cluster.keep_recent(message(seq, 10));
+        }
+        assert_eq!(cluster.recent.len(), RECENT_EVENTS);
+        assert_eq!(cluster.recent.front().map(|e| e.seq), Some(11));
+
+        let big = RECENT_EVENTS_BYTES / 4;
+        for seq in 10_000..10_010 {
+            cluster.keep_recent(message(seq, big));
+        }
+        assert!(cluster.recent_bytes <= RECENT_EVENTS_BYTES);
+        assert_eq!(
+            cluster.recent.len(),
+            3,
+            "three of a quarter each, with their fixed sizes"
+        );
+        assert_eq!(cluster.recent.back().map(|e| e.seq), Some(10_009));
+        let counted: usize = cluster.recent.iter().map(|e| e.kept_bytes()).sum();
+        assert_eq!(counted, cluster.recent_bytes);
+
+        // One event over the whole bound is still kept, alone.
+        cluster.keep_recent(message(20_000, RECENT_EVENTS_BYTES + 1));
+        assert_eq!(cluster.recent.len(), 1);
+    }
 
     #[test]
     fn a_held_token_is_not_shown() {

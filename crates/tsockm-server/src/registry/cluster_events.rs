@@ -10,7 +10,7 @@ use tsockm_proto::reason::RESUMED_ELSEWHERE;
 use tsockm_proto::{Action, BROADCAST, Frame, Status, Text};
 
 use super::admission::Refusal;
-use super::cluster::{HeldToken, RECENT_EVENTS, Remote};
+use super::cluster::{HeldToken, Remote};
 use super::fanout::{Audience, PeerKey};
 use super::peer::Link;
 use super::timers::Timer;
@@ -68,10 +68,7 @@ impl Registry {
         };
         cluster.last_seq = cluster.last_seq.max(entry.seq);
         let entry = Arc::new(entry);
-        if cluster.recent.len() == RECENT_EVENTS {
-            cluster.recent.pop_front();
-        }
-        cluster.recent.push_back(entry.clone());
+        cluster.keep_recent(entry.clone());
         let seq = entry.seq;
         let node = cluster.node().clone();
         match &entry.event {

@@ -493,7 +493,6 @@ impl Registry {
     }
 }
 
-/// The next item of an optional channel; never, without one.
 /// Waits until the cluster's link has room again.
 async fn link_room(cluster: &Option<cluster::ClusterState>) {
     match cluster {
@@ -502,6 +501,7 @@ async fn link_room(cluster: &Option<cluster::ClusterState>) {
     }
 }
 
+/// The next item of an optional channel; never, without one.
 async fn recv<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
     match rx {
         Some(rx) => rx.recv().await,

@@ -80,6 +80,15 @@ impl Conversation {
         }
     }
 
+    /// The bytes its names hold on the heap (for the queues' byte bounds).
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            Conversation::Lobby => 0,
+            Conversation::Room(name) => name.len(),
+            Conversation::Direct(a, b) => a.len() + b.len(),
+        }
+    }
+
     /// The conversation a [`key`](Conversation::key) names, if it is one.
     pub fn from_key(key: &str) -> Option<Conversation> {
         if key == "*" {

@@ -496,16 +496,11 @@ fn call_back(reply: impl FnOnce()) {
 /// What a queued message counts against [`WorkerLimits::queue_bytes`]: its
 /// heap bytes and its fixed size.
 fn queued_bytes(message: &StoredMessage) -> u64 {
-    let conversation = match &message.conversation {
-        Conversation::Lobby => 0,
-        Conversation::Room(name) => name.len(),
-        Conversation::Direct(a, b) => a.len() + b.len(),
-    };
     (mem::size_of::<StoredMessage>()
         + message.text.len()
         + message.author_id.len()
         + message.author_name.len()
-        + conversation) as u64
+        + message.conversation.heap_bytes()) as u64
 }
 
 #[cfg(test)]
