@@ -143,7 +143,7 @@ impl IdentityMaker {
     /// refused gets none ([`IdentityMaker::commit_msg`] takes it).
     /// `now` is the time of the message.
     pub fn peek_msg(&self, now: SystemTime) -> (u64, Text) {
-        let seq = (self.last_msg + 1).max(unix_ms(now).saturating_mul(MSG_SEQS_PER_MS));
+        let seq = (self.last_msg + 1).max(unix_ms_unsigned(now).saturating_mul(MSG_SEQS_PER_MS));
         (seq, self.msg_id(seq))
     }
 
@@ -200,13 +200,18 @@ fn canonical(sqids: &Sqids, id: &str) -> Option<u64> {
 
 /// The Unix time in milliseconds.
 fn now_ms() -> u64 {
-    unix_ms(SystemTime::now())
+    unix_ms_unsigned(SystemTime::now())
 }
 
-/// `time` in Unix milliseconds (0 before 1970).
-fn unix_ms(time: SystemTime) -> u64 {
+/// `time` in Unix milliseconds (0 before 1970), as stored and sent.
+pub(crate) fn unix_ms(time: SystemTime) -> i64 {
     time.duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The same, for the ids' arithmetic (never negative).
+fn unix_ms_unsigned(time: SystemTime) -> u64 {
+    u64::try_from(unix_ms(time)).unwrap_or(0)
 }
 
 /// A fresh resume token: 22 characters of `[A-Za-z0-9_-]`.

@@ -383,7 +383,15 @@ async fn perform(
             result.map(drop)
         }
         // One script each (`script` lists them): run above.
-        _ => Ok(()),
+        LinkRequest::Register { .. }
+        | LinkRequest::Remove { .. }
+        | LinkRequest::Msg { .. }
+        | LinkRequest::Join { .. }
+        | LinkRequest::Part { .. }
+        | LinkRequest::Away { .. }
+        | LinkRequest::Online { .. }
+        | LinkRequest::KillRequest { .. }
+        | LinkRequest::NodeDown => Ok(()),
     };
     if let LinkRequest::History {
         conversation,

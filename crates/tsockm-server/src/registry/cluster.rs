@@ -250,7 +250,7 @@ impl Registry {
             author: author_id.clone(),
             name: author_name.clone(),
             text,
-            at_ms: super::messages::unix_ms(SystemTime::now()),
+            at_ms: crate::identity::unix_ms(SystemTime::now()),
             conversation,
         };
         self.ask(Some(conn_id), Action::Msg, request);

@@ -1,7 +1,7 @@
 //! Messages and lookups: a MSG gets its message id and goes to its audience
 //! (everyone, a room's members, or one peer) and to the hooks; GET_PEER.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use tsockm_proto::{Action, BROADCAST, Status, Text};
 
@@ -9,6 +9,7 @@ use super::admission::Destination;
 use super::fanout::{Audience, PeerKey};
 use super::{ConnId, Registry};
 use crate::cluster::Target;
+use crate::identity::unix_ms;
 use crate::logging::Direction;
 use crate::room::RoomName;
 use crate::store::{Conversation, StoredMessage};
@@ -170,10 +171,4 @@ enum Recipients {
     Peer(PeerKey),
     /// One peer on another node of the cluster.
     Remote,
-}
-
-/// Unix milliseconds of a point in time (0 before 1970).
-pub(super) fn unix_ms(time: SystemTime) -> i64 {
-    time.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

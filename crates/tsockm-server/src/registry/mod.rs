@@ -117,6 +117,10 @@ pub const STALL_SCAN_EVERY: Duration = Duration::from_millis(5);
 /// handed over (sooner if [`HOOK_FLUSH_DELAY`] passes first).
 pub const HOOK_FLUSH_MESSAGES: usize = 1024;
 
+/// Bytes of accepted messages gathered for the hooks, at most (see
+/// `StoredMessage::queued_bytes`), before they are handed over.
+pub const HOOK_FLUSH_BYTES: usize = 1024 * 1024;
+
 /// How long an accepted message may wait for the hooks (the store's
 /// thread) with others, at most. Handing over each message alone woke the
 /// store's thread once per message at light load: four context switches
@@ -252,6 +256,8 @@ pub struct Registry {
     hooks: Vec<Box<dyn Hook>>,
     /// Messages accepted since the hooks were last flushed.
     unflushed: usize,
+    /// Their bytes.
+    unflushed_bytes: usize,
     rx: mpsc::Receiver<Command>,
 }
 
@@ -309,6 +315,7 @@ impl Registry {
             rooms: Rooms::default(),
             hooks: vec![Box::new(StoreHook::new(store.clone()))],
             unflushed: 0,
+            unflushed_bytes: 0,
             password: config.password.clone(),
             store,
             history_tx,
@@ -423,9 +430,13 @@ impl Registry {
             // `HOOK_FLUSH_DELAY`: one hand-over for a whole burst, and at
             // light load not one per message. (A HISTORY flushes them
             // first, so it still sees every message.)
-            if self.unflushed >= HOOK_FLUSH_MESSAGES {
+            if self.unflushed >= HOOK_FLUSH_MESSAGES || self.unflushed_bytes >= HOOK_FLUSH_BYTES {
                 self.flush_hooks();
-            } else if self.unflushed > 0 && !hook_timer_armed {
+            }
+            if self.unflushed == 0 {
+                // Flushed (here, or by a HISTORY): nothing left to time.
+                hook_timer_armed = false;
+            } else if !hook_timer_armed {
                 hook_timer.as_mut().reset(Instant::now() + HOOK_FLUSH_DELAY);
                 hook_timer_armed = true;
             }
@@ -476,6 +487,7 @@ impl Registry {
     /// Lets every hook hand on what it gathered.
     fn flush_hooks(&mut self) {
         self.unflushed = 0;
+        self.unflushed_bytes = 0;
         for hook in &mut self.hooks {
             hook.flush();
         }
@@ -484,6 +496,7 @@ impl Registry {
     /// Hands an accepted message to every hook, the store first.
     fn accepted(&mut self, message: AcceptedMessage) {
         self.unflushed += 1;
+        self.unflushed_bytes += message.queued_bytes();
         if let Some((last, others)) = self.hooks.split_last_mut() {
             for hook in others {
                 hook.accepted(&message);

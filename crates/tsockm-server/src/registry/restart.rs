@@ -9,9 +9,9 @@ use tsockm_proto::reason::SHUTTING_DOWN;
 use tsockm_proto::{Action, Status, Text};
 
 use super::Registry;
-use super::messages::unix_ms;
 use super::peer::{Link, PeerInfo};
 use super::timers::Timer;
+use crate::identity::unix_ms;
 use crate::logging::Direction;
 use crate::room::RoomName;
 use crate::store::{SavedPeer, SavedSessions};

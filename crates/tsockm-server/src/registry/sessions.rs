@@ -86,7 +86,7 @@ impl Registry {
                 username: username.clone(),
                 token_hash: hash_token(&token),
                 addr: addr.clone(),
-                since_ms: super::messages::unix_ms(SystemTime::now()),
+                since_ms: crate::identity::unix_ms(SystemTime::now()),
                 rooms: Vec::new(),
             },
             Link::Online {

@@ -16,7 +16,10 @@ use crate::identity::IdentityMaker;
 use crate::logging::FrameLog;
 use crate::outbox::{Backlog, Outbox};
 use crate::registry::hook::{AcceptedMessage, ChannelHook, Hook};
-use crate::registry::{Command, ConsoleRequest, NewConnection, RegistryHandle, Shared};
+use crate::registry::{
+    Command, ConsoleRequest, HOOK_FLUSH_BYTES, HOOK_FLUSH_DELAY, HOOK_FLUSH_MESSAGES,
+    NewConnection, RegistryHandle, Shared,
+};
 use crate::stats::Stats;
 use crate::store::{Conversation, MemoryStore, StoreWorker, WorkerLimits};
 
@@ -320,5 +323,53 @@ async fn every_accepted_message_reaches_the_hook_once_in_order() {
     assert_eq!(author_name, "bob");
     assert_eq!(conversation, &Conversation::direct(&bob.id, &alice.id));
     assert_eq!(seen[0].conversation, Conversation::Lobby);
+    h.shutdown.cancel();
+}
+
+/// A hook that records how many messages each flush handed on.
+#[derive(Debug, Default)]
+struct FlushRecorder {
+    pending: usize,
+    flushes: Arc<std::sync::Mutex<Vec<usize>>>,
+}
+
+impl Hook for FlushRecorder {
+    fn accepted(&mut self, _message: &AcceptedMessage) {
+        self.pending += 1;
+    }
+
+    fn flush(&mut self) {
+        if self.pending > 0 {
+            self.flushes.lock().unwrap().push(self.pending);
+            self.pending = 0;
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_hooks_get_a_megabyte_of_messages_at_once_without_waiting() {
+    let recorder = FlushRecorder::default();
+    let flushes = recorder.flushes.clone();
+    let mut h = start_with_hooks(vec![Box::new(recorder)]);
+    let alice = h.join("alice").await;
+    let body = "x".repeat(15_000);
+    let one = AcceptedMessage {
+        seq: 0,
+        at_ms: 0,
+        conversation: Conversation::Lobby,
+        author_id: alice.id.clone(),
+        author_name: "alice".to_owned(),
+        text: body.clone(),
+    }
+    .queued_bytes();
+    let needed = HOOK_FLUSH_BYTES.div_ceil(one);
+    assert!(needed < HOOK_FLUSH_MESSAGES);
+    let start = Instant::now();
+    for _ in 0..needed {
+        h.send(&alice, Frame::broadcast(body.as_str())).await;
+    }
+    // No time passed, so the delay did not flush them: their bytes did.
+    assert!(start.elapsed() < HOOK_FLUSH_DELAY);
+    assert_eq!(*flushes.lock().unwrap(), [needed]);
     h.shutdown.cancel();
 }

@@ -119,6 +119,18 @@ pub struct StoredMessage {
     pub text: String,
 }
 
+impl StoredMessage {
+    /// The bytes a queued message holds: its heap bytes and its fixed size
+    /// (what the queues' byte bounds count).
+    pub fn queued_bytes(&self) -> usize {
+        std::mem::size_of::<StoredMessage>()
+            + self.text.len()
+            + self.author_id.len()
+            + self.author_name.len()
+            + self.conversation.heap_bytes()
+    }
+}
+
 /// Which messages of a conversation a HISTORY request wants. `n` is
 /// `1..=MAX_HISTORY_ITEMS`, already clamped by the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

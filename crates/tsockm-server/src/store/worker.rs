@@ -496,11 +496,7 @@ fn call_back(reply: impl FnOnce()) {
 /// What a queued message counts against [`WorkerLimits::queue_bytes`]: its
 /// heap bytes and its fixed size.
 fn queued_bytes(message: &StoredMessage) -> u64 {
-    (mem::size_of::<StoredMessage>()
-        + message.text.len()
-        + message.author_id.len()
-        + message.author_name.len()
-        + message.conversation.heap_bytes()) as u64
+    message.queued_bytes() as u64
 }
 
 #[cfg(test)]
