@@ -40,6 +40,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_util::codec::Framed;
+use tokio_util::either::Either;
 use tracing::{Instrument, debug, info_span, warn};
 use tsockm_proto::{Action, CodecError, DEFAULT_MAX_FRAME_BYTES, Frame, FrameCodec, Status, Text};
 
@@ -498,7 +499,7 @@ async fn open(config: &Config, addr: &str) -> Result<Conn, OpenError> {
         .map_err(OpenError::Unreachable)?;
     tcp.set_nodelay(true).map_err(OpenError::Unreachable)?;
     let stream = match &config.tls {
-        None => Stream::Tcp(tcp),
+        None => Either::Left(tcp),
         Some(tls) => tls.handshake(tcp, addr).await.map_err(OpenError::Tls)?,
     };
     Ok(Framed::new(
@@ -609,7 +610,7 @@ async fn start(
     token: ResumeToken,
 ) -> Result<(Session, Events), ConnectError> {
     let addr = config.addrs.get(addr_index).cloned().unwrap_or_default();
-    let server_addr = conn.get_ref().peer_addr().ok();
+    let server_addr = tls::peer_addr(conn.get_ref()).ok();
     let username = Text::from(config.username.as_str());
     let mut roster = Roster::new();
     roster.insert(id.clone(), username.clone());
@@ -1273,7 +1274,7 @@ impl Task {
         restored: Restored,
         addr: String,
     ) -> Result<(), String> {
-        let server_addr = conn.get_ref().peer_addr().ok();
+        let server_addr = tls::peer_addr(conn.get_ref()).ok();
         self.conn = Some(conn);
         self.shut_down = None;
         self.pacer = Pacer::new(self.config.max_rate, self.config.rate_burst, Instant::now());
@@ -1366,7 +1367,7 @@ impl Task {
         self.state_tx.send_modify(|s| s.online = false);
         if let Some(mut conn) = self.conn.take() {
             // Over TLS, a close_notify (bounded); plain TCP is just dropped.
-            conn.get_mut().close().await;
+            tls::close(conn.get_mut()).await;
         }
         while let Some(event) = self.pending.pop_front() {
             if self.event_tx.send(event).await.is_err() {

@@ -17,18 +17,17 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::{self, CertificateError, ClientConfig, InvalidMessage, RootCertStore};
+use tokio_util::either::Either;
 
 use crate::TlsError;
 
@@ -167,7 +166,7 @@ impl Tls {
         let name = server_name(addr)?;
         let host = name.to_str().into_owned();
         match self.connector.connect(name, tcp).await {
-            Ok(tls) => Ok(Stream::Tls(Box::new(tls))),
+            Ok(tls) => Ok(Either::Right(Box::new(tls))),
             Err(error) => Err(handshake_failure(&error, &host)),
         }
     }
@@ -338,31 +337,25 @@ fn pem_error(path: &Path, error: pem::Error) -> TlsError {
     TlsError::CaNotPem { path, problem }
 }
 
-/// The bytes under a session's frames: the bare socket, or TLS over it.
-#[derive(Debug)]
-pub(crate) enum Stream {
-    /// Plain TCP, exactly as without TLS.
-    Tcp(TcpStream),
-    /// TLS over TCP (boxed: rustls's state is large).
-    Tls(Box<TlsStream<TcpStream>>),
+/// The bytes under a session's frames: the bare socket (left), or TLS over
+/// it (right; boxed, as rustls's state is large). tokio-util's `Either`
+/// reads and writes whichever it holds.
+pub(crate) type Stream = Either<TcpStream, Box<TlsStream<TcpStream>>>;
+
+/// The server's socket address.
+pub(crate) fn peer_addr(stream: &Stream) -> io::Result<SocketAddr> {
+    match stream {
+        Either::Left(tcp) => tcp.peer_addr(),
+        Either::Right(tls) => tls.get_ref().0.peer_addr(),
+    }
 }
 
-impl Stream {
-    /// The server's socket address.
-    pub(crate) fn peer_addr(&self) -> io::Result<SocketAddr> {
-        match self {
-            Stream::Tcp(tcp) => tcp.peer_addr(),
-            Stream::Tls(tls) => tls.get_ref().0.peer_addr(),
-        }
-    }
-
-    /// Ends the stream politely before it is dropped: over TLS, sends
-    /// `close_notify` (waiting at most [`CLOSE_NOTIFY_WAIT`]); plain TCP is
-    /// simply dropped, as it always was.
-    pub(crate) async fn close(&mut self) {
-        if let Stream::Tls(tls) = self {
-            let _ = tokio::time::timeout(CLOSE_NOTIFY_WAIT, tls.shutdown()).await;
-        }
+/// Ends the stream politely before it is dropped: over TLS, sends
+/// `close_notify` (waiting at most [`CLOSE_NOTIFY_WAIT`]); plain TCP is
+/// simply dropped, as it always was.
+pub(crate) async fn close(stream: &mut Stream) {
+    if let Either::Right(tls) = stream {
+        let _ = tokio::time::timeout(CLOSE_NOTIFY_WAIT, tls.shutdown()).await;
     }
 }
 
@@ -376,64 +369,6 @@ pub(crate) fn io_words(error: &io::Error) -> String {
             "the server closed the connection".to_owned()
         }
         None => error.to_string(),
-    }
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(tcp) => Pin::new(tcp).poll_read(cx, buf),
-            Stream::Tls(tls) => Pin::new(tls.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Tcp(tcp) => Pin::new(tcp).poll_write(cx, buf),
-            Stream::Tls(tls) => Pin::new(tls.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Tcp(tcp) => Pin::new(tcp).poll_write_vectored(cx, bufs),
-            Stream::Tls(tls) => Pin::new(tls.as_mut()).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            Stream::Tcp(tcp) => tcp.is_write_vectored(),
-            Stream::Tls(tls) => tls.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(tcp) => Pin::new(tcp).poll_flush(cx),
-            Stream::Tls(tls) => Pin::new(tls.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(tcp) => Pin::new(tcp).poll_shutdown(cx),
-            Stream::Tls(tls) => Pin::new(tls.as_mut()).poll_shutdown(cx),
-        }
     }
 }
 

@@ -17,18 +17,16 @@ pub use server::{TestServer, test_config};
 pub use tls::{TEST_SERVER_NAMES, TestPki};
 pub use tokio_rustls::rustls::version::{TLS12, TLS13};
 
-use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::SupportedProtocolVersion;
 use tokio_util::codec::Framed;
+use tokio_util::either::Either;
 use tsockm_proto::{Action, Frame, FrameCodec, FrameError, Kind, Status};
 
 /// How long an `expect_*` waits by default.
@@ -98,66 +96,22 @@ pub fn split_welcome(frame: &Frame) -> (String, String) {
     (id.to_owned(), token.to_owned())
 }
 
-/// The bytes under a [`TestClient`]: plain TCP or TLS over TCP.
-#[derive(Debug)]
-enum ClientStream {
-    Tcp(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-}
+/// The bytes under a [`TestClient`]: plain TCP (left) or TLS over TCP
+/// (right); tokio-util's `Either` reads and writes whichever it holds.
+type ClientStream = Either<TcpStream, Box<TlsStream<TcpStream>>>;
 
-impl ClientStream {
-    fn tcp(&self) -> &TcpStream {
-        match self {
-            ClientStream::Tcp(tcp) => tcp,
-            ClientStream::Tls(tls) => tls.get_ref().0,
-        }
-    }
-}
-
-impl AsyncRead for ClientStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientStream::Tcp(tcp) => Pin::new(tcp).poll_read(cx, buf),
-            ClientStream::Tls(tls) => Pin::new(tls.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for ClientStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            ClientStream::Tcp(tcp) => Pin::new(tcp).poll_write(cx, buf),
-            ClientStream::Tls(tls) => Pin::new(tls.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientStream::Tcp(tcp) => Pin::new(tcp).poll_flush(cx),
-            ClientStream::Tls(tls) => Pin::new(tls.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientStream::Tcp(tcp) => Pin::new(tcp).poll_shutdown(cx),
-            ClientStream::Tls(tls) => Pin::new(tls.as_mut()).poll_shutdown(cx),
-        }
+/// The TCP connection under a [`ClientStream`].
+fn tcp_of(stream: &ClientStream) -> &TcpStream {
+    match stream {
+        Either::Left(tcp) => tcp,
+        Either::Right(tls) => tls.get_ref().0,
     }
 }
 
 impl TestClient {
     /// Connects to `addr`.
     pub async fn connect(addr: SocketAddr) -> TestClient {
-        TestClient::over(ClientStream::Tcp(tcp_connect(addr).await))
+        TestClient::over(Either::Left(tcp_connect(addr).await))
     }
 
     /// Connects to `addr` over TLS, trusting only the CA in `ca_pem` and
@@ -180,7 +134,7 @@ impl TestClient {
             .await
             .unwrap_or_else(|_| panic!("TLS handshake with {addr} timed out"))
             .unwrap_or_else(|e| panic!("TLS handshake with {addr}: {e}"));
-        TestClient::over(ClientStream::Tls(Box::new(tls)))
+        TestClient::over(Either::Right(Box::new(tls)))
     }
 
     fn over(stream: ClientStream) -> TestClient {
@@ -204,7 +158,7 @@ impl TestClient {
             .await
             .unwrap_or_else(|_| panic!("connect to {addr} timed out"))
             .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
-        TestClient::over(ClientStream::Tcp(stream))
+        TestClient::over(Either::Left(stream))
     }
 
     /// Connects to `addr` from the local address `from` (any port), so a test
@@ -222,7 +176,7 @@ impl TestClient {
             .await
             .unwrap_or_else(|_| panic!("connect to {addr} from {from} timed out"))
             .unwrap_or_else(|e| panic!("connect to {addr} from {from}: {e}"));
-        TestClient::over(ClientStream::Tcp(stream))
+        TestClient::over(Either::Left(stream))
     }
 
     /// From now on, decodes what the server sends with a limit of
@@ -304,9 +258,7 @@ impl TestClient {
 
     /// The local address of this connection.
     pub fn local_addr(&self) -> SocketAddr {
-        self.framed
-            .get_ref()
-            .tcp()
+        tcp_of(self.framed.get_ref())
             .local_addr()
             .expect("a connected socket has a local address")
     }
@@ -314,8 +266,8 @@ impl TestClient {
     /// The TLS version in use (`TLSv1_3`, ...), `None` on plain TCP.
     pub fn tls_version(&self) -> Option<String> {
         match self.framed.get_ref() {
-            ClientStream::Tcp(_) => None,
-            ClientStream::Tls(tls) => tls.get_ref().1.protocol_version().map(|v| format!("{v:?}")),
+            Either::Left(_) => None,
+            Either::Right(tls) => tls.get_ref().1.protocol_version().map(|v| format!("{v:?}")),
         }
     }
 
