@@ -26,9 +26,12 @@ use crate::store::Conversation;
 /// way when they came.
 pub(super) const RECENT_EVENTS: usize = 4096;
 
-/// Bytes those events may hold (see `Entry::kept_bytes`): 8 MiB, so that
-/// 4,096 messages of the largest frame are not kept.
-pub(super) const RECENT_EVENTS_BYTES: usize = 8 * 1024 * 1024;
+/// Bytes those events may hold (see `Entry::kept_bytes`): 64 MiB, about
+/// what 4,096 messages of the default `--max-frame` (16 KiB) hold, so that
+/// at the default the count is what binds, and a larger `--max-frame`
+/// keeps fewer events rather than more bytes. (A resume whose claim is
+/// under way replays these; fewer kept could lose it some.)
+pub(super) const RECENT_EVENTS_BYTES: usize = 64 * 1024 * 1024;
 
 /// A peer of the cluster, on any node, as this node knows it.
 #[derive(Debug, Clone)]
