@@ -70,6 +70,8 @@ impl Registry {
             Err(_) => {}
         }
         let mut facts = ConnFacts {
+            // By field, not `peer_and_id()`: `rate` and `solicited` change below
+            // while this borrow lives.
             peer: conn.peer.map(|_| conn.dst.as_str()),
             needs_auth: !conn.authed,
             over_rate: false,

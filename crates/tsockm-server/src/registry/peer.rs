@@ -34,11 +34,11 @@ pub(crate) struct PeerInfo {
 }
 
 /// A registered peer.
-#[derive(Debug)]
 ///
 /// What every broadcast reads (where frames go, and since when) is in the
 /// fan-out's slab itself; who the peer is sits in a box of its own, so a
 /// slot is small, and the slab's spare capacity costs little per peer.
+#[derive(Debug)]
 pub(crate) struct Peer {
     /// Who it is.
     pub info: Box<PeerInfo>,

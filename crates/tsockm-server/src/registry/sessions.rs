@@ -284,7 +284,7 @@ impl Registry {
         let Some(conn) = self.conns.remove(&conn_id) else {
             return; // Already closed by the registry.
         };
-        let Some((key, peer_id)) = conn.peer.map(|key| (key, conn.dst.clone())) else {
+        let Some((key, peer_id)) = conn.peer_and_id().map(|(key, id)| (key, id.clone())) else {
             conn.outbox.close(last);
             return;
         };
