@@ -11,9 +11,9 @@
 use std::io;
 
 use bytes::{Buf, BytesMut};
-use memchr::memchr;
 use tokio_util::codec::{Decoder, Encoder};
 
+use crate::scan::find_byte;
 use crate::{DEFAULT_MAX_FRAME_BYTES, Frame, FrameError};
 
 /// Decodes lines into frames and encodes frames into lines.
@@ -87,7 +87,7 @@ impl Decoder for FrameCodec {
     #[inline]
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Item>, io::Error> {
         loop {
-            let newline = memchr(b'\n', &buf[self.next_index..]).map(|i| self.next_index + i);
+            let newline = find_byte(b'\n', &buf[self.next_index..]).map(|i| self.next_index + i);
             let Some(end) = newline else {
                 if self.discarding {
                     buf.clear();

@@ -6,6 +6,8 @@
 use bytes::{BufMut, BytesMut};
 use memchr::{memchr, memchr3};
 
+use crate::scan::find_byte;
+
 /// Whether `s` needs escaping at all.
 pub(crate) fn needs_escape(s: &[u8]) -> bool {
     memchr3(b'\\', b'\n', b'\r', s).is_some()
@@ -90,7 +92,7 @@ pub(crate) fn unescape(s: &str) -> String {
 /// Only ASCII bytes are replaced, so valid UTF-8 stays valid UTF-8. The codec
 /// uses this on the line it owns, so an escaped BODY costs no allocation.
 pub(crate) fn unescape_in_place(buf: &mut [u8]) -> usize {
-    let Some(first) = memchr(b'\\', buf) else {
+    let Some(first) = find_byte(b'\\', buf) else {
         return buf.len();
     };
     let mut read = first;
@@ -108,7 +110,7 @@ pub(crate) fn unescape_in_place(buf: &mut [u8]) -> usize {
         write += 1;
         read += used;
         // Copy up to the next backslash in one go.
-        let run = memchr(b'\\', &buf[read..]).unwrap_or(buf.len() - read);
+        let run = find_byte(b'\\', &buf[read..]).unwrap_or(buf.len() - read);
         buf.copy_within(read..read + run, write);
         write += run;
         read += run;

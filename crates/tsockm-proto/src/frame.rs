@@ -188,7 +188,7 @@ impl Frame {
     /// STATUS, then ACTION (so an unknown ACTION is only reported for an
     /// otherwise well-formed frame).
     pub fn from_line(mut line: Bytes) -> Result<Frame, FrameError> {
-        let head = Head::parse(&line)?;
+        let head = Head::parse(&line, line.len())?;
         let [sender_id, src, dst] = head.headers();
         let (sender_id, src, dst) = (
             header_text(&line, sender_id),
@@ -228,7 +228,7 @@ impl Frame {
         len: usize,
         consumed: usize,
     ) -> Result<Frame, FrameError> {
-        let head = match Head::parse(&buf[..len]) {
+        let head = match Head::parse(buf, len) {
             Ok(head) => head,
             Err(e) => {
                 buf.advance(consumed);
@@ -243,15 +243,21 @@ impl Frame {
         let [sender_id, src, dst] = head.headers();
         let fits = |range: &Range<usize>| range.len() <= INLINE_BYTES;
         let body_inline = body_end - body_start <= INLINE_BYTES;
-        if body_inline && fits(&sender_id) && fits(&src) && fits(&dst) {
+        if fits(&sender_id) && fits(&src) && fits(&dst) {
             // Each window runs on past the line, into whatever else is
             // buffered, so that a copy is of a fixed size more often.
             let window: &[u8] = buf;
             let inline =
                 |range: Range<usize>| Text::inline_checked(&window[range.start..], range.len());
             let (sender_id, src, dst) = (inline(sender_id), inline(src), inline(dst));
-            let body = Text::inline_checked(&window[body_start..], body_end - body_start);
-            buf.advance(consumed);
+            if body_inline {
+                let body = Text::inline_checked(&window[body_start..], body_end - body_start);
+                buf.advance(consumed);
+                return Ok(head.into_frame(sender_id, src, dst, body));
+            }
+            buf.advance(body_start);
+            let body = Text::from_checked(buf.split_to(body_end - body_start).freeze());
+            buf.advance(consumed - body_end);
             return Ok(head.into_frame(sender_id, src, dst, body));
         }
         let mut line = buf.split_to(consumed).freeze();
@@ -378,8 +384,9 @@ impl Head {
     /// Splits `line` and reads its first three fields; the first error in
     /// the contract's order if it cannot.
     #[inline(always)]
-    fn parse(line: &[u8]) -> Result<Head, FrameError> {
-        let scan = scan(line);
+    fn parse(window: &[u8], len: usize) -> Result<Head, FrameError> {
+        let scan = scan(window, len);
+        let line = &window[..len];
         let is_ascii = matches!(scan, Ok(Scan { is_ascii: true, .. }));
         if !is_ascii {
             // Invalid UTF-8 is reported before a missing field.

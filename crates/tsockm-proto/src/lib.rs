@@ -17,8 +17,9 @@
 //!   short (header fields are copied out of the received line, with no
 //!   reference count) and sharing a buffer when long (a long BODY shares
 //!   the received line).
-//! - `scan.rs` and `escape.rs` (internal): one word-at-a-time pass over a
-//!   received line (separators, ASCII, backslashes), and BODY escaping.
+//! - `scan.rs`, `scan_sse2.rs` and `escape.rs` (internal): finding a line's
+//!   end and one pass over it (separators, ASCII, backslashes), with SSE2 on
+//!   x86-64 and a word at a time elsewhere; and BODY escaping.
 //! - [`FrameCodec`] (`codec.rs`): a tokio-util `Decoder`/`Encoder` with a
 //!   bounded line length. A bad line is an *item* (`Err(FrameError)`), never a
 //!   stream error, so one bad frame does not end a connection.
@@ -67,6 +68,8 @@ mod error;
 mod escape;
 mod frame;
 mod scan;
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+mod scan_sse2;
 mod status;
 mod text;
 mod vocabulary;

@@ -1,12 +1,18 @@
-//! One word-at-a-time pass over a received line, so parsing reads each byte
-//! once after the codec has found the line's end.
+//! One pass over a received line, so parsing reads each byte once after
+//! the codec has found the line's end; and [`find_byte`], which finds it.
+//!
+//! On x86-64 both use SSE2, 16 bytes at a time (`scan_sse2.rs`); elsewhere
+//! [`scan`] goes a 64-bit word at a time (this file) and [`find_byte`] is
+//! `memchr`. The word-at-a-time scan also handles, on every CPU, a line
+//! whose header does not fit the first [`WINDOW_BYTES`], and the tests
+//! hold both scans to the byte-at-a-time definition.
 //!
 //! [`scan`] finds the six separators that cut a line into its seven fields
 //! (the first six `::`, leftmost first and not overlapping, so `a:::b` is
 //! `a`, then `:b`), and in the same pass learns whether the line is ASCII
 //! (hence valid UTF-8 with no further check) and whether it holds a
-//! backslash (hence may have escapes to resolve). This file must never read
-//! past the line or change which `::` count as separators.
+//! backslash (hence may have escapes to resolve). Neither scan may change
+//! which `::` count as separators, or read past the slice it is given.
 
 /// The number of separators that split a line into its seven fields.
 pub(crate) const N_SEPARATORS: usize = 6;
@@ -34,15 +40,36 @@ const BACKSLASHES: u64 = ONES * b'\\' as u64;
 
 /// How many bytes at the start of a line [`scan`] looks at as one 64-bit
 /// mask, one bit per byte; nearly every header fits.
-const WINDOW_BYTES: usize = 64;
+pub(crate) const WINDOW_BYTES: usize = 64;
 
-/// Scans `line`; if it has fewer than six separators, gives back the number
-/// of fields it has (separators found + 1).
+/// Scans the line made of the first `len` bytes of `window` (the rest of
+/// `window`, more of the read buffer, may be read but changes no answer);
+/// if it has fewer than six separators, gives back the number of fields it
+/// has (separators found + 1).
 ///
 /// Always inlined into its one caller: returning the result through memory
 /// cost more than the scan itself in the codec benchmark.
 #[inline(always)]
-pub(crate) fn scan(line: &[u8]) -> Result<Scan, usize> {
+pub(crate) fn scan(window: &[u8], len: usize) -> Result<Scan, usize> {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    return crate::scan_sse2::scan(window, len);
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    scan_words(&window[..len])
+}
+
+/// The offset of the first `byte` in `haystack`.
+#[inline(always)]
+pub(crate) fn find_byte(byte: u8, haystack: &[u8]) -> Option<usize> {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    return crate::scan_sse2::find_byte(byte, haystack);
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    memchr::memchr(byte, haystack)
+}
+
+/// [`scan`] a word at a time, on any CPU (used where SSE2 is not).
+#[cfg(any(test, not(all(target_arch = "x86_64", target_feature = "sse2"))))]
+#[inline(always)]
+pub(crate) fn scan_words(line: &[u8]) -> Result<Scan, usize> {
     let (words, tail) = line.as_chunks::<8>();
     let last = last_word(line, tail.len());
     let n_window_words = (WINDOW_BYTES / 8).min(words.len() + 1);
@@ -117,7 +144,7 @@ fn finish(
 ///
 /// A run that starts at an even position is found by adding its first bit:
 /// the carry clears the whole run and nothing else.
-fn leftmost_pairs(pairs: u64) -> u64 {
+pub(crate) fn leftmost_pairs(pairs: u64) -> u64 {
     const EVEN: u64 = 0x5555_5555_5555_5555;
     let run_starts = pairs & !(pairs << 1);
     let even_runs = pairs & !pairs.wrapping_add(run_starts & EVEN);
@@ -127,6 +154,7 @@ fn leftmost_pairs(pairs: u64) -> u64 {
 
 /// One bit per byte lane: bit `i` of the result is the high bit of lane `i`
 /// of `lanes` (whose other bits must be zero).
+#[cfg(any(test, not(all(target_arch = "x86_64", target_feature = "sse2"))))]
 fn lane_bits(lanes: u64) -> u64 {
     // Each lane's bit lands in the top byte at its own position, so the
     // products never carry into one another.
@@ -135,7 +163,7 @@ fn lane_bits(lanes: u64) -> u64 {
 
 /// [`scan`] for a line whose header does not fit the window: word by word,
 /// taking one candidate pair of colons at a time.
-fn scan_long(line: &[u8]) -> Result<Scan, usize> {
+pub(crate) fn scan_long(line: &[u8]) -> Result<Scan, usize> {
     let mut starts = [0usize; N_SEPARATORS];
     let mut n_seps = 0;
     // The first offset where a new separator may start (after the last one).
@@ -246,7 +274,13 @@ mod tests {
     }
 
     fn check(line: &[u8]) {
-        assert_eq!(scan(line), reference(line), "{line:?}");
+        assert_eq!(scan(line, line.len()), reference(line), "{line:?}");
+        // Junk after the line, as in a read buffer.
+        let junk: Vec<u8> = [line, &[b':'; 80][..]].concat();
+        assert_eq!(scan(&junk, line.len()), reference(line), "{line:?}");
+        let junk: Vec<u8> = [line, &[0xff_u8, b'\\'].repeat(40)[..]].concat();
+        assert_eq!(scan(&junk, line.len()), reference(line), "{line:?}");
+        assert_eq!(scan_words(line), reference(line), "{line:?}");
     }
 
     #[test]
@@ -358,6 +392,25 @@ mod tests {
         }
     }
 
+    #[test]
+    fn find_byte_agrees_with_memchr() {
+        for len in 0..100 {
+            let mut haystack = vec![b'x'; len];
+            assert_eq!(find_byte(b'\n', &haystack), None);
+            for at in 0..len {
+                haystack[at] = b'\n';
+                assert_eq!(find_byte(b'\n', &haystack), Some(at), "{len} {at}");
+                // A second one later changes nothing.
+                if at + 1 < len {
+                    haystack[len - 1] = b'\n';
+                    assert_eq!(find_byte(b'\n', &haystack), Some(at), "{len} {at}");
+                    haystack[len - 1] = b'x';
+                }
+                haystack[at] = b'x';
+            }
+        }
+    }
+
     proptest::proptest! {
         #[test]
         fn agrees_with_the_definition_on_any_line(
@@ -367,6 +420,18 @@ mod tests {
             )
         ) {
             check(&line);
+        }
+
+        #[test]
+        fn find_byte_agrees_with_memchr_on_any_haystack(
+            haystack in proptest::collection::vec(
+                proptest::sample::select(vec![b'\n', b'x', 0x8a, 0xff]),
+                0..200,
+            ),
+            skip in 0usize..40,
+        ) {
+            let haystack = haystack.get(skip..).unwrap_or_default();
+            proptest::prop_assert_eq!(find_byte(b'\n', haystack), memchr::memchr(b'\n', haystack));
         }
     }
 }
