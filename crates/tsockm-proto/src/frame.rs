@@ -215,9 +215,10 @@ impl Frame {
     /// An escaped BODY is resolved in place, in `buf`. When every field fits
     /// in a [`Text`] inline (a health check, a lookup, any short message),
     /// the frame copies them and refers to no buffer: no reference count is
-    /// touched. Otherwise the line is split off `buf`; BODY keeps the line's
-    /// one reference, and only a header field too long to copy takes
-    /// another.
+    /// touched. When only BODY is too long, the header fields are copied
+    /// and BODY alone is split off `buf`, with one reference. A header
+    /// field too long to copy (rare) splits off the whole line, shared by
+    /// that field and BODY.
     ///
     /// Small changes to the order of the steps here have moved the codec
     /// benchmark by 10% (they change how the compiler moves the four
