@@ -1,11 +1,12 @@
-//! Congestion: when the writers as a whole are behind, the registry stops
-//! taking frames until they drain; past the global byte budget, the peers
-//! holding the most lose what they hold.
+//! Congestion: how much the registry takes in between two yields (a
+//! burst); when the writers as a whole are behind, it stops taking frames
+//! until they drain; past the global byte budget, the peers holding the
+//! most lose what they hold.
 
 use tokio::time::Instant;
 
 use super::fanout::PeerKey;
-use super::{Registry, STALL_SCAN_EVERY, STALLED_AFTER};
+use super::{BURST_BYTES, BURST_PUSHES, COMMAND_BURST, Registry, STALL_SCAN_EVERY, STALLED_AFTER};
 use crate::stats::Stats;
 
 /// The last look at which writers are stalled.
@@ -18,6 +19,19 @@ pub(super) struct StallScan {
 }
 
 impl Registry {
+    /// How many commands the next burst may take: [`BURST_PUSHES`] shared
+    /// among the peers, at most [`COMMAND_BURST`] and half a send queue, at
+    /// least one.
+    pub(super) fn burst_commands(&self) -> usize {
+        burst_commands(self.fanout.len(), self.limits.send_queue_frames)
+    }
+
+    /// Whether the broadcasts staged in this burst, times their recipients,
+    /// reach [`BURST_BYTES`]: the burst ends early for large frames.
+    pub(super) fn burst_bytes_reached(&self) -> bool {
+        burst_bytes_reached(self.fanout.staged_bytes(), self.fanout.len())
+    }
+
     /// Whether the writers as a whole are behind: the frames waiting in the
     /// outboxes of writers that make progress average more than 1/64 of a
     /// send queue (64 frames by default), on top of half a queue. (With
@@ -86,5 +100,51 @@ impl Registry {
             }
             while self.backlog.bytes() > target && self.fanout.drop_oldest_kept(key).is_some() {}
         }
+    }
+}
+
+/// [`Registry::burst_commands`] with `n_peers` registered and send queues
+/// of `send_queue_frames`.
+fn burst_commands(n_peers: usize, send_queue_frames: usize) -> usize {
+    (BURST_PUSHES / n_peers.max(1))
+        .min(COMMAND_BURST)
+        .min(send_queue_frames / 2)
+        .max(1)
+}
+
+/// [`Registry::burst_bytes_reached`] with `staged_bytes` staged for
+/// `n_peers`.
+fn burst_bytes_reached(staged_bytes: usize, n_peers: usize) -> bool {
+    staged_bytes.saturating_mul(n_peers) >= BURST_BYTES
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DEFAULT_SEND_QUEUE_FRAMES;
+
+    #[test]
+    fn a_burst_shares_its_pushes_among_the_peers() {
+        let queue = DEFAULT_SEND_QUEUE_FRAMES;
+        assert_eq!(burst_commands(0, queue), COMMAND_BURST);
+        assert_eq!(burst_commands(100, queue), COMMAND_BURST);
+        assert_eq!(burst_commands(1_000, queue), 65);
+        assert_eq!(burst_commands(10_000, queue), 6);
+        assert_eq!(burst_commands(1_000_000, queue), 1);
+        // Never more than half a send queue, never none.
+        assert_eq!(burst_commands(10, 16), 8);
+        assert_eq!(burst_commands(10, 1), 1);
+    }
+
+    #[test]
+    fn a_burst_of_large_frames_ends_at_its_byte_bound() {
+        let max_frame = tsockm_proto::DEFAULT_MAX_FRAME_BYTES;
+        // 500 peers: 16 staged frames of the default largest size fit, not 17.
+        assert!(!burst_bytes_reached(15 * max_frame, 500));
+        assert!(burst_bytes_reached(17 * max_frame, 500));
+        // Frames of 100 bytes: the count binds first.
+        assert!(!burst_bytes_reached(COMMAND_BURST * 100, 500));
+        assert!(!burst_bytes_reached(usize::MAX, 0));
+        assert!(burst_bytes_reached(usize::MAX, 2));
     }
 }

@@ -58,6 +58,8 @@ pub(crate) struct Fanout {
     /// Broadcasts handled but not yet pushed, with the peer to skip and
     /// their place in a cluster's order (`u64::MAX` on a single server).
     staged: Vec<(Option<PeerKey>, u64, Bytes)>,
+    /// The length of the staged broadcasts, summed.
+    staged_bytes: usize,
     /// What is kept for an away peer at most.
     kept_bounds: KeptBounds,
     stats: Arc<Stats>,
@@ -75,6 +77,7 @@ impl Fanout {
             peers: Slab::new(),
             by_id: HashMap::new(),
             staged: Vec::new(),
+            staged_bytes: 0,
             kept_bounds,
             stats,
             backlog,
@@ -193,7 +196,10 @@ impl Fanout {
     /// peers whose `since_seq` is before it get it.
     pub fn deliver_at(&mut self, audience: Audience<'_>, frame: &Bytes, seq: u64) {
         match audience {
-            Audience::Everyone { except } => self.staged.push((except, seq, frame.clone())),
+            Audience::Everyone { except } => {
+                self.staged_bytes += frame.len();
+                self.staged.push((except, seq, frame.clone()));
+            }
             Audience::One(key) => {
                 self.flush();
                 self.push(key, seq, std::iter::once(frame));
@@ -247,12 +253,18 @@ impl Fanout {
         )
     }
 
+    /// The length of the broadcasts staged and not yet pushed, summed.
+    pub fn staged_bytes(&self) -> usize {
+        self.staged_bytes
+    }
+
     /// Pushes the staged broadcasts: per recipient, one lock for all of them.
     pub fn flush(&mut self) {
         if self.staged.is_empty() {
             return;
         }
         let mut staged = std::mem::take(&mut self.staged);
+        self.staged_bytes = 0;
         let mut n_queued = 0;
         let mut n_dropped = 0;
         for (key, peer) in &mut self.peers {
@@ -377,6 +389,25 @@ mod tests {
         fanout.flush();
         assert_eq!(a_out.take_pending(), [b("to all")]);
         assert!(c_out.take_pending().is_empty());
+    }
+
+    #[test]
+    fn staged_bytes_count_the_staged_broadcasts_until_flushed() {
+        let mut fanout = Fanout::new(bounds(8), Arc::default(), Arc::default());
+        let (link, a_out) = online(1, 8);
+        let a = fanout.insert(info("a"), link, 0);
+        assert_eq!(fanout.staged_bytes(), 0);
+        fanout.deliver(Audience::Everyone { except: None }, &b("12345"));
+        fanout.deliver(Audience::Everyone { except: None }, &b("678"));
+        assert_eq!(fanout.staged_bytes(), 8);
+        // A frame for one peer is pushed at once, after the staged ones.
+        fanout.deliver(Audience::One(a), &b("direct"));
+        assert_eq!(fanout.staged_bytes(), 0);
+        assert_eq!(a_out.take_pending(), [b("12345"), b("678"), b("direct")]);
+        fanout.deliver(Audience::Everyone { except: Some(a) }, &b("xy"));
+        assert_eq!(fanout.staged_bytes(), 2);
+        fanout.flush();
+        assert_eq!(fanout.staged_bytes(), 0);
     }
 
     #[test]

@@ -93,12 +93,23 @@ pub type ConnId = u64;
 /// Commands queued for the registry before connection readers wait.
 pub const COMMAND_QUEUE: usize = 4096;
 
-/// Most commands handled back to back before staged broadcasts are pushed.
-pub const COMMAND_BURST: usize = 64;
+/// Most commands handled back to back before staged broadcasts are pushed
+/// (and never more than half a send queue's frames).
+///
+/// Each writer then takes all a burst gave it in one `writev`, so bigger
+/// bursts mean fewer wake-ups and syscalls per delivery: with 500 peers
+/// broadcasting at full speed (workload C), 16 commands a burst gave 6.4M
+/// deliveries/s and 128 gave 9.5M on the same pinned core.
+pub const COMMAND_BURST: usize = 128;
 
 /// Pushes (broadcasts × recipients) a burst of commands may stage before the
 /// registry pushes them and lets the writers run.
-pub const BURST_PUSHES: usize = 8192;
+pub const BURST_PUSHES: usize = 65536;
+
+/// Bytes of pushes (each staged broadcast's length × recipients) a burst may
+/// stage: 8,192 pushes of the largest frame, the most a burst could stage
+/// when it was bounded at 8,192 pushes.
+pub const BURST_BYTES: usize = 128 << 20;
 
 /// Longest the registry stops taking commands while the writers are behind;
 /// then it handles one anyway, so a few stalled peers can only slow it, and
@@ -412,8 +423,11 @@ impl Registry {
                         self.handle(command);
                         // Bound the work between two yields: a burst of
                         // broadcasts costs one push per recipient each.
-                        let burst = (BURST_PUSHES / self.fanout.len().max(1)).clamp(1, COMMAND_BURST);
+                        let burst = self.burst_commands();
                         for _ in 1..burst {
+                            if self.burst_bytes_reached() {
+                                break;
+                            }
                             match self.rx.try_recv() {
                                 Ok(command) => self.handle(command),
                                 Err(_) => break,
