@@ -383,7 +383,13 @@ mod tests {
     #[test]
     fn the_window_boundary() {
         for n in 0..90 {
-            for end in [&b"::body"[..], b":::body", b"::::body", b"::\xc3\xa9\\"] {
+            for end in [
+                &b"::body"[..],
+                b":::body",
+                b"::::body",
+                b"::\xc3\xa9\\",
+                b":",
+            ] {
                 let line = [&b"a::b::c::d::e::"[..], &vec![b'x'; n], end].concat();
                 check(&line);
                 let line = [&vec![b'y'; n], &b"::b::c::d::e::f"[..], end].concat();

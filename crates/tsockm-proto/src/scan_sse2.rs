@@ -8,7 +8,6 @@
 //! `#[target_feature(enable = "sse2")]` function, which Rust requires even
 //! though this file is only compiled where SSE2 is enabled (see its `mod`
 //! line in `lib.rs`).
-#![allow(unsafe_code)]
 
 use std::arch::x86_64::{
     __m128i, _mm_cmpeq_epi8, _mm_movemask_epi8, _mm_or_si128, _mm_set_epi64x, _mm_set1_epi8,
@@ -20,6 +19,7 @@ use crate::scan::{N_SEPARATORS, Scan, WINDOW_BYTES, leftmost_pairs, scan_long};
 /// [`crate::scan::scan`] does; bytes of `window` past the line (more of the
 /// read buffer) may be read but change no answer.
 #[inline(always)]
+#[allow(unsafe_code)]
 pub(crate) fn scan(window: &[u8], len: usize) -> Result<Scan, usize> {
     // SAFETY: `scan_sse2` needs only SSE2, which every build of this file
     // has (the `cfg` on its `mod` line); it touches memory only through
@@ -123,6 +123,7 @@ fn scan_sse2(window: &[u8], len: usize) -> Result<Scan, usize> {
 
 /// The offset of the first `byte` in `haystack`, as `memchr` finds it.
 #[inline(always)]
+#[allow(unsafe_code)]
 pub(crate) fn find_byte(byte: u8, haystack: &[u8]) -> Option<usize> {
     // SAFETY: as in `scan`.
     unsafe { find_byte_sse2(byte, haystack) }

@@ -5,7 +5,7 @@
 
 use tokio::time::Instant;
 
-use super::fanout::PeerKey;
+use super::fanout::{BurstLoad, PeerKey};
 use super::{BURST_BYTES, BURST_PUSHES, COMMAND_BURST, Registry, STALL_SCAN_EVERY, STALLED_AFTER};
 use crate::stats::Stats;
 
@@ -26,10 +26,12 @@ impl Registry {
         burst_commands(self.fanout.len(), self.limits.send_queue_frames)
     }
 
-    /// Whether the broadcasts staged in this burst, times their recipients,
-    /// reach [`BURST_BYTES`]: the burst ends early for large frames.
-    pub(super) fn burst_bytes_reached(&self) -> bool {
-        burst_bytes_reached(self.fanout.staged_bytes(), self.fanout.len())
+    /// Whether this burst has handed out enough bytes to end early (large
+    /// frames): its pushes reach [`BURST_BYTES`], or its frames reach half
+    /// a send queue's bytes (what one recipient may have been given).
+    /// Checked between commands, so one command's frames may go past it.
+    pub(super) fn burst_full(&self) -> bool {
+        burst_full(self.fanout.burst_load(), self.limits.send_queue_bytes)
     }
 
     /// Whether the writers as a whole are behind: the frames waiting in the
@@ -112,16 +114,16 @@ fn burst_commands(n_peers: usize, send_queue_frames: usize) -> usize {
         .max(1)
 }
 
-/// [`Registry::burst_bytes_reached`] with `staged_bytes` staged for
-/// `n_peers`.
-fn burst_bytes_reached(staged_bytes: usize, n_peers: usize) -> bool {
-    staged_bytes.saturating_mul(n_peers) >= BURST_BYTES
+/// [`Registry::burst_full`] with `load` handed out so far and send queues
+/// of `send_queue_bytes`.
+fn burst_full(load: BurstLoad, send_queue_bytes: usize) -> bool {
+    load.push_bytes >= BURST_BYTES || load.frame_bytes >= send_queue_bytes / 2
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::DEFAULT_SEND_QUEUE_FRAMES;
+    use crate::config::{DEFAULT_SEND_QUEUE_BYTES, DEFAULT_SEND_QUEUE_FRAMES};
 
     #[test]
     fn a_burst_shares_its_pushes_among_the_peers() {
@@ -137,14 +139,23 @@ mod tests {
     }
 
     #[test]
-    fn a_burst_of_large_frames_ends_at_its_byte_bound() {
+    fn a_burst_of_large_frames_ends_at_its_byte_bounds() {
+        let queue = DEFAULT_SEND_QUEUE_BYTES;
         let max_frame = tsockm_proto::DEFAULT_MAX_FRAME_BYTES;
-        // 500 peers: 16 staged frames of the default largest size fit, not 17.
-        assert!(!burst_bytes_reached(15 * max_frame, 500));
-        assert!(burst_bytes_reached(17 * max_frame, 500));
-        // Frames of 100 bytes: the count binds first.
-        assert!(!burst_bytes_reached(COMMAND_BURST * 100, 500));
-        assert!(!burst_bytes_reached(usize::MAX, 0));
-        assert!(burst_bytes_reached(usize::MAX, 2));
+        let broadcasts = |n: usize, len: usize, peers: usize| BurstLoad {
+            push_bytes: n * len * peers,
+            frame_bytes: n * len,
+        };
+        // 500 peers: 16 broadcasts of the default largest frame fit in
+        // 128 MiB of pushes, 17 do not.
+        assert!(!burst_full(broadcasts(16, max_frame, 500), queue));
+        assert!(burst_full(broadcasts(17, max_frame, 500), queue));
+        // Frames of 100 bytes: the command count binds first.
+        assert!(!burst_full(broadcasts(COMMAND_BURST, 100, 500), queue));
+        // A small send queue in bytes ends the burst at half of it, even
+        // for one recipient.
+        let small = 64 * 1024;
+        assert!(!burst_full(broadcasts(1, small / 2 - 1, 1), small));
+        assert!(burst_full(broadcasts(1, small / 2, 1), small));
     }
 }

@@ -50,6 +50,27 @@ pub(crate) enum Audience<'a> {
     },
 }
 
+/// What the fan-out handed out during one burst of the registry's commands,
+/// for the burst's bounds.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BurstLoad {
+    /// Bytes of pushes: each frame's length times its recipients.
+    pub push_bytes: usize,
+    /// Bytes of the frames, each counted once: the most any one recipient
+    /// can have been given.
+    pub frame_bytes: usize,
+}
+
+impl BurstLoad {
+    /// Counts a frame of `len` bytes for `recipients` peers.
+    fn add(&mut self, len: usize, recipients: usize) {
+        self.push_bytes = self
+            .push_bytes
+            .saturating_add(len.saturating_mul(recipients));
+        self.frame_bytes = self.frame_bytes.saturating_add(len);
+    }
+}
+
 /// The registered peers and the frames staged for them.
 #[derive(Debug)]
 pub(crate) struct Fanout {
@@ -58,8 +79,8 @@ pub(crate) struct Fanout {
     /// Broadcasts handled but not yet pushed, with the peer to skip and
     /// their place in a cluster's order (`u64::MAX` on a single server).
     staged: Vec<(Option<PeerKey>, u64, Bytes)>,
-    /// The length of the staged broadcasts, summed.
-    staged_bytes: usize,
+    /// What was handed out since the registry's burst began.
+    burst: BurstLoad,
     /// What is kept for an away peer at most.
     kept_bounds: KeptBounds,
     stats: Arc<Stats>,
@@ -77,7 +98,7 @@ impl Fanout {
             peers: Slab::new(),
             by_id: HashMap::new(),
             staged: Vec::new(),
-            staged_bytes: 0,
+            burst: BurstLoad::default(),
             kept_bounds,
             stats,
             backlog,
@@ -195,11 +216,14 @@ impl Fanout {
     /// [`Fanout::deliver`] for an event at `seq` in a cluster's order: only
     /// peers whose `since_seq` is before it get it.
     pub fn deliver_at(&mut self, audience: Audience<'_>, frame: &Bytes, seq: u64) {
+        let recipients = match audience {
+            Audience::Everyone { .. } => self.peers.len(),
+            Audience::One(_) => 1,
+            Audience::Some { members, .. } => members.len(),
+        };
+        self.burst.add(frame.len(), recipients);
         match audience {
-            Audience::Everyone { except } => {
-                self.staged_bytes += frame.len();
-                self.staged.push((except, seq, frame.clone()));
-            }
+            Audience::Everyone { except } => self.staged.push((except, seq, frame.clone())),
             Audience::One(key) => {
                 self.flush();
                 self.push(key, seq, std::iter::once(frame));
@@ -234,6 +258,8 @@ impl Fanout {
         };
         let mut n = 0;
         for frame in frames {
+            // Past the queue's bound on purpose: only the pushes count.
+            self.burst.push_bytes = self.burst.push_bytes.saturating_add(frame.len());
             outbox.push_unbounded(frame);
             n += 1;
         }
@@ -253,9 +279,15 @@ impl Fanout {
         )
     }
 
-    /// The length of the broadcasts staged and not yet pushed, summed.
-    pub fn staged_bytes(&self) -> usize {
-        self.staged_bytes
+    /// Starts counting a new burst's load.
+    pub fn begin_burst(&mut self) {
+        self.burst = BurstLoad::default();
+    }
+
+    /// What was handed out since [`Fanout::begin_burst`], staged broadcasts
+    /// included.
+    pub fn burst_load(&self) -> BurstLoad {
+        self.burst
     }
 
     /// Pushes the staged broadcasts: per recipient, one lock for all of them.
@@ -264,7 +296,6 @@ impl Fanout {
             return;
         }
         let mut staged = std::mem::take(&mut self.staged);
-        self.staged_bytes = 0;
         let mut n_queued = 0;
         let mut n_dropped = 0;
         for (key, peer) in &mut self.peers {
@@ -392,22 +423,37 @@ mod tests {
     }
 
     #[test]
-    fn staged_bytes_count_the_staged_broadcasts_until_flushed() {
+    fn a_burst_counts_every_delivery_across_flushes() {
         let mut fanout = Fanout::new(bounds(8), Arc::default(), Arc::default());
         let (link, a_out) = online(1, 8);
         let a = fanout.insert(info("a"), link, 0);
-        assert_eq!(fanout.staged_bytes(), 0);
+        let (link, _c_out) = online(2, 8);
+        let c = fanout.insert(info("c"), link, 0);
+        let load = |push_bytes, frame_bytes| BurstLoad {
+            push_bytes,
+            frame_bytes,
+        };
+        fanout.begin_burst();
+        assert_eq!(fanout.burst_load(), load(0, 0));
+        // A broadcast counts for every peer, staged or not.
         fanout.deliver(Audience::Everyone { except: None }, &b("12345"));
-        fanout.deliver(Audience::Everyone { except: None }, &b("678"));
-        assert_eq!(fanout.staged_bytes(), 8);
-        // A frame for one peer is pushed at once, after the staged ones.
+        assert_eq!(fanout.burst_load(), load(10, 5));
+        // A frame for one peer flushes the staged ones; nothing is forgotten.
         fanout.deliver(Audience::One(a), &b("direct"));
-        assert_eq!(fanout.staged_bytes(), 0);
-        assert_eq!(a_out.take_pending(), [b("12345"), b("678"), b("direct")]);
-        fanout.deliver(Audience::Everyone { except: Some(a) }, &b("xy"));
-        assert_eq!(fanout.staged_bytes(), 2);
-        fanout.flush();
-        assert_eq!(fanout.staged_bytes(), 0);
+        assert_eq!(fanout.burst_load(), load(16, 11));
+        assert_eq!(a_out.take_pending(), [b("12345"), b("direct")]);
+        let members = [a, c];
+        let room = Audience::Some {
+            members: &members,
+            except: Some(a),
+        };
+        fanout.deliver(room, &b("xy"));
+        assert_eq!(fanout.burst_load(), load(20, 13));
+        // The roster and replays count as pushes only.
+        fanout.deliver_unbounded(a, [b("abc")]);
+        assert_eq!(fanout.burst_load(), load(23, 13));
+        fanout.begin_burst();
+        assert_eq!(fanout.burst_load(), load(0, 0));
     }
 
     #[test]

@@ -94,7 +94,8 @@ pub type ConnId = u64;
 pub const COMMAND_QUEUE: usize = 4096;
 
 /// Most commands handled back to back before staged broadcasts are pushed
-/// (and never more than half a send queue's frames).
+/// (and never more than half a send queue's frames; fewer for many peers
+/// or large frames, see [`BURST_PUSHES`] and [`BURST_BYTES`]).
 ///
 /// Each writer then takes all a burst gave it in one `writev`, so bigger
 /// bursts mean fewer wake-ups and syscalls per delivery: with 500 peers
@@ -106,9 +107,11 @@ pub const COMMAND_BURST: usize = 128;
 /// registry pushes them and lets the writers run.
 pub const BURST_PUSHES: usize = 65536;
 
-/// Bytes of pushes (each staged broadcast's length × recipients) a burst may
-/// stage: 8,192 pushes of the largest frame, the most a burst could stage
-/// when it was bounded at 8,192 pushes.
+/// Bytes of pushes (each frame's length × its audience, broadcasts, room
+/// and direct messages alike) after which a burst ends: 8,192 pushes of the
+/// default largest frame (16 KiB), as much as a burst of broadcasts could
+/// push when it was bounded at 8,192 pushes. A burst also ends once its
+/// frames reach half a send queue's bytes (see `Registry::burst_full`).
 pub const BURST_BYTES: usize = 128 << 20;
 
 /// Longest the registry stops taking commands while the writers are behind;
@@ -222,6 +225,7 @@ struct Limits {
     handshake_timeout: Duration,
     max_rate: u32,
     send_queue_frames: usize,
+    send_queue_bytes: usize,
     max_queued_bytes: usize,
     max_frame_bytes: usize,
     max_rooms_per_peer: usize,
@@ -299,6 +303,7 @@ impl Registry {
                 handshake_timeout: config.handshake_timeout,
                 max_rate: config.max_rate,
                 send_queue_frames: config.send_queue_frames,
+                send_queue_bytes: config.send_queue_bytes,
                 max_queued_bytes: config.max_queued_bytes,
                 max_frame_bytes: config.max_frame_bytes,
                 max_rooms_per_peer: config.max_rooms_per_peer,
@@ -420,12 +425,13 @@ impl Registry {
                 () = link_room(&self.cluster), if link_busy => {}
                 command = self.rx.recv(), if !link_busy => match command {
                     Some(command) => {
+                        self.fanout.begin_burst();
                         self.handle(command);
                         // Bound the work between two yields: a burst of
                         // broadcasts costs one push per recipient each.
                         let burst = self.burst_commands();
                         for _ in 1..burst {
-                            if self.burst_bytes_reached() {
+                            if self.burst_full() {
                                 break;
                             }
                             match self.rx.try_recv() {
