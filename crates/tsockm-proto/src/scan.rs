@@ -83,23 +83,10 @@ pub(crate) fn scan_words(line: &[u8]) -> Result<Scan, usize> {
         backslashes |= has_zero_lane(word ^ BACKSLASHES);
         colons |= lane_bits(colon_lanes(word)) << (8 * k);
     }
-    // Bit `i` set when a `::` starts at byte `i` (the last one may end just
-    // after the window).
-    let colon_after = u64::from(line.get(WINDOW_BYTES) == Some(&b':'));
-    let pairs = colons & ((colons >> 1) | (colon_after << 63));
-    let mut separators = leftmost_pairs(pairs);
-    if separators.count_ones() < N_SEPARATORS as u32 {
-        return if line.len() <= WINDOW_BYTES {
-            Err(separators.count_ones() as usize + 1)
-        } else {
-            scan_long(line)
-        };
-    }
-    let mut starts = [0usize; N_SEPARATORS];
-    for start in &mut starts {
-        *start = separators.trailing_zeros() as usize;
-        separators &= separators - 1;
-    }
+    let starts = match window_separators(line, colons) {
+        Ok(starts) => starts,
+        Err(answer) => return answer,
+    };
     Ok(finish(
         starts,
         words,
@@ -108,6 +95,36 @@ pub(crate) fn scan_words(line: &[u8]) -> Result<Scan, usize> {
         high_bits,
         backslashes,
     ))
+}
+
+/// Where the six separators of `line` start, from `colons`, the colons of
+/// its first [`WINDOW_BYTES`] (bit `i` set when byte `i` is `:`, none past
+/// the line). When the window does not hold all six, gives back what
+/// [`scan`] answers instead: the number of fields of a line that ends
+/// within the window, else the answer of [`scan_long`].
+#[inline(always)]
+pub(crate) fn window_separators(
+    line: &[u8],
+    colons: u64,
+) -> Result<[usize; N_SEPARATORS], Result<Scan, usize>> {
+    // Bit `i` set when a `::` starts at byte `i` (the last one may end just
+    // after the window).
+    let colon_after = u64::from(line.get(WINDOW_BYTES) == Some(&b':'));
+    let pairs = colons & ((colons >> 1) | (colon_after << 63));
+    let mut separators = leftmost_pairs(pairs);
+    if separators.count_ones() < N_SEPARATORS as u32 {
+        return Err(if line.len() <= WINDOW_BYTES {
+            Err(separators.count_ones() as usize + 1)
+        } else {
+            scan_long(line)
+        });
+    }
+    let mut starts = [0usize; N_SEPARATORS];
+    for start in &mut starts {
+        *start = separators.trailing_zeros() as usize;
+        separators &= separators - 1;
+    }
+    Ok(starts)
 }
 
 /// The [`Scan`] of a line whose separators are found, once the words from
@@ -144,7 +161,7 @@ fn finish(
 ///
 /// A run that starts at an even position is found by adding its first bit:
 /// the carry clears the whole run and nothing else.
-pub(crate) fn leftmost_pairs(pairs: u64) -> u64 {
+fn leftmost_pairs(pairs: u64) -> u64 {
     const EVEN: u64 = 0x5555_5555_5555_5555;
     let run_starts = pairs & !(pairs << 1);
     let even_runs = pairs & !pairs.wrapping_add(run_starts & EVEN);
@@ -163,7 +180,7 @@ fn lane_bits(lanes: u64) -> u64 {
 
 /// [`scan`] for a line whose header does not fit the window: word by word,
 /// taking one candidate pair of colons at a time.
-pub(crate) fn scan_long(line: &[u8]) -> Result<Scan, usize> {
+fn scan_long(line: &[u8]) -> Result<Scan, usize> {
     let mut starts = [0usize; N_SEPARATORS];
     let mut n_seps = 0;
     // The first offset where a new separator may start (after the last one).

@@ -13,7 +13,7 @@ use std::arch::x86_64::{
     __m128i, _mm_cmpeq_epi8, _mm_movemask_epi8, _mm_or_si128, _mm_set_epi64x, _mm_set1_epi8,
 };
 
-use crate::scan::{N_SEPARATORS, Scan, WINDOW_BYTES, leftmost_pairs, scan_long};
+use crate::scan::{Scan, WINDOW_BYTES, window_separators};
 
 /// Scans the line of the first `len` bytes of `window` as
 /// [`crate::scan::scan`] does; bytes of `window` past the line (more of the
@@ -78,21 +78,10 @@ fn scan_sse2(window: &[u8], len: usize) -> Result<Scan, usize> {
         backslashes &= in_line;
         high &= in_line;
     }
-    let colon_after = u64::from(line.get(WINDOW_BYTES) == Some(&b':'));
-    let pairs = colons & ((colons >> 1) | (colon_after << 63));
-    let mut separators = leftmost_pairs(pairs);
-    if separators.count_ones() < N_SEPARATORS as u32 {
-        return if line.len() <= WINDOW_BYTES {
-            Err(separators.count_ones() as usize + 1)
-        } else {
-            scan_long(line)
-        };
-    }
-    let mut starts = [0usize; N_SEPARATORS];
-    for start in &mut starts {
-        *start = separators.trailing_zeros() as usize;
-        separators &= separators - 1;
-    }
+    let starts = match window_separators(line, colons) {
+        Ok(starts) => starts,
+        Err(answer) => return answer,
+    };
     let mut has_backslash = backslashes != 0;
     let mut is_ascii = high == 0;
     if let Some(rest) = line.get(WINDOW_BYTES..) {
