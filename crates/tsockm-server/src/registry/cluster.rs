@@ -19,7 +19,7 @@ use super::fanout::PeerKey;
 use super::peer::{Link, PeerInfo};
 use super::{ConnId, Registry};
 use crate::cluster::{ClaimRequest, Entry, LinkHandle, LinkRequest, RestorePeer, Target};
-use crate::identity::{TokenHash, hash_token};
+use crate::identity::{TokenHash, hash_token, unix_ms};
 use crate::store::Conversation;
 
 /// Events kept after they were read, for a resume whose claim was under
@@ -253,7 +253,7 @@ impl Registry {
             author: author_id.clone(),
             name: author_name.clone(),
             text,
-            at_ms: crate::identity::unix_ms(SystemTime::now()),
+            at_ms: unix_ms(SystemTime::now()),
             conversation,
         };
         self.ask(Some(conn_id), Action::Msg, request);

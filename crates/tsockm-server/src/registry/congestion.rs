@@ -19,17 +19,17 @@ pub(super) struct StallScan {
 }
 
 impl Registry {
-    /// How many commands the next burst may take: [`BURST_PUSHES`] shared
-    /// among the peers, at most [`COMMAND_BURST`] and half a send queue, at
-    /// least one.
+    /// How many commands a burst may take at most: [`COMMAND_BURST`], and
+    /// half a send queue, at least one.
     pub(super) fn burst_commands(&self) -> usize {
-        burst_commands(self.fanout.len(), self.limits.send_queue_frames)
+        burst_commands(self.limits.send_queue_frames)
     }
 
-    /// Whether this burst has handed out enough bytes to end early (large
-    /// frames): its pushes reach [`BURST_BYTES`], or its frames reach half
-    /// a send queue's bytes (what one recipient may have been given).
-    /// Checked between commands, so one command's frames may go past it.
+    /// Whether this burst has handed out enough to end before its command
+    /// count (many peers, large frames): its pushes reach [`BURST_PUSHES`]
+    /// or [`BURST_BYTES`], or its frames reach half a send queue's bytes
+    /// (what one recipient may have been given). Checked between commands,
+    /// so one command's frames may go past it.
     pub(super) fn burst_full(&self) -> bool {
         burst_full(self.fanout.burst_load(), self.limits.send_queue_bytes)
     }
@@ -105,19 +105,17 @@ impl Registry {
     }
 }
 
-/// [`Registry::burst_commands`] with `n_peers` registered and send queues
-/// of `send_queue_frames`.
-fn burst_commands(n_peers: usize, send_queue_frames: usize) -> usize {
-    (BURST_PUSHES / n_peers.max(1))
-        .min(COMMAND_BURST)
-        .min(send_queue_frames / 2)
-        .max(1)
+/// [`Registry::burst_commands`] with send queues of `send_queue_frames`.
+fn burst_commands(send_queue_frames: usize) -> usize {
+    COMMAND_BURST.min(send_queue_frames / 2).max(1)
 }
 
 /// [`Registry::burst_full`] with `load` handed out so far and send queues
 /// of `send_queue_bytes`.
 fn burst_full(load: BurstLoad, send_queue_bytes: usize) -> bool {
-    load.push_bytes >= BURST_BYTES || load.frame_bytes >= send_queue_bytes / 2
+    load.pushes >= BURST_PUSHES
+        || load.push_bytes >= BURST_BYTES
+        || load.frame_bytes >= send_queue_bytes / 2
 }
 
 #[cfg(test)]
@@ -125,37 +123,50 @@ mod tests {
     use super::*;
     use crate::config::{DEFAULT_SEND_QUEUE_BYTES, DEFAULT_SEND_QUEUE_FRAMES};
 
+    /// `n` frames of `len` bytes, each for `peers` peers.
+    fn sent(n: usize, len: usize, peers: usize) -> BurstLoad {
+        BurstLoad {
+            pushes: n * peers,
+            push_bytes: n * len * peers,
+            frame_bytes: n * len,
+        }
+    }
+
     #[test]
-    fn a_burst_shares_its_pushes_among_the_peers() {
-        let queue = DEFAULT_SEND_QUEUE_FRAMES;
-        assert_eq!(burst_commands(0, queue), COMMAND_BURST);
-        assert_eq!(burst_commands(100, queue), COMMAND_BURST);
-        assert_eq!(burst_commands(1_000, queue), 65);
-        assert_eq!(burst_commands(10_000, queue), 6);
-        assert_eq!(burst_commands(1_000_000, queue), 1);
-        // Never more than half a send queue, never none.
-        assert_eq!(burst_commands(10, 16), 8);
-        assert_eq!(burst_commands(10, 1), 1);
+    fn a_burst_takes_at_most_its_commands_and_half_a_queue() {
+        assert_eq!(burst_commands(DEFAULT_SEND_QUEUE_FRAMES), COMMAND_BURST);
+        assert_eq!(burst_commands(16), 8);
+        assert_eq!(burst_commands(1), 1);
+    }
+
+    #[test]
+    fn a_burst_for_many_peers_ends_at_its_pushes() {
+        let queue = DEFAULT_SEND_QUEUE_BYTES;
+        // 500 peers: the command count binds first.
+        assert!(!burst_full(sent(COMMAND_BURST, 100, 500), queue));
+        // 1,000 peers: 65 broadcasts, not 66; 10,000 peers: 6, not 7.
+        assert!(!burst_full(sent(65, 100, 1_000), queue));
+        assert!(burst_full(sent(66, 100, 1_000), queue));
+        assert!(!burst_full(sent(6, 100, 10_000), queue));
+        assert!(burst_full(sent(7, 100, 10_000), queue));
+        // Room messages to 10 members each do not end it early.
+        assert!(!burst_full(sent(COMMAND_BURST, 100, 10), queue));
     }
 
     #[test]
     fn a_burst_of_large_frames_ends_at_its_byte_bounds() {
         let queue = DEFAULT_SEND_QUEUE_BYTES;
         let max_frame = tsockm_proto::DEFAULT_MAX_FRAME_BYTES;
-        let broadcasts = |n: usize, len: usize, peers: usize| BurstLoad {
-            push_bytes: n * len * peers,
-            frame_bytes: n * len,
-        };
         // 500 peers: 16 broadcasts of the default largest frame fit in
         // 128 MiB of pushes, 17 do not.
-        assert!(!burst_full(broadcasts(16, max_frame, 500), queue));
-        assert!(burst_full(broadcasts(17, max_frame, 500), queue));
+        assert!(!burst_full(sent(16, max_frame, 500), queue));
+        assert!(burst_full(sent(17, max_frame, 500), queue));
         // Frames of 100 bytes: the command count binds first.
-        assert!(!burst_full(broadcasts(COMMAND_BURST, 100, 500), queue));
+        assert!(!burst_full(sent(COMMAND_BURST, 100, 500), queue));
         // A small send queue in bytes ends the burst at half of it, even
         // for one recipient.
         let small = 64 * 1024;
-        assert!(!burst_full(broadcasts(1, small / 2 - 1, 1), small));
-        assert!(burst_full(broadcasts(1, small / 2, 1), small));
+        assert!(!burst_full(sent(1, small / 2 - 1, 1), small));
+        assert!(burst_full(sent(1, small / 2, 1), small));
     }
 }

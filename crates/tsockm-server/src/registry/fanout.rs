@@ -54,7 +54,9 @@ pub(crate) enum Audience<'a> {
 /// for the burst's bounds.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BurstLoad {
-    /// Bytes of pushes: each frame's length times its recipients.
+    /// Pushes: each frame once per peer of its audience.
+    pub pushes: usize,
+    /// Bytes of pushes: each frame's length times its audience.
     pub push_bytes: usize,
     /// Bytes of the frames, each counted once: the most any one recipient
     /// can have been given.
@@ -64,6 +66,7 @@ pub(crate) struct BurstLoad {
 impl BurstLoad {
     /// Counts a frame of `len` bytes for `recipients` peers.
     fn add(&mut self, len: usize, recipients: usize) {
+        self.pushes = self.pushes.saturating_add(recipients);
         self.push_bytes = self
             .push_bytes
             .saturating_add(len.saturating_mul(recipients));
@@ -216,19 +219,18 @@ impl Fanout {
     /// [`Fanout::deliver`] for an event at `seq` in a cluster's order: only
     /// peers whose `since_seq` is before it get it.
     pub fn deliver_at(&mut self, audience: Audience<'_>, frame: &Bytes, seq: u64) {
-        let recipients = match audience {
-            Audience::Everyone { .. } => self.peers.len(),
-            Audience::One(_) => 1,
-            Audience::Some { members, .. } => members.len(),
-        };
-        self.burst.add(frame.len(), recipients);
         match audience {
-            Audience::Everyone { except } => self.staged.push((except, seq, frame.clone())),
+            Audience::Everyone { except } => {
+                self.burst.add(frame.len(), self.peers.len());
+                self.staged.push((except, seq, frame.clone()));
+            }
             Audience::One(key) => {
+                self.burst.add(frame.len(), 1);
                 self.flush();
                 self.push(key, seq, std::iter::once(frame));
             }
             Audience::Some { members, except } => {
+                self.burst.add(frame.len(), members.len());
                 self.flush();
                 for &key in members {
                     if Some(key) != except {
@@ -259,6 +261,7 @@ impl Fanout {
         let mut n = 0;
         for frame in frames {
             // Past the queue's bound on purpose: only the pushes count.
+            self.burst.pushes = self.burst.pushes.saturating_add(1);
             self.burst.push_bytes = self.burst.push_bytes.saturating_add(frame.len());
             outbox.push_unbounded(frame);
             n += 1;
@@ -429,18 +432,19 @@ mod tests {
         let a = fanout.insert(info("a"), link, 0);
         let (link, _c_out) = online(2, 8);
         let c = fanout.insert(info("c"), link, 0);
-        let load = |push_bytes, frame_bytes| BurstLoad {
+        let load = |pushes, push_bytes, frame_bytes| BurstLoad {
+            pushes,
             push_bytes,
             frame_bytes,
         };
         fanout.begin_burst();
-        assert_eq!(fanout.burst_load(), load(0, 0));
+        assert_eq!(fanout.burst_load(), load(0, 0, 0));
         // A broadcast counts for every peer, staged or not.
         fanout.deliver(Audience::Everyone { except: None }, &b("12345"));
-        assert_eq!(fanout.burst_load(), load(10, 5));
+        assert_eq!(fanout.burst_load(), load(2, 10, 5));
         // A frame for one peer flushes the staged ones; nothing is forgotten.
         fanout.deliver(Audience::One(a), &b("direct"));
-        assert_eq!(fanout.burst_load(), load(16, 11));
+        assert_eq!(fanout.burst_load(), load(3, 16, 11));
         assert_eq!(a_out.take_pending(), [b("12345"), b("direct")]);
         let members = [a, c];
         let room = Audience::Some {
@@ -448,12 +452,12 @@ mod tests {
             except: Some(a),
         };
         fanout.deliver(room, &b("xy"));
-        assert_eq!(fanout.burst_load(), load(20, 13));
+        assert_eq!(fanout.burst_load(), load(5, 20, 13));
         // The roster and replays count as pushes only.
         fanout.deliver_unbounded(a, [b("abc")]);
-        assert_eq!(fanout.burst_load(), load(23, 13));
+        assert_eq!(fanout.burst_load(), load(6, 23, 13));
         fanout.begin_burst();
-        assert_eq!(fanout.burst_load(), load(0, 0));
+        assert_eq!(fanout.burst_load(), load(0, 0, 0));
     }
 
     #[test]

@@ -95,7 +95,8 @@ pub const COMMAND_QUEUE: usize = 4096;
 
 /// Most commands handled back to back before staged broadcasts are pushed
 /// (and never more than half a send queue's frames; fewer for many peers
-/// or large frames, see [`BURST_PUSHES`] and [`BURST_BYTES`]).
+/// or large frames, see [`BURST_PUSHES`] and [`BURST_BYTES`]; the burst's
+/// load is counted by the `Fanout`).
 ///
 /// Each writer then takes all a burst gave it in one `writev`, so bigger
 /// bursts mean fewer wake-ups and syscalls per delivery: with 500 peers
@@ -103,8 +104,8 @@ pub const COMMAND_QUEUE: usize = 4096;
 /// deliveries/s and 128 gave 9.5M on the same pinned core.
 pub const COMMAND_BURST: usize = 128;
 
-/// Pushes (broadcasts × recipients) a burst of commands may stage before the
-/// registry pushes them and lets the writers run.
+/// Pushes (each frame once per peer of its audience) after which a burst
+/// ends, so that the staged broadcasts are pushed and the writers run.
 pub const BURST_PUSHES: usize = 65536;
 
 /// Bytes of pushes (each frame's length × its audience, broadcasts, room

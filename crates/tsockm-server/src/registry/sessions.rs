@@ -13,7 +13,7 @@ use super::fanout::{Audience, PeerKey};
 use super::peer::{Away, Link, PeerInfo};
 use super::timers::Timer;
 use super::{ConnId, Registry};
-use crate::identity::{hash_token, new_token, token_matches};
+use crate::identity::{hash_token, new_token, token_matches, unix_ms};
 use crate::logging::Direction;
 use crate::stats::Stats;
 use crate::wire;
@@ -86,7 +86,7 @@ impl Registry {
                 username: username.clone(),
                 token_hash: hash_token(&token),
                 addr: addr.clone(),
-                since_ms: crate::identity::unix_ms(SystemTime::now()),
+                since_ms: unix_ms(SystemTime::now()),
                 rooms: Vec::new(),
             },
             Link::Online {
