@@ -169,8 +169,8 @@ async fn read_all(mut read: OwnedReadHalf, seen: Arc<Mutex<Seen>>, stop: Cancell
             };
             if frame.kind == Kind::Res
                 && frame.action == Action::Comm
-                && frame.sender_id == "server"
-                && let Some((id, token)) = frame.body.split_once(' ')
+                && frame.sender_id() == "server"
+                && let Some((id, token)) = frame.body().split_once(' ')
                 && let Ok(mut seen) = seen.lock()
             {
                 seen.welcome = Some((id.to_owned(), token.to_owned()));

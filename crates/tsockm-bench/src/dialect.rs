@@ -68,7 +68,7 @@ impl Dialect {
     /// The first bytes a client with this name sends.
     pub fn login(&self, name: &str) -> Bytes {
         match self {
-            Dialect::Tsockm => encode(&Frame::register(name.to_owned())),
+            Dialect::Tsockm => encode(&Frame::register(name)),
             Dialect::Irc { .. } => {
                 Bytes::from(format!("NICK {name}\r\nUSER {name} 0 * :{name}\r\n"))
             }
@@ -79,7 +79,7 @@ impl Dialect {
     /// any; IRC opers up and joins `room` or [`IRC_CHANNEL`].
     pub fn after_registration(&self, name: &str, room: Option<&str>) -> Option<Bytes> {
         match self {
-            Dialect::Tsockm => room.map(|room| encode(&Frame::join(room.to_owned()))),
+            Dialect::Tsockm => room.map(|room| encode(&Frame::join(room))),
             Dialect::Irc { oper, join } => {
                 let mut text = String::new();
                 if let Some((user, password)) = oper {
@@ -127,8 +127,8 @@ impl Dialect {
                 // Empty SENDER_ID and SRC, DST `*` or a valid room name
                 // always validate.
                 let frame = match room {
-                    Some(room) => Frame::direct(room.to_owned(), body.to_owned()),
-                    None => Frame::broadcast(body.to_owned()),
+                    Some(room) => Frame::direct(room, body),
+                    None => Frame::broadcast(body),
                 };
                 let _ = frame.encode(out);
             }
@@ -202,27 +202,21 @@ fn classify_tsockm<'a>(line: &'a [u8], me: &str) -> Event<'a> {
         Err(e) => return Event::Refused(format!("undecodable line from server: {e}")),
     };
     match (frame.kind, frame.action, frame.status) {
-        (Kind::Res, Action::Comm, Status::Ok) if frame.sender_id.as_str() == "server" => {
-            let peer_id = frame.body.split(' ').next().unwrap_or_default();
+        (Kind::Res, Action::Comm, Status::Ok) if frame.sender_id() == "server" => {
+            let peer_id = frame.body().split(' ').next().unwrap_or_default();
             Event::Registered(peer_id.to_owned())
         }
         (Kind::Req, Action::Comm, Status::Ok) => {
-            let id = if me.is_empty() {
-                frame.dst.as_str()
-            } else {
-                me
-            };
-            Event::Reply(encode(&Frame::health_answer(id.to_owned())))
+            let id = if me.is_empty() { frame.dst() } else { me };
+            Event::Reply(encode(&Frame::health_answer(id)))
         }
         (Kind::Err, _, status) => Event::Refused(format!(
             "ERR {} {}: {}",
             frame.action,
             status.as_str(),
-            frame.body.as_str()
+            frame.body()
         )),
-        (Kind::Res, Action::CommEnd, _) => {
-            Event::Refused(format!("COMM_END: {}", frame.body.as_str()))
-        }
+        (Kind::Res, Action::CommEnd, _) => Event::Refused(format!("COMM_END: {}", frame.body())),
         _ => Event::Other,
     }
 }
@@ -304,8 +298,8 @@ mod tests {
             assert_eq!(
                 Dialect::Tsockm.classify(line, "me"),
                 Event::Message {
-                    to: decoded.dst.as_bytes(),
-                    body: decoded.body.as_bytes()
+                    to: decoded.dst().as_bytes(),
+                    body: decoded.body().as_bytes()
                 },
                 "{dst:?}"
             );

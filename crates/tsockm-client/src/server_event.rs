@@ -110,15 +110,11 @@ pub(crate) enum ServerEvent {
 impl ServerEvent {
     /// What `frame` says.
     pub(crate) fn from_frame(frame: Frame) -> ServerEvent {
-        let Frame {
-            kind,
-            action,
-            status,
-            sender_id,
-            src,
-            dst,
-            body,
-        } = frame;
+        let (kind, action, status) = (frame.kind, frame.action, frame.status);
+        let sender_id = Text::from(frame.sender_id());
+        let src = Text::from(frame.src());
+        let dst = Text::from(frame.dst());
+        let body = frame.body_text();
         match kind {
             Kind::Err => {
                 return ServerEvent::Refused {

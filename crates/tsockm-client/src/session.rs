@@ -420,6 +420,7 @@ impl Session {
 
     /// The MSG frame for a message, checked.
     fn message(&self, to: &Conversation, text: impl Into<Text>) -> Result<Frame, SessionError> {
+        let text = text.into();
         let frame = match to {
             Conversation::Lobby => Frame::broadcast(text),
             Conversation::Room(room) => Frame::request(Action::Msg)
@@ -446,27 +447,27 @@ impl Session {
             let state = self.state_rx.borrow();
             (state.id.as_text().clone(), state.username.clone())
         };
-        let text_len = encoded_len(&Frame::request(Action::Msg).with_body(frame.body.clone()))
+        let text_len = encoded_len(&Frame::request(Action::Msg).with_body(frame.body()))
             .saturating_sub(encoded_len(&Frame::request(Action::Msg)));
         // The longest message id is 32 characters; a Unix time in ms has 13
         // digits until the year 2286.
         let msg_id = "x".repeat(32);
-        let conversation = if frame.dst.len() > own_id.len() {
-            frame.dst.clone()
+        let conversation = if frame.dst().len() > own_id.len() {
+            Text::from(frame.dst())
         } else {
             own_id.clone()
         };
         let relayed = Frame::response(Action::Msg)
             .with_sender(own_id.clone())
             .with_src(msg_id.as_str())
-            .with_dst(frame.dst.clone());
+            .with_dst(frame.dst());
         let stored = Frame::response(Action::History)
             .with_sender(own_id)
             .with_src(msg_id.as_str())
             .with_dst(conversation)
             .with_body(format!("{}::{username}::", "9".repeat(13)));
         let overhead = [
-            encoded_len(&Frame::request(Action::Msg).with_dst(frame.dst.clone())),
+            encoded_len(&Frame::request(Action::Msg).with_dst(frame.dst())),
             encoded_len(&relayed),
             encoded_len(&stored),
         ]
@@ -1092,7 +1093,7 @@ impl Task {
                 self.send(frame).await
             }
             Action::Join => {
-                if let Ok(room) = RoomName::parse(&frame.dst) {
+                if let Ok(room) = RoomName::parse(frame.dst()) {
                     self.joining.insert(room, Vec::new());
                 }
                 self.send(frame).await

@@ -275,7 +275,7 @@ async fn the_binary_with_tls_and_a_ca_file_talks_to_another_tls_client() {
     let frame = bob
         .expect_where("alice's message", |f| f.action == Action::Msg)
         .await;
-    assert_eq!(frame.body, "hello over tls");
+    assert_eq!(frame.body(), "hello over tls");
     bob.send(tsockm_proto::Frame::broadcast("hi alice")).await;
     alice.expect("bob: hi alice").await;
     let (code, rest, stderr) = alice.finish().await;

@@ -138,7 +138,7 @@ fn decode_frames(wire: &[u8]) -> usize {
         buf.extend_from_slice(read);
         while let Some(item) = codec.decode(&mut buf).expect("no I/O") {
             let frame = item.expect("the stream is valid");
-            n += frame.body.len() + frame.dst.len();
+            n += frame.body().len() + frame.dst().len();
             black_box(frame);
         }
     }

@@ -1,8 +1,10 @@
 //! [`Frame`]: the seven fields of one protocol line, parsed and encoded.
 //!
-//! Parsing copies the short fields out of the received line (see [`Text`])
-//! and shares the line for a long BODY; encoding writes straight into a
-//! `BytesMut`. This file does no I/O.
+//! A frame keeps its four text fields in one [`Text`], in wire order with
+//! `::` between them, and where each one starts. Parsing takes that part
+//! of the received line as it is: copied when short, shared when long, so
+//! a frame costs at most one reference count however many fields it has.
+//! Encoding writes straight into a `BytesMut`. This file does no I/O.
 
 use std::fmt;
 use std::ops::Range;
@@ -17,12 +19,21 @@ use crate::scan::{N_SEPARATORS, Scan, scan};
 use crate::text::INLINE_BYTES;
 use crate::{Action, BROADCAST, Field, FrameError, Kind, SEPARATOR, Status, Text};
 
+/// The four text fields of a frame with nothing in them.
+const EMPTY_FIELDS: &str = "::::::";
+
 /// One frame: `TYPE::ACTION::STATUS::SENDER_ID::SRC::DST::BODY`.
 ///
-/// `body` holds the *decoded* text (escapes resolved); [`Frame::encode`] and
+/// The first three fields are plain values. The other four are read with
+/// [`Frame::sender_id`], [`Frame::src`], [`Frame::dst`] and [`Frame::body`]
+/// and set with the `with_` builders: they share one buffer, so that a
+/// decoded frame is one reference to the line it came in (or a copy of it,
+/// if short), and a frame is small enough to move cheaply.
+///
+/// BODY is held *decoded* (escapes resolved); [`Frame::encode`] and
 /// `Display` escape it again. `Display` writes the wire form without the
 /// terminating `\n`; [`Frame::encode`] adds it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Frame {
     /// TYPE: request, response or error.
     pub kind: Kind,
@@ -30,14 +41,14 @@ pub struct Frame {
     pub action: Action,
     /// STATUS.
     pub status: Status,
-    /// SENDER_ID: who the frame speaks for (may be empty).
-    pub sender_id: Text,
-    /// SRC: where the frame comes from (may be empty).
-    pub src: Text,
-    /// DST: the recipient (may be empty).
-    pub dst: Text,
-    /// BODY: the text, decoded (may be empty, may contain `::` and newlines).
-    pub body: Text,
+    /// SENDER_ID, SRC, DST and BODY, in this order, with `::` after each
+    /// of the first three (which may themselves hold `::`: `starts`, not
+    /// the separators, says where each field lies).
+    fields: Text,
+    /// Where SRC, DST and BODY start in `fields`. SENDER_ID starts at 0,
+    /// each of the first three ends two bytes before the next starts, and
+    /// BODY runs to the end.
+    starts: [usize; 3],
 }
 
 impl Frame {
@@ -47,10 +58,35 @@ impl Frame {
             kind,
             action,
             status,
-            sender_id: Text::new(),
-            src: Text::new(),
-            dst: Text::new(),
-            body: Text::new(),
+            fields: Text::from_static(EMPTY_FIELDS),
+            starts: [2, 4, 6],
+        }
+    }
+
+    /// A frame of all seven fields, in wire order, in one buffer: what the
+    /// four `with_` builders in a row give, with one copy instead of four.
+    pub fn from_fields(
+        kind: Kind,
+        action: Action,
+        status: Status,
+        [sender_id, src, dst, body]: [&str; 4],
+    ) -> Self {
+        let sep = SEPARATOR.len();
+        let src_start = sender_id.len() + sep;
+        let dst_start = src_start + src.len() + sep;
+        let body_start = dst_start + dst.len() + sep;
+        let mut fields = String::with_capacity(body_start + body.len());
+        for header in [sender_id, src, dst] {
+            fields.push_str(header);
+            fields.push_str(SEPARATOR);
+        }
+        fields.push_str(body);
+        Frame {
+            kind,
+            action,
+            status,
+            fields: Text::from(fields),
+            starts: [src_start, dst_start, body_start],
         }
     }
 
@@ -65,84 +101,127 @@ impl Frame {
     }
 
     /// `ERR::<action>::<status>` with `reason` as BODY.
-    pub fn error(action: Action, status: Status, reason: impl Into<Text>) -> Self {
+    pub fn error(action: Action, status: Status, reason: impl AsRef<str>) -> Self {
         Frame::new(Kind::Err, action, status).with_body(reason)
     }
 
+    /// SENDER_ID: who the frame speaks for (may be empty).
+    #[inline]
+    pub fn sender_id(&self) -> &str {
+        &self.fields[..self.starts[0] - SEPARATOR.len()]
+    }
+
+    /// SRC: where the frame comes from (may be empty).
+    #[inline]
+    pub fn src(&self) -> &str {
+        &self.fields[self.starts[0]..self.starts[1] - SEPARATOR.len()]
+    }
+
+    /// DST: the recipient (may be empty).
+    #[inline]
+    pub fn dst(&self) -> &str {
+        &self.fields[self.starts[1]..self.starts[2] - SEPARATOR.len()]
+    }
+
+    /// BODY: the text, decoded (may be empty, may contain `::` and newlines).
+    #[inline]
+    pub fn body(&self) -> &str {
+        &self.fields[self.starts[2]..]
+    }
+
+    /// BODY as a [`Text`] of its own, sharing the frame's buffer when it is
+    /// long (a received message's text can be kept without a copy).
+    pub fn body_text(&self) -> Text {
+        self.fields.slice(self.starts[2]..self.fields.len())
+    }
+
+    /// SENDER_ID, SRC, DST and BODY.
+    #[inline]
+    fn texts(&self) -> [&str; 4] {
+        [self.sender_id(), self.src(), self.dst(), self.body()]
+    }
+
+    /// This frame with field `k` (0 for SENDER_ID to 3 for BODY) set.
+    fn with_text(self, k: usize, value: &str) -> Self {
+        let mut texts = self.texts();
+        texts[k] = value;
+        Frame::from_fields(self.kind, self.action, self.status, texts)
+    }
+
     /// Sets SENDER_ID.
-    pub fn with_sender(mut self, sender_id: impl Into<Text>) -> Self {
-        self.sender_id = sender_id.into();
-        self
+    pub fn with_sender(self, sender_id: impl AsRef<str>) -> Self {
+        self.with_text(0, sender_id.as_ref())
     }
 
     /// Sets SRC.
-    pub fn with_src(mut self, src: impl Into<Text>) -> Self {
-        self.src = src.into();
-        self
+    pub fn with_src(self, src: impl AsRef<str>) -> Self {
+        self.with_text(1, src.as_ref())
     }
 
     /// Sets DST.
-    pub fn with_dst(mut self, dst: impl Into<Text>) -> Self {
-        self.dst = dst.into();
-        self
+    pub fn with_dst(self, dst: impl AsRef<str>) -> Self {
+        self.with_text(2, dst.as_ref())
     }
 
     /// Sets BODY.
-    pub fn with_body(mut self, body: impl Into<Text>) -> Self {
-        self.body = body.into();
-        self
+    pub fn with_body(self, body: impl AsRef<str>) -> Self {
+        self.with_text(3, body.as_ref())
     }
 
     // Requests a client sends.
 
     /// Registration: `REQ::COMM::200::::::::<username>`.
-    pub fn register(username: impl Into<Text>) -> Self {
+    pub fn register(username: impl AsRef<str>) -> Self {
         Frame::request(Action::Comm).with_body(username)
     }
 
     /// Resume: `REQ::COMM::200::<peer_id>::::::<resume_token>`.
-    pub fn resume(peer_id: impl Into<Text>, resume_token: impl Into<Text>) -> Self {
-        Frame::request(Action::Comm)
-            .with_sender(peer_id)
-            .with_body(resume_token)
+    pub fn resume(peer_id: impl AsRef<str>, resume_token: impl AsRef<str>) -> Self {
+        Frame::resume_after(peer_id, "", resume_token)
     }
 
     /// Resume naming the last message id received (v2):
     /// `REQ::COMM::200::<peer_id>::<last_msg_id>::::<resume_token>`.
     pub fn resume_after(
-        peer_id: impl Into<Text>,
-        last_msg_id: impl Into<Text>,
-        resume_token: impl Into<Text>,
+        peer_id: impl AsRef<str>,
+        last_msg_id: impl AsRef<str>,
+        resume_token: impl AsRef<str>,
     ) -> Self {
-        Frame::resume(peer_id, resume_token).with_src(last_msg_id)
+        Frame::from_fields(
+            Kind::Req,
+            Action::Comm,
+            Status::Ok,
+            [
+                peer_id.as_ref(),
+                last_msg_id.as_ref(),
+                "",
+                resume_token.as_ref(),
+            ],
+        )
     }
 
     /// Broadcast message: `REQ::MSG::200::::::*::<text>`.
-    pub fn broadcast(text: impl Into<Text>) -> Self {
-        Frame::request(Action::Msg)
-            .with_dst(Text::from_static(BROADCAST))
-            .with_body(text)
+    pub fn broadcast(text: impl AsRef<str>) -> Self {
+        Frame::direct(BROADCAST, text)
     }
 
     /// Direct message: `REQ::MSG::200::::::<peer_id>::<text>`.
-    pub fn direct(peer_id: impl Into<Text>, text: impl Into<Text>) -> Self {
-        Frame::request(Action::Msg)
-            .with_dst(peer_id)
-            .with_body(text)
+    pub fn direct(peer_id: impl AsRef<str>, text: impl AsRef<str>) -> Self {
+        Frame::request(Action::Msg).with_to(peer_id.as_ref(), text.as_ref())
     }
 
     /// Lookup: `REQ::GET_PEER::200::::::::<peer_id>`.
-    pub fn get_peer(peer_id: impl Into<Text>) -> Self {
+    pub fn get_peer(peer_id: impl AsRef<str>) -> Self {
         Frame::request(Action::GetPeer).with_body(peer_id)
     }
 
     /// Join a room (v2): `REQ::JOIN::200::::::<#room>::`.
-    pub fn join(room: impl Into<Text>) -> Self {
+    pub fn join(room: impl AsRef<str>) -> Self {
         Frame::request(Action::Join).with_dst(room)
     }
 
     /// Leave a room (v2): `REQ::PART::200::::::<#room>::`.
-    pub fn part(room: impl Into<Text>) -> Self {
+    pub fn part(room: impl AsRef<str>) -> Self {
         Frame::request(Action::Part).with_dst(room)
     }
 
@@ -154,14 +233,12 @@ impl Frame {
     /// Stored messages (v2): `REQ::HISTORY::200::::::<conversation>::<query>`,
     /// the conversation `*`, a `#room` or a peer id, the query `<n>`,
     /// `<n> before <msg_id>` or `<n> after <msg_id>`.
-    pub fn history(conversation: impl Into<Text>, query: impl Into<Text>) -> Self {
-        Frame::request(Action::History)
-            .with_dst(conversation)
-            .with_body(query)
+    pub fn history(conversation: impl AsRef<str>, query: impl AsRef<str>) -> Self {
+        Frame::request(Action::History).with_to(conversation.as_ref(), query.as_ref())
     }
 
     /// The server password (v2): `REQ::AUTH::200::::::::<password>`.
-    pub fn auth(password: impl Into<Text>) -> Self {
+    pub fn auth(password: impl AsRef<str>) -> Self {
         Frame::request(Action::Auth).with_body(password)
     }
 
@@ -171,17 +248,24 @@ impl Frame {
     }
 
     /// Answer to a health check: `RES::COMM::200::<peer_id>::::::OK`.
-    pub fn health_answer(peer_id: impl Into<Text>) -> Self {
-        Frame::response(Action::Comm)
-            .with_sender(peer_id)
-            .with_body(Text::from_static("OK"))
+    pub fn health_answer(peer_id: impl AsRef<str>) -> Self {
+        Frame::from_fields(
+            Kind::Res,
+            Action::Comm,
+            Status::Ok,
+            [peer_id.as_ref(), "", "", "OK"],
+        )
+    }
+
+    /// This frame with only DST and BODY set.
+    fn with_to(self, dst: &str, body: &str) -> Self {
+        Frame::from_fields(self.kind, self.action, self.status, ["", "", dst, body])
     }
 
     /// Parses one line, without its terminator.
     ///
-    /// Fields of up to 23 bytes are copied into the frame (see [`Text`]);
-    /// longer ones share `line`'s buffer, and a long BODY without escapes
-    /// keeps `line`'s own reference. This is what
+    /// The frame keeps the part of `line` after STATUS: a copy if it is
+    /// short (see [`Text`]), else `line`'s own buffer. This is what
     /// [`FrameCodec`](crate::FrameCodec) does for each line; it does not
     /// check the length limit or treat blank lines specially. Errors are
     /// checked in the order of the contract: UTF-8, field count, TYPE,
@@ -189,40 +273,39 @@ impl Frame {
     /// otherwise well-formed frame).
     pub fn from_line(mut line: Bytes) -> Result<Frame, FrameError> {
         let head = Head::parse(&line, line.len())?;
-        let [sender_id, src, dst] = head.headers();
-        let (sender_id, src, dst) = (
-            header_text(&line, sender_id),
-            header_text(&line, src),
-            header_text(&line, dst),
-        );
-        let body_start = head.body_start();
+        let fields_start = head.fields_start();
         // `has_backslash` may be a false alarm from a header field.
-        let body = if head.has_backslash && memchr(b'\\', &line[body_start..]).is_some() {
-            Text::from(unescape(&String::from_utf8_lossy(&line[body_start..])))
-        } else if line.len() - body_start <= INLINE_BYTES {
-            Text::inline_checked(&line[body_start..], line.len() - body_start)
+        let body = &line[head.body_start()..];
+        if head.has_backslash && memchr(b'\\', body).is_some() {
+            let body = unescape(&String::from_utf8_lossy(body));
+            let [sender_id, src, dst] = head.headers().map(|range| &line[range]);
+            let [sender_id, src, dst] =
+                [sender_id, src, dst].map(|field| String::from_utf8_lossy(field));
+            return Ok(Frame::from_fields(
+                head.kind,
+                head.action,
+                head.status,
+                [&sender_id, &src, &dst, &body],
+            ));
+        }
+        let fields = if line.len() - fields_start <= INLINE_BYTES {
+            Text::inline_checked(&line[fields_start..], line.len() - fields_start)
         } else {
-            line.advance(body_start);
+            line.advance(fields_start);
             Text::from_checked(line)
         };
-        Ok(head.into_frame(sender_id, src, dst, body))
+        Ok(head.into_frame(fields))
     }
 
     /// Parses the line of `len` bytes at the start of `buf`, then removes
     /// `consumed` bytes (the line and its terminator) from `buf`, whatever
     /// the outcome.
     ///
-    /// An escaped BODY is resolved in place, in `buf`. When every field fits
-    /// in a [`Text`] inline (a health check, a lookup, any short message),
-    /// the frame copies them and refers to no buffer: no reference count is
-    /// touched. When only BODY is too long, the header fields are copied
-    /// and BODY alone is split off `buf`, with one reference. A header
-    /// field too long to copy (rare) splits off the whole line, shared by
-    /// that field and BODY.
-    ///
-    /// Small changes to the order of the steps here have moved the codec
-    /// benchmark by 10% (they change how the compiler moves the four
-    /// `Text`s into the frame); measure before reordering.
+    /// An escaped BODY is resolved in place, in `buf`. When the four text
+    /// fields together fit in a [`Text`] inline (a health check, a lookup,
+    /// a short message), the frame copies them and refers to no buffer: no
+    /// reference count is touched. Otherwise they are split off `buf`, with
+    /// one reference.
     #[inline(always)]
     pub(crate) fn take_line(
         buf: &mut BytesMut,
@@ -236,74 +319,50 @@ impl Frame {
                 return Err(e);
             }
         };
-        let body_start = head.body_start();
-        let mut body_end = len;
+        let fields_start = head.fields_start();
+        let mut end = len;
         if head.has_backslash {
-            body_end = body_start + unescape_in_place(&mut buf[body_start..len]);
+            let body_start = head.body_start();
+            end = body_start + unescape_in_place(&mut buf[body_start..len]);
         }
-        let [sender_id, src, dst] = head.headers();
-        let fits = |range: &Range<usize>| range.len() <= INLINE_BYTES;
-        let body_inline = body_end - body_start <= INLINE_BYTES;
-        if fits(&sender_id) && fits(&src) && fits(&dst) {
-            // Each window runs on past the line, into whatever else is
-            // buffered, so that a copy is of a fixed size more often.
-            let window: &[u8] = buf;
-            let inline =
-                |range: Range<usize>| Text::inline_checked(&window[range.start..], range.len());
-            let (sender_id, src, dst) = (inline(sender_id), inline(src), inline(dst));
-            if body_inline {
-                let body = Text::inline_checked(&window[body_start..], body_end - body_start);
-                buf.advance(consumed);
-                return Ok(head.into_frame(sender_id, src, dst, body));
-            }
-            buf.advance(body_start);
-            let body = Text::from_checked(buf.split_to(body_end - body_start).freeze());
-            buf.advance(consumed - body_end);
-            return Ok(head.into_frame(sender_id, src, dst, body));
-        }
-        let mut line = buf.split_to(consumed).freeze();
-        let (sender_id, src, dst) = (
-            header_text(&line, sender_id),
-            header_text(&line, src),
-            header_text(&line, dst),
-        );
-        let body = if body_inline {
-            Text::inline_checked(&line[body_start..], body_end - body_start)
+        let fields = if end - fields_start <= INLINE_BYTES {
+            // The window runs on past the line, into whatever else is
+            // buffered, so that the copy is of a fixed size more often.
+            let fields = Text::inline_checked(&buf[fields_start..], end - fields_start);
+            buf.advance(consumed);
+            fields
         } else {
-            line.truncate(body_end);
-            line.advance(body_start);
-            Text::from_checked(line)
+            buf.advance(fields_start);
+            let fields = Text::from_checked(buf.split_to(end - fields_start).freeze());
+            buf.advance(consumed - end);
+            fields
         };
-        Ok(head.into_frame(sender_id, src, dst, body))
+        Ok(head.into_frame(fields))
     }
 
     /// Checks that SENDER_ID, SRC and DST can be written unambiguously: no
     /// `::`, CR or LF, and no leading or trailing `:`.
     pub fn validate(&self) -> Result<(), FrameError> {
-        self.check_headers(&self.header_bytes())
+        let [sender_id, src, dst, _] = self.texts();
+        check_headers([sender_id, src, dst])
     }
 
     /// Appends the wire form, terminated by `\n`, to `dst`.
     ///
     /// Fails, writing nothing, if [`Frame::validate`] fails.
     pub fn encode(&self, dst: &mut BytesMut) -> Result<(), FrameError> {
-        // Each field's bytes are looked up once, for the checks, the length
-        // and the copy.
-        let headers = self.header_bytes();
-        let body = self.body.as_bytes();
-        self.check_headers(&headers)?;
+        self.validate()?;
+        let body = self.body().as_bytes();
         let sep = SEPARATOR.as_bytes();
-        dst.reserve(self.encoded_len_estimate(&headers, body));
+        dst.reserve(self.encoded_len_estimate());
         dst.put_slice(self.kind.as_str().as_bytes());
         dst.put_slice(sep);
         dst.put_slice(self.action.as_str().as_bytes());
         dst.put_slice(sep);
         dst.put_slice(self.status.as_str().as_bytes());
-        for header in headers {
-            dst.put_slice(sep);
-            dst.put_slice(header);
-        }
         dst.put_slice(sep);
+        // The three headers, each with the separator after it.
+        dst.put_slice(&self.fields.as_bytes()[..self.starts[2]]);
         if needs_escape(body) {
             escape_into(body, dst);
         } else {
@@ -318,54 +377,50 @@ impl Frame {
     /// The server encodes a broadcast once with this and hands clones of the
     /// result to every recipient.
     pub fn to_bytes(&self) -> Result<Bytes, FrameError> {
-        let headers = self.header_bytes();
-        let estimate = self.encoded_len_estimate(&headers, self.body.as_bytes());
-        let mut buf = BytesMut::with_capacity(estimate);
+        let mut buf = BytesMut::with_capacity(self.encoded_len_estimate());
         self.encode(&mut buf)?;
         Ok(buf.freeze())
     }
 
-    /// SENDER_ID, SRC and DST as bytes.
-    #[inline(always)]
-    fn header_bytes(&self) -> [&[u8]; 3] {
-        [
-            self.sender_id.as_bytes(),
-            self.src.as_bytes(),
-            self.dst.as_bytes(),
-        ]
-    }
-
-    /// [`Frame::validate`] of this frame's `headers` (from
-    /// [`Frame::header_bytes`]).
-    #[inline(always)]
-    fn check_headers(&self, headers: &[&[u8]; 3]) -> Result<(), FrameError> {
-        for (k, header) in headers.iter().enumerate() {
-            if let Some(problem) = header_problem(header) {
-                let (field, value) = [
-                    (Field::SenderId, &self.sender_id),
-                    (Field::Src, &self.src),
-                    (Field::Dst, &self.dst),
-                ][k];
-                return Err(FrameError::InvalidField {
-                    field,
-                    value: quote(value),
-                    problem,
-                });
-            }
-        }
-        Ok(())
-    }
-
     /// The encoded length if BODY needs no escaping (a lower bound otherwise).
     #[inline(always)]
-    fn encoded_len_estimate(&self, headers: &[&[u8]; 3], body: &[u8]) -> usize {
+    fn encoded_len_estimate(&self) -> usize {
         self.kind.as_str().len()
             + self.action.as_str().len()
             + self.status.as_str().len()
-            + headers.iter().map(|header| header.len()).sum::<usize>()
-            + body.len()
-            + 6 * SEPARATOR.len()
+            + 3 * SEPARATOR.len()
+            + self.fields.len()
             + 1
+    }
+}
+
+/// [`Frame::validate`] of SENDER_ID, SRC and DST.
+fn check_headers(headers: [&str; 3]) -> Result<(), FrameError> {
+    let names = [Field::SenderId, Field::Src, Field::Dst];
+    for (field, header) in names.into_iter().zip(headers) {
+        if let Some(problem) = header_problem(header.as_bytes()) {
+            return Err(FrameError::InvalidField {
+                field,
+                value: quote(header),
+                problem,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Shows the seven fields by name.
+impl fmt::Debug for Frame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Frame")
+            .field("kind", &self.kind)
+            .field("action", &self.action)
+            .field("status", &self.status)
+            .field("sender_id", &self.sender_id())
+            .field("src", &self.src())
+            .field("dst", &self.dst())
+            .field("body", &self.body())
+            .finish()
     }
 }
 
@@ -427,17 +482,26 @@ impl Head {
         self.seps[N_SEPARATORS - 1] + SEPARATOR.len()
     }
 
-    /// The frame of these first three fields and the other four.
+    /// Where SENDER_ID starts: the four text fields run from here to the
+    /// end of the line.
     #[inline(always)]
-    fn into_frame(self, sender_id: Text, src: Text, dst: Text, body: Text) -> Frame {
+    fn fields_start(&self) -> usize {
+        self.seps[2] + SEPARATOR.len()
+    }
+
+    /// The frame of these first three fields and `fields`, the line from
+    /// [`Head::fields_start`] on (with BODY decoded).
+    #[inline(always)]
+    fn into_frame(self, fields: Text) -> Frame {
+        // Separators 3, 4 and 5 end SENDER_ID, SRC and DST.
+        let start = self.fields_start() - SEPARATOR.len();
+        let [sender_id_end, src_end, dst_end] = [self.seps[3], self.seps[4], self.seps[5]];
         Frame {
             kind: self.kind,
             action: self.action,
             status: self.status,
-            sender_id,
-            src,
-            dst,
-            body,
+            fields,
+            starts: [sender_id_end - start, src_end - start, dst_end - start],
         }
     }
 }
@@ -459,17 +523,6 @@ fn check_utf8(line: &[u8]) -> Result<(), FrameError> {
         Err(e) => Err(FrameError::InvalidUtf8 {
             valid_up_to: e.valid_up_to(),
         }),
-    }
-}
-
-/// A field of `line`, already checked to be UTF-8, as a [`Text`]: copied
-/// if it fits inline (nearly always), else a slice sharing `line`'s buffer.
-#[inline(always)]
-fn header_text(line: &Bytes, range: Range<usize>) -> Text {
-    if range.len() <= INLINE_BYTES {
-        Text::inline_checked(&line[range.start..], range.len())
-    } else {
-        Text::from_checked(line.slice(range))
     }
 }
 
@@ -504,10 +557,13 @@ impl fmt::Display for Frame {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}::{}::{}::{}::{}::{}::",
-            self.kind, self.action, self.status, self.sender_id, self.src, self.dst
+            "{}::{}::{}::{}",
+            self.kind,
+            self.action,
+            self.status,
+            &self.fields[..self.starts[2]]
         )?;
-        escape_fmt(&self.body, f)
+        escape_fmt(self.body(), f)
     }
 }
 
@@ -573,6 +629,35 @@ mod tests {
         );
     }
 
+    /// The builders set one field each, in any order, and the fields read
+    /// back as set, even a header holding `::` (which `encode` refuses).
+    #[test]
+    fn fields_read_back_as_set() {
+        let texts = ["", "s::rc", "d", "b::ody"];
+        let frame = Frame::new(Kind::Err, Action::Msg, Status::NotFound)
+            .with_body(texts[3])
+            .with_dst(texts[2])
+            .with_src(texts[1])
+            .with_sender(texts[0]);
+        assert_eq!(frame.texts(), texts);
+        let whole = Frame::from_fields(Kind::Err, Action::Msg, Status::NotFound, texts);
+        assert_eq!(frame, whole);
+        assert_eq!(frame.body_text(), "b::ody");
+        assert!(frame.validate().is_err());
+
+        let long = "é".repeat(30);
+        let frame = frame.with_sender("id").with_body(&long);
+        assert_eq!(frame.texts(), ["id", "s::rc", "d", long.as_str()]);
+        assert_eq!(frame.body_text(), long);
+        assert_eq!(
+            format!("{frame:?}"),
+            format!(
+                "Frame {{ kind: Err, action: Msg, status: NotFound, sender_id: \"id\", \
+                 src: \"s::rc\", dst: \"d\", body: {long:?} }}"
+            )
+        );
+    }
+
     #[test]
     fn encode_refuses_ambiguous_headers() {
         let mut buf = BytesMut::new();
@@ -619,29 +704,34 @@ mod tests {
         }
     }
 
-    /// Short fields are copied out of the line, so a small frame keeps no
-    /// buffer alive; a long BODY shares the line it came in.
+    /// A frame whose four text fields are short is a copy that keeps no
+    /// buffer alive; a longer one shares the line it came in, all four
+    /// fields in one buffer.
     #[test]
-    fn short_fields_are_copied_and_a_long_body_shared() {
+    fn short_frames_are_copied_and_long_ones_shared() {
         use tokio_util::codec::Decoder;
         let long = "x".repeat(100);
-        let input = format!("RES::MSG::200::abcdefghij::127.0.0.1:6969::*::{long}\n");
-        let line = Bytes::from(input.trim_end().to_owned());
-        let within = |text: &Text| line.as_ptr_range().contains(&text.as_ptr());
-        let frame = Frame::from_line(line.clone()).expect("valid");
-        assert!(!within(&frame.sender_id) && !within(&frame.src));
-        assert!(within(&frame.body));
+        let short_input = "REQ::GET_PEER::200::::::::abcdefghij\n";
+        let long_input = format!("RES::MSG::200::abcdefghij::127.0.0.1:6969::*::{long}\n");
+        for (input, shared) in [(short_input, false), (long_input.as_str(), true)] {
+            let line = Bytes::copy_from_slice(input.trim_end().as_bytes());
+            let within = |text: &str| line.as_ptr_range().contains(&text.as_ptr());
+            let frame = Frame::from_line(line.clone()).expect("valid");
+            assert_eq!(within(frame.sender_id()), shared, "{input}");
+            assert_eq!(within(frame.body()), shared, "{input}");
 
-        let mut buf = BytesMut::from(input.as_bytes());
-        let received = buf.as_ptr_range();
-        let within = |text: &Text| received.contains(&text.as_ptr());
-        let frame = crate::FrameCodec::new()
-            .decode(&mut buf)
-            .expect("no I/O")
-            .expect("a line")
-            .expect("valid");
-        assert!(!within(&frame.sender_id) && !within(&frame.src) && !within(&frame.dst));
-        assert!(within(&frame.body));
-        assert_eq!(frame.body, long);
+            let mut buf = BytesMut::from(input.as_bytes());
+            let received = buf.as_ptr_range();
+            let within = |text: &str| received.contains(&text.as_ptr());
+            let decoded = crate::FrameCodec::new()
+                .decode(&mut buf)
+                .expect("no I/O")
+                .expect("a line")
+                .expect("valid");
+            assert_eq!(within(decoded.sender_id()), shared, "{input}");
+            assert_eq!(within(decoded.body()), shared, "{input}");
+            assert_eq!(decoded, frame);
+        }
+        assert!(std::mem::size_of::<Frame>() <= 64);
     }
 }

@@ -10,13 +10,16 @@
 //! I/O and starts no runtime; it only turns bytes into [`Frame`]s and back.
 //!
 //! - [`Frame`] (`frame.rs`): the seven fields, constructors for the common
-//!   frames, parsing from a line and encoding to one.
+//!   frames, parsing from a line and encoding to one. TYPE, ACTION and
+//!   STATUS are public fields; SENDER_ID, SRC, DST and BODY are read with
+//!   methods and set with builders, because they share one buffer: a
+//!   decoded frame holds the part of its line after STATUS, copied if short
+//!   and shared (one reference count) if long.
 //! - [`Kind`], [`Action`] (`vocabulary.rs`) and [`Status`] (`status.rs`): the
 //!   closed vocabularies of the first three fields.
 //! - [`Text`] (`text.rs`): a cheap-to-clone UTF-8 string, kept inline when
-//!   short (header fields are copied out of the received line, with no
-//!   reference count) and sharing a buffer when long (a long BODY shares
-//!   the received line).
+//!   short and sharing a buffer when long (a frame's fields, a long BODY
+//!   kept with [`Frame::body_text`]).
 //! - `scan.rs`, `scan_sse2.rs` and `escape.rs` (internal): finding a line's
 //!   end and one pass over it (separators, ASCII, backslashes), with SSE2 on
 //!   x86-64 and a word at a time elsewhere; and BODY escaping.
@@ -33,7 +36,7 @@
 //! assert_eq!(frame.kind, Kind::Req);
 //! assert_eq!(frame.action, Action::Msg);
 //! assert_eq!(frame.status, Status::Ok);
-//! assert_eq!(frame.body, "hello :: world");
+//! assert_eq!(frame.body(), "hello :: world");
 //! assert_eq!(frame.to_string(), "REQ::MSG::200::::::*::hello :: world");
 //! # Ok::<(), tsockm_proto::FrameError>(())
 //! ```
@@ -55,7 +58,7 @@
 //! client.send(Frame::join("#rust")).await?;
 //! let frame = server.next().await.expect("a frame")??;
 //! assert_eq!(frame.action, Action::Join);
-//! assert_eq!(frame.dst, "#rust");
+//! assert_eq!(frame.dst(), "#rust");
 //! assert_eq!(frame.to_string(), "REQ::JOIN::200::::::#rust::");
 //! # Ok(())
 //! # }

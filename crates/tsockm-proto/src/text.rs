@@ -1,21 +1,21 @@
 //! [`Text`]: an immutable UTF-8 string that is cheap to make and to clone.
 //!
-//! A frame holds four of them, and the decoder makes them for every line
-//! it reads. Header fields (ids, addresses, `*`) are short: a `Text` of up
-//! to [`INLINE_BYTES`] bytes keeps its bytes in place, so making one is a
-//! small copy, and cloning or dropping it touches no reference count. A
-//! longer text is a [`Bytes`]: the received line's own buffer for a long
-//! BODY, a `String`'s allocation, or a `'static` string. This file must
-//! never let a `Text` hold bytes that are not valid UTF-8: every public
-//! constructor starts from a `str` or validates, and the crate-internal
-//! ones take bytes their callers have checked.
+//! A frame keeps its four text fields in one of them, and the decoder
+//! makes one for every line it reads. A `Text` of up to [`INLINE_BYTES`]
+//! bytes keeps its bytes in place, so making one is a small copy, and
+//! cloning or dropping it touches no reference count. A longer text is a
+//! [`Bytes`]: the received line's own buffer, a `String`'s allocation, or a
+//! `'static` string. This file must never let a `Text` hold bytes that are
+//! not valid UTF-8: every public constructor starts from a `str` or
+//! validates, and the crate-internal ones take bytes their callers have
+//! checked.
 #![allow(unsafe_code)]
 
 use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::ops::Deref;
+use std::ops::{Deref, Range};
 
 use bytes::Bytes;
 
@@ -120,6 +120,23 @@ impl Text {
         match &self.0 {
             Repr::Inline { len, buf } => &buf[..usize::from(*len)],
             Repr::Shared(bytes) => bytes,
+        }
+    }
+
+    /// The bytes in `range` as a text of their own: copied if short, else
+    /// sharing this text's buffer. `range` must lie on character
+    /// boundaries.
+    pub(crate) fn slice(&self, range: Range<usize>) -> Text {
+        debug_assert!(self.as_str().is_char_boundary(range.start));
+        debug_assert!(self.as_str().is_char_boundary(range.end));
+        match &self.0 {
+            Repr::Shared(bytes) if range.len() > INLINE_BYTES => {
+                Text(Repr::Shared(bytes.slice(range)))
+            }
+            _ => {
+                let len = range.len();
+                Text::inline_checked(&self.as_bytes()[range.start..range.end], len)
+            }
         }
     }
 

@@ -84,7 +84,13 @@ fn render(items: &[Item]) -> String {
         .map(|item| match item {
             Ok(f) => format!(
                 "{} {} {} {:?} {:?} {:?} {:?}",
-                f.kind, f.action, f.status, f.sender_id, f.src, f.dst, f.body
+                f.kind,
+                f.action,
+                f.status,
+                f.sender_id(),
+                f.src(),
+                f.dst(),
+                f.body()
             ),
             Err(e) => {
                 assert_eq!(e.action(), Action::None, "errors are answered with NONE");

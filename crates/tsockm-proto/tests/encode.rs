@@ -85,7 +85,7 @@ fn unknown_escapes_are_relayed_escaped() {
             .with_sender("abcdefghij")
             .with_src("127.0.0.1:6969")
             .with_dst("*")
-            .with_body(frame.body);
+            .with_body(frame.body());
         assert_eq!(
             encode(&relay),
             format!("RES::MSG::200::abcdefghij::127.0.0.1:6969::*::{relayed}\n"),

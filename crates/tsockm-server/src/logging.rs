@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::fmt;
 
 use tracing_subscriber::EnvFilter;
-use tsockm_proto::{Action, Frame, Kind, SERVER_ID, Text};
+use tsockm_proto::{Action, Frame, Kind, SERVER_ID};
 
 use crate::config::LogMode;
 
@@ -84,7 +84,7 @@ impl FrameLog {
                 frame.kind,
                 frame.action,
                 frame.status,
-                frame.body.len()
+                frame.body().len()
             ),
             LogMode::Dev | LogMode::Silent => {
                 tracing::info!("{arrow} {who} {}", Redacted(frame));
@@ -106,20 +106,17 @@ impl fmt::Display for Redacted<'_> {
         let secret = match frame.action {
             Action::Auth if request => Some(""),
             // A resume: the peer id in SENDER_ID, the token in BODY.
-            Action::Comm if request && !frame.sender_id.is_empty() => Some(""),
+            Action::Comm if request && !frame.sender_id().is_empty() => Some(""),
             // The answer to a registration or resume: `<id> <token>`.
-            Action::Comm if frame.kind == Kind::Res && frame.sender_id == SERVER_ID => {
-                Some(frame.body.split_once(' ').map_or("", |(id, _)| id))
+            Action::Comm if frame.kind == Kind::Res && frame.sender_id() == SERVER_ID => {
+                Some(frame.body().split_once(' ').map_or("", |(id, _)| id))
             }
             _ => None,
         };
         match secret {
             None => write!(f, "{frame}"),
             Some(kept) => {
-                let header = Frame {
-                    body: Text::new(),
-                    ..frame.clone()
-                };
+                let header = frame.clone().with_body("");
                 let space = if kept.is_empty() { "" } else { " " };
                 write!(f, "{header}{kept}{space}***")
             }

@@ -17,12 +17,8 @@ pub struct Wire {
 const ROSTER_LINE_PREFIX: &[u8] = b"RES::NTFY_JOIN::200::";
 
 impl Wire {
-    fn server(&self, kind: Kind, action: Action, status: Status, dst: &Text, body: Text) -> Frame {
-        Frame::new(kind, action, status)
-            .with_sender(Text::from_static(SERVER_ID))
-            .with_src(self.srv.clone())
-            .with_dst(dst.clone())
-            .with_body(body)
+    fn server(&self, kind: Kind, action: Action, status: Status, dst: &str, body: &str) -> Frame {
+        Frame::from_fields(kind, action, status, [SERVER_ID, &self.srv, dst, body])
     }
 
     /// `ERR::<action>::<status>::server::<srv>::<dst>::<reason>`.
@@ -31,9 +27,9 @@ impl Wire {
         action: Action,
         status: Status,
         dst: &Text,
-        reason: impl Into<Text>,
+        reason: impl AsRef<str>,
     ) -> Frame {
-        self.server(Kind::Err, action, status, dst, reason.into())
+        self.server(Kind::Err, action, status, dst, reason.as_ref())
     }
 
     /// The registration or resume answer: `RES::COMM::200::server::<srv>::<client addr>::<id> <token>`.
@@ -43,33 +39,28 @@ impl Wire {
             Action::Comm,
             Status::Ok,
             client_addr,
-            Text::from(format!("{peer_id} {token}")),
+            &format!("{peer_id} {token}"),
         )
     }
 
     /// The answer to an accepted AUTH: `RES::AUTH::200::server::<srv>::<client addr>::OK`.
     pub fn auth_ok(&self, client_addr: &Text) -> Frame {
-        self.server(
-            Kind::Res,
-            Action::Auth,
-            Status::Ok,
-            client_addr,
-            Text::from_static("OK"),
-        )
+        self.server(Kind::Res, Action::Auth, Status::Ok, client_addr, "OK")
     }
 
     /// The answer to ROOMS: `RES::ROOMS::200::server::<srv>::<id>::<lines>`.
-    pub fn rooms(&self, peer_id: &Text, lines: Text) -> Frame {
+    pub fn rooms(&self, peer_id: &Text, lines: &str) -> Frame {
         self.server(Kind::Res, Action::Rooms, Status::Ok, peer_id, lines)
     }
 
     /// A relayed message: `RES::MSG::200::<author>::<msg_id>::<dst>::<text>`.
     pub fn relayed(&self, author: &Text, msg_id: &Text, dst: &Text, text: &Text) -> Frame {
-        Frame::response(Action::Msg)
-            .with_sender(author.clone())
-            .with_src(msg_id.clone())
-            .with_dst(dst.clone())
-            .with_body(text.clone())
+        Frame::from_fields(
+            Kind::Res,
+            Action::Msg,
+            Status::Ok,
+            [author, msg_id, dst, text],
+        )
     }
 
     /// One stored message answering HISTORY:
@@ -83,11 +74,13 @@ impl Wire {
         username: &str,
         text: &str,
     ) -> Frame {
-        Frame::response(Action::History)
-            .with_sender(Text::from(author))
-            .with_src(Text::from(msg_id))
-            .with_dst(conversation.clone())
-            .with_body(Text::from(format!("{at_ms}::{username}::{text}")))
+        let body = format!("{at_ms}::{username}::{text}");
+        Frame::from_fields(
+            Kind::Res,
+            Action::History,
+            Status::Ok,
+            [author, msg_id, conversation, &body],
+        )
     }
 
     /// The end of a HISTORY answer:
@@ -99,39 +92,34 @@ impl Wire {
             Action::History,
             Status::Ok,
             conversation,
-            Text::from(format!("end {count}{more}")),
+            &format!("end {count}{more}"),
         )
     }
 
     /// A health check: `REQ::COMM::200::server::<srv>::<id>::check?`.
     pub fn health_check(&self, peer_id: &Text) -> Frame {
-        self.server(
-            Kind::Req,
-            Action::Comm,
-            Status::Ok,
-            peer_id,
-            Text::from_static("check?"),
-        )
+        self.server(Kind::Req, Action::Comm, Status::Ok, peer_id, "check?")
     }
 
     /// `RES::COMM_END::200::server::<srv>::<id>::<reason>`.
-    pub fn comm_end(&self, peer_id: &Text, reason: impl Into<Text>) -> Frame {
+    pub fn comm_end(&self, peer_id: &Text, reason: impl AsRef<str>) -> Frame {
         self.server(
             Kind::Res,
             Action::CommEnd,
             Status::Ok,
             peer_id,
-            reason.into(),
+            reason.as_ref(),
         )
     }
 
     /// A frame speaking for a peer: `RES::<action>::200::<peer id>::<srv>::<dst>::<body>`.
     pub fn about_peer(&self, action: Action, peer_id: &Text, dst: &Text, body: &Text) -> Frame {
-        Frame::response(action)
-            .with_sender(peer_id.clone())
-            .with_src(self.srv.clone())
-            .with_dst(dst.clone())
-            .with_body(body.clone())
+        Frame::from_fields(
+            Kind::Res,
+            action,
+            Status::Ok,
+            [peer_id, &self.srv, dst, body],
+        )
     }
 
     /// Appends one roster line for a newcomer to `out`:

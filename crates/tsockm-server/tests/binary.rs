@@ -123,7 +123,7 @@ async fn console_answers_on_stdout_and_the_server_outlives_stdin() {
     let mut bob = TestClient::joined(server.addr, "bob", 1).await;
     bob.send(tsockm_proto::Frame::broadcast("still up")).await;
     alice
-        .expect_where("bob's message", |f| f.body == "still up")
+        .expect_where("bob's message", |f| f.body() == "still up")
         .await;
     server.child.start_kill().unwrap();
 }
@@ -152,7 +152,9 @@ async fn sigterm_ends_every_session_and_exits_zero() {
     let mut server = spawn(&[]).await;
     let mut alice = TestClient::joined(server.addr, "alice", 0).await;
     let mut bob = TestClient::joined(server.addr, "bob", 1).await;
-    alice.expect_where("bob joined", |f| f.body == "bob").await;
+    alice
+        .expect_where("bob joined", |f| f.body() == "bob")
+        .await;
     let pid = server.child.id().unwrap().to_string();
     let status = std::process::Command::new("kill")
         .args(["-TERM", &pid])
@@ -163,7 +165,7 @@ async fn sigterm_ends_every_session_and_exits_zero() {
         let end = client
             .expect_frame(Kind::Res, Action::CommEnd, Status::Ok)
             .await;
-        assert!(end.body.starts_with("server shutting down"), "{end}");
+        assert!(end.body().starts_with("server shutting down"), "{end}");
         client.expect_closed().await;
     }
     assert_eq!(exit_code(&mut server.child).await, 0);
@@ -216,7 +218,7 @@ async fn log_of_a_session(args: &[&str], rust_log: Option<&str>) -> String {
     alice
         .send(tsockm_proto::Frame::broadcast("hello log"))
         .await;
-    bob.expect_where("alice's message", |f| f.body == "hello log")
+    bob.expect_where("alice's message", |f| f.body() == "hello log")
         .await;
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(b":exit\n").await.unwrap();

@@ -57,42 +57,36 @@ async fn peers_on_two_nodes_see_one_server() {
     let join = alice
         .expect_where("bob joined", |f| f.action == Action::NtfyJoin)
         .await;
+    assert_eq!((join.sender_id(), join.body()), (bob.id.as_str(), "bob"));
     assert_eq!(
-        (join.sender_id.as_str(), join.body.as_str()),
-        (bob.id.as_str(), "bob")
-    );
-    assert_eq!(
-        join.src,
+        join.src(),
         a.srv.as_str(),
         "SRC is the node the client talks to"
     );
     let mut carol = a.joined("carol", 2).await;
-    bob.expect_where("carol joined", |f| f.body == "carol")
+    bob.expect_where("carol joined", |f| f.body() == "carol")
         .await;
     alice
-        .expect_where("carol joined", |f| f.body == "carol")
+        .expect_where("carol joined", |f| f.body() == "carol")
         .await;
 
     // A broadcast from node a reaches b's peers and a's others, one id.
     alice.send(Frame::broadcast("hello cluster")).await;
     let at_b = bob.expect_where("the broadcast", is_msg).await;
     let at_a = carol.expect_where("the broadcast", is_msg).await;
-    assert_eq!(at_b.body, "hello cluster");
-    assert!(is_message_id(&at_b.src), "{at_b}");
-    assert_eq!(at_a.src, at_b.src);
+    assert_eq!(at_b.body(), "hello cluster");
+    assert!(is_message_id(at_b.src()), "{at_b}");
+    assert_eq!(at_a.src(), at_b.src());
 
     // A direct message across nodes, and GET_PEER of a peer on another node.
     bob.send(Frame::direct(alice.id.clone(), "psst")).await;
     let dm = alice.expect_where("the direct message", is_msg).await;
-    assert_eq!(
-        (dm.dst.as_str(), dm.body.as_str()),
-        (alice.id.as_str(), "psst")
-    );
+    assert_eq!((dm.dst(), dm.body()), (alice.id.as_str(), "psst"));
     bob.send(Frame::get_peer(carol.id.clone())).await;
     let found = bob
         .expect_where("GET_PEER", |f| f.action == Action::GetPeer)
         .await;
-    assert_eq!(found.body, "carol");
+    assert_eq!(found.body(), "carol");
     bob.send(Frame::direct("nobody1234", "lost")).await;
     bob.expect_where("404", |f| {
         f.kind == Kind::Err && f.status == Status::NotFound
@@ -104,24 +98,24 @@ async fn peers_on_two_nodes_see_one_server() {
     let own = bob
         .expect_where("own JOIN", |f| f.action == Action::Join)
         .await;
-    assert_eq!(own.dst, "#ops");
+    assert_eq!(own.dst(), "#ops");
     alice.send(Frame::join("#ops")).await;
     let roster = alice
         .expect_where("the roster", |f| f.action == Action::Join)
         .await;
-    assert_eq!(roster.sender_id, bob.id.as_str());
+    assert_eq!(roster.sender_id(), bob.id.as_str());
     let own = alice
         .expect_where("own JOIN", |f| f.action == Action::Join)
         .await;
-    assert_eq!(own.sender_id, alice.id.as_str());
+    assert_eq!(own.sender_id(), alice.id.as_str());
     let told = bob
         .expect_where("alice joined #ops", |f| f.action == Action::Join)
         .await;
-    assert_eq!(told.sender_id, alice.id.as_str());
+    assert_eq!(told.sender_id(), alice.id.as_str());
     alice.send(Frame::join("#ops")).await;
     alice
         .expect_where("roster again", |f| {
-            f.action == Action::Join && f.sender_id == bob.id.as_str()
+            f.action == Action::Join && f.sender_id() == bob.id.as_str()
         })
         .await;
     alice
@@ -135,10 +129,7 @@ async fn peers_on_two_nodes_see_one_server() {
         )
         .await;
     let room_msg = bob.expect_where("the room message", is_msg).await;
-    assert_eq!(
-        (room_msg.dst.as_str(), room_msg.body.as_str()),
-        ("#ops", "ops only")
-    );
+    assert_eq!((room_msg.dst(), room_msg.body()), ("#ops", "ops only"));
     carol
         .send(
             Frame::new(Kind::Req, Action::Msg, Status::Ok)
@@ -153,17 +144,17 @@ async fn peers_on_two_nodes_see_one_server() {
     let rooms = carol
         .expect_where("ROOMS", |f| f.action == Action::Rooms)
         .await;
-    assert_eq!(rooms.body, "#ops 2");
+    assert_eq!(rooms.body(), "#ops 2");
     carol.send(Frame::history("*", "10")).await;
     let item = carol
         .expect_where("an item", |f| f.action == Action::History)
         .await;
-    assert_eq!(item.src, at_b.src);
-    assert!(item.body.ends_with("::alice::hello cluster"), "{item}");
+    assert_eq!(item.src(), at_b.src());
+    assert!(item.body().ends_with("::alice::hello cluster"), "{item}");
     let end = carol
         .expect_where("the end", |f| f.action == Action::History)
         .await;
-    assert_eq!(end.body, "end 1");
+    assert_eq!(end.body(), "end 1");
 
     // :list shows every peer with its node; :info the cluster.
     let listed = a.console_line(":list").await;
@@ -182,7 +173,7 @@ async fn peers_on_two_nodes_see_one_server() {
     let kill = bob
         .expect_where("carol left", |f| f.action == Action::NtfyKill)
         .await;
-    assert_eq!(kill.sender_id, carol.id.as_str());
+    assert_eq!(kill.sender_id(), carol.id.as_str());
     a.stop().await;
     b.stop().await;
 }
@@ -224,7 +215,7 @@ async fn three_nodes_deliver_everything_once_in_one_order() {
         let mut order = Vec::new();
         for _ in 0..5 * N {
             let f = client.expect_where("a broadcast", is_msg).await;
-            let (author, n) = f.body.split_once(':').unwrap();
+            let (author, n) = f.body().split_once(':').unwrap();
             let author: usize = author.parse().unwrap();
             assert_ne!(author, i, "an author got its own broadcast");
             let expected = next.entry(author).or_insert(0usize);
@@ -234,7 +225,7 @@ async fn three_nodes_deliver_everything_once_in_one_order() {
                 "order of author {author} at {i}"
             );
             *expected += 1;
-            order.push(f.body.to_string());
+            order.push(f.body().to_string());
         }
         orders.push(order);
     }
@@ -269,7 +260,9 @@ async fn a_session_resumes_on_another_node() {
     let b = node(&redis, "b").await;
     let mut alice = a.joined("alice", 0).await;
     let mut bob = b.joined("bob", 1).await;
-    alice.expect_where("bob joined", |f| f.body == "bob").await;
+    alice
+        .expect_where("bob joined", |f| f.body() == "bob")
+        .await;
     bob.send(Frame::broadcast("one")).await;
     let one = alice.expect_where("one", is_msg).await;
     let (id, token) = (alice.id.clone(), alice.token.clone());
@@ -282,23 +275,23 @@ async fn a_session_resumes_on_another_node() {
     bob.send(Frame::direct(id.clone(), "three")).await;
 
     let mut back = TestClient::connect(b.addr).await;
-    back.send(Frame::resume_after(id.clone(), one.src.to_string(), token))
+    back.send(Frame::resume_after(id.clone(), one.src(), token))
         .await;
     let welcome = back.expect_frame(Kind::Res, Action::Comm, Status::Ok).await;
-    assert!(welcome.body.starts_with(&format!("{id} ")), "{welcome}");
+    assert!(welcome.body().starts_with(&format!("{id} ")), "{welcome}");
     let mut bodies = Vec::new();
     for _ in 0..2 {
         bodies.push(
             back.expect_where("what it missed", is_msg)
                 .await
-                .body
+                .body()
                 .to_string(),
         );
     }
     assert_eq!(bodies, ["two", "three"]);
     // It is on node b now, and no one saw it leave or join.
     bob.send(Frame::broadcast("four")).await;
-    assert_eq!(back.expect_where("four", is_msg).await.body, "four");
+    assert_eq!(back.expect_where("four", is_msg).await.body(), "four");
     bob.expect_silence(Duration::from_millis(300)).await;
     b.wait_for_peers("alice online on b", |peers| {
         peers
@@ -347,7 +340,7 @@ async fn kept_frames_follow_a_session_to_another_node() {
     })
     .await;
     let number = |msg: &Frame| -> usize {
-        let number = msg.body.split(' ').next().and_then(|n| n.parse().ok());
+        let number = msg.body().split(' ').next().and_then(|n| n.parse().ok());
         number.expect("a numbered message")
     };
     let mut numbers = Vec::new();
@@ -394,7 +387,7 @@ async fn a_resume_elsewhere_takes_over_an_open_session() {
     let end = alice
         .expect_where("COMM_END", |f| f.action == Action::CommEnd)
         .await;
-    assert_eq!(end.body, "resumed elsewhere");
+    assert_eq!(end.body(), "resumed elsewhere");
     alice.expect_closed().await;
     // A wrong token on any node is 404.
     let mut thief = TestClient::connect(a.addr).await;
@@ -468,7 +461,7 @@ async fn a_dead_nodes_peers_resume_elsewhere_or_are_removed_once() {
     let eve = TestClient::joined(c.addr, "eve", 3).await;
     for watcher in [&mut watcher_a, &mut watcher_b] {
         watcher
-            .expect_where("eve joined", |f| f.body == "eve")
+            .expect_where("eve joined", |f| f.body() == "eve")
             .await;
     }
     c.child.start_kill().unwrap();
@@ -488,13 +481,13 @@ async fn a_dead_nodes_peers_resume_elsewhere_or_are_removed_once() {
         let kill = watcher
             .expect_where("eve removed", |f| f.action == Action::NtfyKill)
             .await;
-        assert_eq!(kill.sender_id, eve.id.as_str());
+        assert_eq!(kill.sender_id(), eve.id.as_str());
         watcher.expect_silence(Duration::from_millis(1500)).await;
     }
     let kill = back
         .expect_where("eve removed", |f| f.action == Action::NtfyKill)
         .await;
-    assert_eq!(kill.sender_id, eve.id.as_str());
+    assert_eq!(kill.sender_id(), eve.id.as_str());
     a.stop().await;
     b.stop().await;
 }
@@ -510,16 +503,18 @@ async fn a_stopping_nodes_peers_are_announced_gone_at_once() {
     let b = node(&redis, "b").await;
     let mut alice = a.joined("alice", 0).await;
     let mut bob = b.joined("bob", 1).await;
-    alice.expect_where("bob joined", |f| f.body == "bob").await;
+    alice
+        .expect_where("bob joined", |f| f.body() == "bob")
+        .await;
     b.stop().await;
     let end = bob
         .expect_where("COMM_END", |f| f.action == Action::CommEnd)
         .await;
-    assert!(end.body.starts_with("server shutting down"), "{end}");
+    assert!(end.body().starts_with("server shutting down"), "{end}");
     let kill = alice
         .expect_where("bob gone", |f| f.action == Action::NtfyKill)
         .await;
-    assert_eq!(kill.sender_id, bob.id.as_str());
+    assert_eq!(kill.sender_id(), bob.id.as_str());
     a.stop().await;
 }
 
@@ -535,9 +530,11 @@ async fn an_unreachable_redis_is_503_then_recovered() {
     let b = node(&redis, "b").await;
     let mut alice = a.joined("alice", 0).await;
     let mut bob = b.joined("bob", 1).await;
-    alice.expect_where("bob joined", |f| f.body == "bob").await;
+    alice
+        .expect_where("bob joined", |f| f.body() == "bob")
+        .await;
     alice.send(Frame::broadcast("before")).await;
-    assert_eq!(bob.expect_where("before", is_msg).await.body, "before");
+    assert_eq!(bob.expect_where("before", is_msg).await.body(), "before");
     redis.kill();
     // Until a node notices, a message may still be taken (and then kept
     // until Redis is back); once it has, MSG is refused with 503.
@@ -572,7 +569,7 @@ async fn an_unreachable_redis_is_503_then_recovered() {
         let got = tokio::time::timeout(Duration::from_millis(500), async {
             loop {
                 let f = bob.expect_where("a message", is_msg).await;
-                if f.body == "after" {
+                if f.body() == "after" {
                     return;
                 }
             }
@@ -585,7 +582,7 @@ async fn an_unreachable_redis_is_503_then_recovered() {
     }
     carol
         .expect_where("bob in carol's roster", |f| {
-            f.action == Action::NtfyJoin && f.body == "bob"
+            f.action == Action::NtfyJoin && f.body() == "bob"
         })
         .await;
     a.stop().await;
@@ -603,7 +600,9 @@ async fn an_emptied_redis_gets_the_peers_back() {
     let b = node(&redis, "b").await;
     let mut alice = a.joined("alice", 0).await;
     let mut bob = b.joined("bob", 1).await;
-    alice.expect_where("bob joined", |f| f.body == "bob").await;
+    alice
+        .expect_where("bob joined", |f| f.body() == "bob")
+        .await;
     bob.send(Frame::join("#r")).await;
     bob.expect_where("own JOIN", |f| f.action == Action::Join)
         .await;
@@ -622,7 +621,7 @@ async fn an_emptied_redis_gets_the_peers_back() {
                 tokio::time::timeout(Duration::from_millis(300), carol.next_item()).await
             {
                 if f.action == Action::NtfyJoin {
-                    seen.push(f.body.to_string());
+                    seen.push(f.body().to_string());
                 }
             }
             if seen.contains(&"alice".to_owned()) && seen.contains(&"bob".to_owned()) {
@@ -635,7 +634,7 @@ async fn an_emptied_redis_gets_the_peers_back() {
     drop(carol);
     alice.send(Frame::broadcast("new")).await;
     let new = bob.expect_where("new", is_msg).await;
-    assert_ne!(new.src, old.src, "ids stay unique");
+    assert_ne!(new.src(), old.src(), "ids stay unique");
     a.stop().await;
     b.stop().await;
 }
@@ -678,17 +677,19 @@ async fn the_console_kills_a_peer_on_another_node() {
     let b = node(&redis, "b").await;
     let mut alice = a.joined("alice", 0).await;
     let mut bob = b.joined("bob", 1).await;
-    alice.expect_where("bob joined", |f| f.body == "bob").await;
+    alice
+        .expect_where("bob joined", |f| f.body() == "bob")
+        .await;
     let answer = a.console_line(&format!(":kill {}", bob.id)).await;
     assert!(answer.contains(&bob.id), "{answer}");
     let end = bob
         .expect_where("COMM_END", |f| f.action == Action::CommEnd)
         .await;
-    assert_eq!(end.body, "removed by the server operator");
+    assert_eq!(end.body(), "removed by the server operator");
     let kill = alice
         .expect_where("bob gone", |f| f.action == Action::NtfyKill)
         .await;
-    assert_eq!(kill.sender_id, bob.id.as_str());
+    assert_eq!(kill.sender_id(), bob.id.as_str());
     match a.console(ConsoleRequest::List).await {
         ConsoleReply::List(peers) => assert_eq!(peers.len(), 1),
         other => panic!("{other:?}"),

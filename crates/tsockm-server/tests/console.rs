@@ -14,7 +14,9 @@ async fn list_shows_every_peer_with_its_state() {
     assert_eq!(server.console_line(":list").await, "no peers");
     let mut alice = server.joined("alice", 0).await;
     let bob = server.joined("bob", 1).await;
-    alice.expect_where("bob joined", |f| f.body == "bob").await;
+    alice
+        .expect_where("bob joined", |f| f.body() == "bob")
+        .await;
     let bob_addr = bob.local_addr().to_string();
     let bob_id = bob.id.clone();
     drop(bob);
@@ -56,26 +58,21 @@ async fn kill_removes_one_peer_with_comm_end_and_ntfy_kill() {
     let server = start().await;
     let mut alice = server.joined("alice", 0).await;
     let mut bob = server.joined("bob", 1).await;
-    alice.expect_where("bob joined", |f| f.body == "bob").await;
+    alice
+        .expect_where("bob joined", |f| f.body() == "bob")
+        .await;
     let answer = server.console_line(&format!(":kill {}", bob.id)).await;
     assert!(answer.contains(&bob.id), "{answer}");
     let end = bob
         .expect_frame(Kind::Res, Action::CommEnd, Status::Ok)
         .await;
-    assert_eq!(
-        (end.sender_id.as_str(), end.dst.as_str()),
-        ("server", bob.id.as_str())
-    );
+    assert_eq!((end.sender_id(), end.dst()), ("server", bob.id.as_str()));
     bob.expect_closed().await;
     let kill = alice
         .expect_frame(Kind::Res, Action::NtfyKill, Status::Ok)
         .await;
     assert_eq!(
-        (
-            kill.sender_id.as_str(),
-            kill.dst.as_str(),
-            kill.body.as_str()
-        ),
+        (kill.sender_id(), kill.dst(), kill.body()),
         (bob.id.as_str(), "*", "bob")
     );
     let unknown = server.console_line(":kill nobody12345").await;
@@ -91,7 +88,9 @@ async fn kill_all_removes_everyone_and_bare_kill_removes_no_one() {
     let server = start().await;
     let mut alice = server.joined("alice", 0).await;
     let mut bob = server.joined("bob", 1).await;
-    alice.expect_where("bob joined", |f| f.body == "bob").await;
+    alice
+        .expect_where("bob joined", |f| f.body() == "bob")
+        .await;
 
     let usage = server.console_line(":kill").await;
     assert!(
@@ -119,7 +118,9 @@ async fn info_reports_address_uptime_counts_and_traffic() {
     let server = start().await;
     let mut alice = server.joined("alice", 0).await;
     let _bob = server.joined("bob", 1).await;
-    alice.expect_where("bob joined", |f| f.body == "bob").await;
+    alice
+        .expect_where("bob joined", |f| f.body() == "bob")
+        .await;
     // An answered bad frame shows the registry knows the unregistered lurker.
     let mut lurker = server.client().await;
     lurker.send_raw(b"x\n").await;
@@ -153,7 +154,9 @@ async fn ping_reports_who_answered() {
     .await;
     let mut alice = server.joined("alice", 0).await;
     let mut bob = server.joined("bob", 1).await;
-    alice.expect_where("bob joined", |f| f.body == "bob").await;
+    alice
+        .expect_where("bob joined", |f| f.body() == "bob")
+        .await;
     let alice_id = alice.id.clone();
     let answering = tokio::spawn(async move {
         let check = alice
@@ -161,7 +164,7 @@ async fn ping_reports_who_answered() {
                 f.kind == Kind::Req && f.action == Action::Comm
             })
             .await;
-        assert_eq!(check.body, "check?");
+        assert_eq!(check.body(), "check?");
         alice.send(Frame::health_answer(alice.id.clone())).await;
         alice
     });
@@ -177,7 +180,7 @@ async fn ping_reports_who_answered() {
         "{report}"
     );
     let _alice = answering.await.unwrap();
-    bob.expect_where("bob's check", |f| f.body == "check?")
+    bob.expect_where("bob's check", |f| f.body() == "check?")
         .await;
     bob.send_raw(b"\r\n").await;
     let one = server.console_line(&format!(":ping {}", bob.id)).await;
@@ -227,7 +230,9 @@ async fn exit_ends_every_session_without_ntfy_kill() {
     let server = start().await;
     let mut alice = server.joined("alice", 0).await;
     let mut bob = server.joined("bob", 1).await;
-    alice.expect_where("bob joined", |f| f.body == "bob").await;
+    alice
+        .expect_where("bob joined", |f| f.body() == "bob")
+        .await;
     let mut stranger = server.client().await;
     let stranger_addr = stranger.local_addr().to_string();
     // Make sure the stranger's connection is known before shutting down.
@@ -238,14 +243,14 @@ async fn exit_ends_every_session_without_ntfy_kill() {
         let end = client
             .expect_frame(Kind::Res, Action::CommEnd, Status::Ok)
             .await;
-        assert!(end.body.starts_with("server shutting down"), "{end}");
+        assert!(end.body().starts_with("server shutting down"), "{end}");
         client.expect_closed().await;
     }
     let error = stranger
         .expect_error(Action::None, Status::ServiceUnavailable)
         .await;
-    assert_eq!(error.dst, stranger_addr.as_str());
-    assert_eq!(error.body, "server shutting down");
+    assert_eq!(error.dst(), stranger_addr.as_str());
+    assert_eq!(error.body(), "server shutting down");
     stranger.expect_closed().await;
     // `:exit` cancelled the shutdown token already: `run` returns.
     server.stop().await;

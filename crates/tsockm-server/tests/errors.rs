@@ -23,8 +23,8 @@ async fn refused(
         "{} answered with {error}, expected ERR::{action}::{status}",
         String::from_utf8_lossy(line).trim_end()
     );
-    assert_eq!(error.sender_id, "server");
-    assert!(!error.body.is_empty(), "an error has a reason");
+    assert_eq!(error.sender_id(), "server");
+    assert!(!error.body().is_empty(), "an error has a reason");
     error
 }
 
@@ -43,8 +43,8 @@ async fn malformed_frames_get_400_with_action_none() {
     ];
     for line in cases {
         let error = refused(&mut client, line, Action::None, Status::BadRequest).await;
-        assert_eq!(error.dst, client.id.as_str());
-        assert_eq!(error.src, server.srv.as_str());
+        assert_eq!(error.dst(), client.id.as_str());
+        assert_eq!(error.src(), server.srv.as_str());
     }
     // Still usable.
     client.send(Frame::get_peer(client.id.clone())).await;
@@ -97,7 +97,7 @@ async fn requests_before_registration_get_400_and_the_connection_stays_open() {
     ] {
         let error = refused(&mut client, line, action, Status::BadRequest).await;
         assert_eq!(
-            error.dst,
+            error.dst(),
             addr.as_str(),
             "errors before registration go to the client address"
         );
@@ -146,7 +146,7 @@ async fn over_long_frames_get_413_and_the_next_frame_works() {
     long.resize(5000, b'x');
     long.push(b'\n');
     let error = refused(&mut client, &long, Action::None, Status::PayloadTooLarge).await;
-    assert_eq!(error.dst, client.id.as_str());
+    assert_eq!(error.dst(), client.id.as_str());
     // Exactly one 413 per line, then the connection is usable.
     client.send(Frame::get_peer(client.id.clone())).await;
     client
@@ -196,7 +196,7 @@ async fn a_full_server_answers_503_and_closes_after_checking_the_username() {
         Status::ServiceUnavailable,
     )
     .await;
-    assert_eq!(error.dst, carol.local_addr().to_string().as_str());
+    assert_eq!(error.dst(), carol.local_addr().to_string().as_str());
     carol.expect_closed().await;
     server.stop().await;
 }
@@ -210,7 +210,9 @@ async fn the_rate_limit_answers_429_and_drops_the_excess() {
     .await;
     let mut alice = server.joined("alice", 0).await;
     let mut bob = server.joined("bob", 1).await;
-    alice.expect_where("bob joined", |f| f.body == "bob").await;
+    alice
+        .expect_where("bob joined", |f| f.body() == "bob")
+        .await;
     // Registration took one token; a burst of 20 more is mostly refused.
     let mut burst = Vec::new();
     for i in 0..20 {
@@ -226,7 +228,7 @@ async fn the_rate_limit_answers_429_and_drops_the_excess() {
                 assert_eq!((f.kind, f.action, f.status), (Kind::Err, Action::Msg, Status::TooManyRequests), "{f}");
                 n_refused += 1;
             }
-            f = alice.expect_next() => delivered.push(f.body.to_string()),
+            f = alice.expect_next() => delivered.push(f.body().to_string()),
         }
     }
     assert!(n_refused >= 10, "only {n_refused} refused");
@@ -238,7 +240,7 @@ async fn the_rate_limit_answers_429_and_drops_the_excess() {
     let first = bob
         .expect_error(Action::Comm, Status::TooManyRequests)
         .await;
-    assert_eq!(first.dst, bob.id.as_str());
+    assert_eq!(first.dst(), bob.id.as_str());
     // Only answers to health checks the server sent are exempt: with the
     // bucket empty, the answer to a `:ping` is still taken.
     let ping = format!(":ping {}", bob.id);
@@ -269,7 +271,7 @@ async fn a_connection_that_never_registers_gets_408_and_is_closed() {
         .expect_error(Action::Comm, Status::RequestTimeout)
         .await;
     assert!(started.elapsed() >= Duration::from_millis(250));
-    assert_eq!(error.dst, lazy.local_addr().to_string().as_str());
+    assert_eq!(error.dst(), lazy.local_addr().to_string().as_str());
     lazy.expect_closed().await;
     // One that registers in time is not affected.
     let mut quick = server.joined("quick", 0).await;

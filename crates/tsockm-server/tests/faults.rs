@@ -42,7 +42,9 @@ async fn a_client_killed_mid_frame_delivers_nothing_and_goes_away() {
             .unwrap()
             .unwrap();
         let (bob_id, _) = split_welcome(&welcome);
-        alice.expect_where("bob joined", |f| f.body == "bob").await;
+        alice
+            .expect_where("bob joined", |f| f.body() == "bob")
+            .await;
         let stream = bob.get_mut();
         stream
             .write_all(b"REQ::MSG::200::::::*::complete\nREQ::MSG::200::::::*::half a fra")
@@ -56,8 +58,8 @@ async fn a_client_killed_mid_frame_delivers_nothing_and_goes_away() {
         let complete = alice
             .expect_where("the complete message", |f| f.action == Action::Msg)
             .await;
-        assert_eq!(complete.body, "complete");
-        assert_eq!(complete.sender_id, bob_id);
+        assert_eq!(complete.body(), "complete");
+        assert_eq!(complete.sender_id(), bob_id);
         server
             .wait_for_peers("bob away", |peers| {
                 peers.iter().any(|p| p.id == bob_id && !p.online)
@@ -67,7 +69,7 @@ async fn a_client_killed_mid_frame_delivers_nothing_and_goes_away() {
         // dropped with the connection.
         let kill = alice.expect_next().await;
         assert_eq!(
-            (kill.kind, kill.action, kill.sender_id.as_str()),
+            (kill.kind, kill.action, kill.sender_id()),
             (Kind::Res, Action::NtfyKill, bob_id.as_str()),
             "got {kill}"
         );
@@ -90,13 +92,15 @@ async fn a_half_closed_client_is_away_then_can_resume_or_is_removed() {
     .await;
     let mut alice = server.joined("alice", 0).await;
     let mut bob = server.joined("bob", 1).await;
-    alice.expect_where("bob joined", |f| f.body == "bob").await;
+    alice
+        .expect_where("bob joined", |f| f.body() == "bob")
+        .await;
     bob.send(Frame::broadcast("last words")).await;
     bob.shutdown_write().await;
     let words = alice
         .expect_where("bob's message", |f| f.action == Action::Msg)
         .await;
-    assert_eq!(words.body, "last words");
+    assert_eq!(words.body(), "last words");
     // The server ends the session's connection; bob reads EOF.
     bob.expect_closed().await;
     let bob_id = bob.id.clone();
@@ -119,14 +123,14 @@ async fn a_half_closed_client_is_away_then_can_resume_or_is_removed() {
         .await;
     assert_eq!(split_welcome(&welcome).0, bob_id);
     let kept = again.expect_next().await;
-    assert_eq!(kept.body, "still there?");
+    assert_eq!(kept.body(), "still there?");
 
     // Half-close again and stay away: removed once, after the delay.
     again.shutdown_write().await;
     again.expect_closed().await;
     let kill = alice.expect_next().await;
     assert_eq!(
-        (kill.action, kill.sender_id.as_str()),
+        (kill.action, kill.sender_id()),
         (Action::NtfyKill, bob_id.as_str())
     );
     alice.expect_silence(Duration::from_millis(300)).await;
@@ -164,26 +168,23 @@ async fn requests_sent_before_a_half_close_are_all_answered() {
         let roster = nc
             .expect_frame(Kind::Res, Action::NtfyJoin, Status::Ok)
             .await;
-        assert_eq!(roster.sender_id, alice.id, "round {round}: {roster}");
+        assert_eq!(roster.sender_id(), alice.id, "round {round}: {roster}");
         for _ in 0..lookups {
             let found = nc
                 .expect_frame(Kind::Res, Action::GetPeer, Status::Ok)
                 .await;
-            assert_eq!(found.body, "alice", "round {round}");
+            assert_eq!(found.body(), "alice", "round {round}");
         }
         nc.expect_closed().await;
         alice
             .expect_where("the join", |f| f.action == Action::NtfyJoin)
             .await;
         let bye = alice.expect_frame(Kind::Res, Action::Msg, Status::Ok).await;
-        assert_eq!(
-            (bye.sender_id.as_str(), bye.body.as_str()),
-            (nc_id.as_str(), "bye")
-        );
+        assert_eq!((bye.sender_id(), bye.body()), (nc_id.as_str(), "bye"));
         let kill = alice
             .expect_frame(Kind::Res, Action::NtfyKill, Status::Ok)
             .await;
-        assert_eq!(kill.sender_id, nc_id, "round {round}");
+        assert_eq!(kill.sender_id(), nc_id, "round {round}");
     }
     server.stop().await;
 }
@@ -318,17 +319,17 @@ async fn shutdown_under_load_ends_every_session_after_everything_accepted() {
             .unwrap();
         let (last, before) = frames.split_last().expect("at least COMM_END");
         assert_eq!(
-            (last.kind, last.action, last.dst.as_str()),
+            (last.kind, last.action, last.dst()),
             (Kind::Res, Action::CommEnd, id.as_str()),
             "the last frame of {id} is {last}"
         );
-        assert!(last.body.starts_with("server shutting down"), "{last}");
+        assert!(last.body().starts_with("server shutting down"), "{last}");
         let mut next_seq = [0usize; N_CLIENTS];
         for frame in before.iter().filter(|f| f.action == Action::Msg) {
-            let (author, seq) = frame.body.split_once(':').unwrap();
+            let (author, seq) = frame.body().split_once(':').unwrap();
             let (author, seq): (usize, usize) = (author.parse().unwrap(), seq.parse().unwrap());
             assert_ne!(author, recipient, "an author got its own broadcast");
-            assert_eq!(frame.sender_id, ids[author]);
+            assert_eq!(frame.sender_id(), ids[author]);
             assert_eq!(
                 seq, next_seq[author],
                 "{id} got message {seq} of author {author} after {}",

@@ -121,22 +121,22 @@ async fn boundary(
 ) {
     author.send(Frame::direct(dst, "probe")).await;
     let probe = recipient.expect_msg().await;
-    let id_len = probe.src.len();
+    let id_len = probe.src().len();
     let room = MAX - history_item_len(&author.id, id_len, longest_label, username, "");
 
     let (fits, raw) = filling.text(room);
     assert_eq!(escaped_len(&fits), room);
     send_raw_msg(author, dst, &raw).await;
     let relayed = recipient.expect_msg().await;
-    assert_eq!(relayed.body, fits.as_str(), "{filling:?}");
+    assert_eq!(relayed.body(), fits.as_str(), "{filling:?}");
     assert_eq!(
-        relayed.src.len(),
+        relayed.src().len(),
         id_len,
         "the test assumes ids of one length"
     );
     assert!(relayed.to_string().len() <= MAX);
     let history = recipient.history(label_at_recipient, "1").await;
-    assert_eq!(history.ids(), [relayed.src.to_string()]);
+    assert_eq!(history.ids(), [relayed.src().to_string()]);
     let item = history.items[0].to_string();
     let expected = history_item_len(&author.id, id_len, label_at_recipient, username, &fits);
     assert_eq!(item.len(), expected, "{item}");
@@ -157,7 +157,8 @@ async fn boundary(
     author.send(Frame::direct(dst, "after")).await;
     let next = recipient.expect_msg().await;
     assert_eq!(
-        next.body, "after",
+        next.body(),
+        "after",
         "the refused message was relayed: {over:?}"
     );
     let history = recipient.history(label_at_recipient, "2").await;
@@ -221,7 +222,7 @@ async fn room_and_direct_messages_just_fit_and_one_byte_more_is_refused_413() {
         let id = client.id.clone();
         client
             .expect_where("own JOIN", |f| {
-                f.action == Action::Join && f.sender_id == id
+                f.action == Action::Join && f.sender_id() == id
             })
             .await;
     }
@@ -289,7 +290,7 @@ async fn every_frame_of_a_v2_session_fits_the_limit() {
     for _ in 0..3 {
         alice
             .expect_where("a HISTORY end", |f| {
-                f.action == Action::History && f.sender_id == "server"
+                f.action == Action::History && f.sender_id() == "server"
             })
             .await;
     }

@@ -31,7 +31,7 @@ fn script(frames: impl IntoIterator<Item = Frame>) -> Vec<u8> {
 async fn read_ids(client: &mut TestClient, n: usize) -> Vec<String> {
     let mut ids = Vec::with_capacity(n);
     while ids.len() < n {
-        ids.push(client.expect_msg().await.src.to_string());
+        ids.push(client.expect_msg().await.src().to_string());
     }
     ids
 }
@@ -109,16 +109,16 @@ async fn more_than_500_is_taken_as_500() {
     for query in ["501", "500", "99999999999999999999999999"] {
         let history = bob.history("*", query).await;
         assert_eq!(history.ids(), ids[N - 500..].to_vec(), "{query}");
-        assert_eq!(history.end.body, "end 500 more", "{query}");
+        assert_eq!(history.end.body(), "end 500 more", "{query}");
     }
     let history = bob.history("*", &format!("501 after {}", ids[0])).await;
     assert_eq!(history.ids(), ids[1..501].to_vec());
-    assert_eq!(history.end.body, "end 500 more");
+    assert_eq!(history.end.body(), "end 500 more");
     let history = bob
         .history("*", &format!("600 before {}", ids[N - 1]))
         .await;
     assert_eq!(history.ids(), ids[N - 501..N - 1].to_vec());
-    assert_eq!(history.end.body, "end 500 more");
+    assert_eq!(history.end.body(), "end 500 more");
     server.stop().await;
 }
 
@@ -146,7 +146,7 @@ async fn an_answer_larger_than_the_send_queue_arrives_whole() {
     // Ten items of 15 KB: about 150 KB for a queue of 64 KiB.
     let history = bob.history("*", "10").await;
     assert_eq!(history.ids(), ids);
-    assert_eq!(history.end.body, "end 10");
+    assert_eq!(history.end.body(), "end 10");
     // Still connected, and served.
     let again = bob.history("*", "1").await;
     assert_eq!(again.ids(), ids[N - 1..].to_vec());
@@ -259,7 +259,7 @@ async fn history_before_registration_is_400() {
         .await;
     // The connection stays usable.
     stranger.register("stranger").await;
-    assert_eq!(stranger.history("*", "5").await.end.body, "end 0");
+    assert_eq!(stranger.history("*", "5").await.end.body(), "end 0");
     server.stop().await;
 }
 
@@ -278,21 +278,17 @@ async fn a_direct_conversation_holds_both_directions_named_by_the_other_peer() {
     bob.send(Frame::direct(&a, "b1")).await;
     bob.send(Frame::direct(&b, "to myself")).await;
     bob.sync().await;
-    assert_eq!(alice.expect_msg().await.body, "b1");
+    assert_eq!(alice.expect_msg().await.body(), "b1");
     let at_alice = alice.history(&b, "10").await;
     assert_eq!(at_alice.texts(), ["a1", "a2", "b1"]);
-    assert!(at_alice.items.iter().all(|f| f.dst == b.as_str()));
-    assert_eq!(at_alice.end.dst, b.as_str());
-    let authors: Vec<&str> = at_alice
-        .items
-        .iter()
-        .map(|f| f.sender_id.as_str())
-        .collect();
+    assert!(at_alice.items.iter().all(|f| f.dst() == b.as_str()));
+    assert_eq!(at_alice.end.dst(), b.as_str());
+    let authors: Vec<&str> = at_alice.items.iter().map(|f| f.sender_id()).collect();
     assert_eq!(authors, [a.as_str(), a.as_str(), b.as_str()]);
     let at_bob = bob.history(&a, "10").await;
     assert_eq!(at_bob.ids(), at_alice.ids());
-    assert!(at_bob.items.iter().all(|f| f.dst == a.as_str()));
-    assert_eq!(at_bob.end.dst, a.as_str());
+    assert!(at_bob.items.iter().all(|f| f.dst() == a.as_str()));
+    assert_eq!(at_bob.end.dst(), a.as_str());
     // A message to oneself is a conversation of its own.
     let own = bob.history(&b, "10").await;
     assert_eq!(own.texts(), ["to myself"]);
@@ -300,7 +296,7 @@ async fn a_direct_conversation_holds_both_directions_named_by_the_other_peer() {
     for other in [&a, &b] {
         let history = carol.history(other, "10").await;
         assert!(history.items.is_empty());
-        assert_eq!(history.end.body, "end 0");
+        assert_eq!(history.end.body(), "end 0");
     }
     // Bob gone, his id was registered: the conversation is still there.
     bob.send(Frame::comm_end()).await;
@@ -325,7 +321,7 @@ async fn an_item_is_exactly_the_contracts_format() {
     let after = now_ms();
     let history = bob.history("*", "1").await;
     let item = &history.items[0];
-    let (at_ms, rest) = item.body.split_once("::").expect("unix ms first");
+    let (at_ms, rest) = item.body().split_once("::").expect("unix ms first");
     let at_ms: u128 = at_ms.parse().expect("unix ms are digits");
     assert!(
         before <= at_ms && at_ms <= after,
@@ -338,7 +334,8 @@ async fn an_item_is_exactly_the_contracts_format() {
         item.to_string(),
         format!(
             "RES::HISTORY::200::{}::{}::*::{at_ms}::al:ice \u{1D11E}::a::b\\nsecond line :: \\\\ and \\r done::",
-            alice.id, relayed.src
+            alice.id,
+            relayed.src()
         )
     );
     server.stop().await;
@@ -358,8 +355,8 @@ async fn an_author_gone_is_still_named() {
         .await;
     let history = bob.history("*", "5").await;
     assert_eq!(history.items.len(), 1);
-    assert_eq!(history.items[0].sender_id, alice_id.as_str());
-    assert!(history.items[0].body.contains("::alice::goodbye"));
+    assert_eq!(history.items[0].sender_id(), alice_id.as_str());
+    assert!(history.items[0].body().contains("::alice::goodbye"));
     server.stop().await;
 }
 
@@ -415,7 +412,7 @@ async fn history_max_keeps_the_latest_of_each_conversation() {
     let ids = read_ids(&mut bob, 16).await;
     let lobby = bob.history("*", "10").await;
     assert_eq!(lobby.texts(), texts(3..8));
-    assert_eq!(lobby.end.body, "end 5", "no more are kept");
+    assert_eq!(lobby.end.body(), "end 5", "no more are kept");
     let direct = bob.history(&alice.id, "10").await;
     assert_eq!(direct.texts(), texts(3..8));
     assert_eq!(alice.history("#r", "10").await.texts(), texts(0..3));
@@ -424,7 +421,7 @@ async fn history_max_keeps_the_latest_of_each_conversation() {
         bob.history("*", &format!("5 before {oldest_kept}"))
             .await
             .end
-            .body,
+            .body(),
         "end 0"
     );
     // Reading chosen: a message no longer kept is unknown.
@@ -461,7 +458,7 @@ async fn history_max_0_answers_the_latest_with_end_0() {
     alice.send(Frame::direct("#r", "not kept")).await;
     read_ids(&mut bob, 2).await;
     alice.sync().await;
-    let empty = |history: &History| history.items.is_empty() && history.end.body == "end 0";
+    let empty = |history: &History| history.items.is_empty() && history.end.body() == "end 0";
     assert!(empty(&bob.history("*", "5").await));
     assert!(empty(&bob.history(&alice.id, "500").await));
     assert!(empty(&alice.history("#r", "5").await));

@@ -51,7 +51,7 @@ async fn read_msgs(client: &mut TestClient, n: usize) -> Vec<Frame> {
 }
 
 fn ids(frames: &[Frame]) -> Vec<String> {
-    frames.iter().map(|f| f.src.to_string()).collect()
+    frames.iter().map(|f| f.src().to_string()).collect()
 }
 
 #[tokio::test]
@@ -79,7 +79,7 @@ async fn every_relayed_message_carries_its_id_in_src_the_same_for_every_recipien
     let to_self = &before[0];
     assert_eq!(
         to_self.to_string(),
-        format!("RES::MSG::200::{a}::{}::{a}::to myself", to_self.src)
+        format!("RES::MSG::200::{a}::{}::{a}::to myself", to_self.src())
     );
 
     let at_bob = read_msgs(&mut bob, 3).await;
@@ -92,7 +92,7 @@ async fn every_relayed_message_carries_its_id_in_src_the_same_for_every_recipien
     for (frame, (dst, text)) in at_bob.iter().zip(expected_bob) {
         assert_eq!(
             frame.to_string(),
-            format!("RES::MSG::200::{a}::{}::{dst}::{text}", frame.src)
+            format!("RES::MSG::200::{a}::{}::{dst}::{text}", frame.src())
         );
     }
     for (frame, (dst, text)) in at_carol
@@ -101,17 +101,17 @@ async fn every_relayed_message_carries_its_id_in_src_the_same_for_every_recipien
     {
         assert_eq!(
             frame.to_string(),
-            format!("RES::MSG::200::{a}::{}::{dst}::{text}", frame.src)
+            format!("RES::MSG::200::{a}::{}::{dst}::{text}", frame.src())
         );
     }
     // "the same id for every recipient of that message".
-    assert_eq!(at_bob[0].src, at_carol[0].src);
-    assert_eq!(at_bob[1].src, at_carol[1].src);
+    assert_eq!(at_bob[0].src(), at_carol[0].src());
+    assert_eq!(at_bob[1].src(), at_carol[1].src());
     let all = [
-        at_bob[0].src.to_string(),
-        at_bob[1].src.to_string(),
-        at_bob[2].src.to_string(),
-        to_self.src.to_string(),
+        at_bob[0].src().to_string(),
+        at_bob[1].src().to_string(),
+        at_bob[2].src().to_string(),
+        to_self.src().to_string(),
     ];
     for id in &all {
         // "letters and digits (sqids), at most 32 characters, never `server`".
@@ -203,14 +203,14 @@ async fn every_recipient_receives_each_conversation_in_the_order_history_gives()
         let msgs = read_msgs(client, n).await;
         let of = |dst: &str| -> Vec<String> {
             msgs.iter()
-                .filter(|f| f.dst == dst)
-                .map(|f| f.src.to_string())
+                .filter(|f| f.dst() == dst)
+                .map(|f| f.src().to_string())
                 .collect()
         };
         let direct: Vec<String> = msgs
             .iter()
-            .filter(|f| f.dst != "*" && f.dst != "#r")
-            .map(|f| f.src.to_string())
+            .filter(|f| f.dst() != "*" && f.dst() != "#r")
+            .map(|f| f.src().to_string())
             .collect();
         received.push((client.id.clone(), of("*"), of("#r"), direct));
     }
@@ -225,8 +225,8 @@ async fn every_recipient_receives_each_conversation_in_the_order_history_gives()
         history
             .items
             .iter()
-            .filter(|f| f.sender_id != me)
-            .map(|f| f.src.to_string())
+            .filter(|f| f.sender_id() != me)
+            .map(|f| f.src().to_string())
             .collect()
     };
     for (me, got_lobby, got_room, got_direct) in &received {
@@ -246,7 +246,7 @@ async fn every_recipient_receives_each_conversation_in_the_order_history_gives()
         let last = forwards.last().cloned().unwrap_or_default();
         let page = d.history("*", &format!("25 after {last}")).await;
         forwards.extend(page.ids());
-        if !page.end.body.ends_with(" more") {
+        if !page.end.body().ends_with(" more") {
             break;
         }
     }
@@ -258,7 +258,7 @@ async fn every_recipient_receives_each_conversation_in_the_order_history_gives()
         let mut ids = page.ids();
         ids.extend(backwards);
         backwards = ids;
-        if !page.end.body.ends_with(" more") {
+        if !page.end.body().ends_with(" more") {
             break;
         }
     }
@@ -284,14 +284,14 @@ async fn refused_messages_get_no_id_and_are_not_stored() {
     for (frame, status) in refused {
         alice.send(frame).await;
         let error = alice.expect_error(Action::Msg, status).await;
-        assert_eq!(error.sender_id, "server");
-        assert_eq!(error.src, server.srv.as_str(), "{error}");
+        assert_eq!(error.sender_id(), "server");
+        assert_eq!(error.src(), server.srv.as_str(), "{error}");
     }
     alice.send(Frame::broadcast("accepted")).await;
     let accepted = bob.expect_msg().await;
     let lobby = bob.history("*", "10").await;
-    assert_eq!(lobby.ids(), [accepted.src.to_string()]);
-    assert_eq!(bob.history("#exists", "10").await.end.body, "end 0");
+    assert_eq!(lobby.ids(), [accepted.src().to_string()]);
+    assert_eq!(bob.history("#exists", "10").await.end.body(), "end 0");
     server.stop().await;
 }
 
@@ -305,7 +305,9 @@ async fn messages_over_the_rate_get_no_id_and_are_not_stored() {
     .await;
     let mut alice = server.joined("alice", 0).await;
     let mut bob = server.joined("bob", 1).await;
-    alice.expect_where("bob joined", |f| f.body == "bob").await;
+    alice
+        .expect_where("bob joined", |f| f.body() == "bob")
+        .await;
     alice
         .send_raw(&script((0..N).map(|i| Frame::broadcast(format!("m{i}")))))
         .await;
@@ -319,7 +321,7 @@ async fn messages_over_the_rate_get_no_id_and_are_not_stored() {
             match (frame.kind, frame.action) {
                 (Kind::Err, Action::Msg) => {
                     assert_eq!(frame.status, Status::TooManyRequests);
-                    assert_eq!(frame.src, server.srv.as_str());
+                    assert_eq!(frame.src(), server.srv.as_str());
                     n_refused += 1;
                 }
                 (Kind::Err, Action::GetPeer) => break,

@@ -24,7 +24,9 @@ async fn health_checks_are_sent_and_silent_peers_time_out() {
     .await;
     let mut alice = server.joined("alice", 0).await;
     let mut bob = server.joined("bob", 1).await;
-    alice.expect_where("bob joined", |f| f.body == "bob").await;
+    alice
+        .expect_where("bob joined", |f| f.body() == "bob")
+        .await;
 
     // Alice answers every check for a while and stays online.
     let deadline = tokio::time::Instant::now() + Duration::from_millis(1000);
@@ -77,7 +79,7 @@ async fn a_trickled_partial_frame_is_no_sign_of_life() {
     let mut blank = server.joined("blank", 0).await;
     let mut trickle = server.joined("trickle", 1).await;
     blank
-        .expect_where("trickle joined", |f| f.body == "trickle")
+        .expect_where("trickle joined", |f| f.body() == "trickle")
         .await;
     // Bounded: 24 ticks of 50 ms, three health timeouts.
     let mut tick = tokio::time::interval(Duration::from_millis(50));
@@ -101,7 +103,7 @@ async fn a_trickled_partial_frame_is_no_sign_of_life() {
     }
     let error = timed_out.expect("the trickling peer timed out");
     assert_eq!(
-        (error.action, error.status, error.body.as_str()),
+        (error.action, error.status, error.body()),
         (
             Action::Comm,
             Status::RequestTimeout,
@@ -127,7 +129,9 @@ async fn a_lost_connection_is_away_until_the_delay_then_removed_once() {
     .await;
     let mut alice = server.joined("alice", 0).await;
     let bob = server.joined("bob", 1).await;
-    alice.expect_where("bob joined", |f| f.body == "bob").await;
+    alice
+        .expect_where("bob joined", |f| f.body() == "bob")
+        .await;
     let bob_id = bob.id.clone();
     let dropped_at = tokio::time::Instant::now();
     drop(bob); // EOF without COMM_END.
@@ -168,7 +172,9 @@ async fn resume_delivers_kept_frames_in_order_with_a_new_token() {
     .await;
     let mut alice = server.joined("alice", 0).await;
     let bob = server.joined("bob", 1).await;
-    alice.expect_where("bob joined", |f| f.body == "bob").await;
+    alice
+        .expect_where("bob joined", |f| f.body() == "bob")
+        .await;
     let (bob_id, bob_token) = (bob.id.clone(), bob.token.clone());
     drop(bob);
     server
@@ -186,7 +192,7 @@ async fn resume_delivers_kept_frames_in_order_with_a_new_token() {
         .await;
     let carol = server.joined("carol", 2).await;
     alice
-        .expect_where("carol joined", |f| f.body == "carol")
+        .expect_where("carol joined", |f| f.body() == "carol")
         .await;
     let carol_id = carol.id.clone();
     drop(carol);
@@ -207,7 +213,7 @@ async fn resume_delivers_kept_frames_in_order_with_a_new_token() {
     let (id, new_token) = tsockm_testkit::split_welcome(&welcome);
     assert_eq!(id, bob_id);
     assert_ne!(new_token, bob_token);
-    assert_eq!(welcome.dst, bob.local_addr().to_string().as_str());
+    assert_eq!(welcome.dst(), bob.local_addr().to_string().as_str());
     let kept: Vec<String> = [
         bob.expect_next().await,
         bob.expect_next().await,
@@ -215,7 +221,7 @@ async fn resume_delivers_kept_frames_in_order_with_a_new_token() {
         bob.expect_next().await,
     ]
     .iter()
-    .map(|f| format!("{}:{}:{}", f.action, f.dst, f.body))
+    .map(|f| format!("{}:{}:{}", f.action, f.dst(), f.body()))
     .collect();
     assert_eq!(
         kept,
@@ -232,7 +238,7 @@ async fn resume_delivers_kept_frames_in_order_with_a_new_token() {
     // The resumed session works, and the old token is dead.
     bob.send(Frame::broadcast("back")).await;
     alice
-        .expect_where("bob's message", |f| f.body == "back")
+        .expect_where("bob's message", |f| f.body() == "back")
         .await;
     let mut thief = server.client().await;
     thief.send(Frame::resume(bob_id.clone(), bob_token)).await;
@@ -271,7 +277,9 @@ async fn kept_frames_are_bounded_oldest_dropped_first() {
     .await;
     let mut alice = server.joined("alice", 0).await;
     let bob = server.joined("bob", 1).await;
-    alice.expect_where("bob joined", |f| f.body == "bob").await;
+    alice
+        .expect_where("bob joined", |f| f.body() == "bob")
+        .await;
     let (bob_id, bob_token) = (bob.id.clone(), bob.token.clone());
     drop(bob);
     server
@@ -291,7 +299,7 @@ async fn kept_frames_are_bounded_oldest_dropped_first() {
     bob.send(Frame::resume(bob_id, bob_token)).await;
     bob.expect_frame(Kind::Res, Action::Comm, Status::Ok).await;
     for expected in ["m7", "m8", "m9"] {
-        assert_eq!(bob.expect_next().await.body, expected);
+        assert_eq!(bob.expect_next().await.body(), expected);
     }
     bob.expect_silence(Duration::from_millis(100)).await;
     let info = server.console_line(":info").await;
@@ -314,7 +322,9 @@ async fn takeover_hands_over_every_frame_the_old_socket_did_not_take() {
     .await;
     let mut alice = server.joined("alice", 0).await;
     let mut old = server.joined("bob", 1).await;
-    alice.expect_where("bob joined", |f| f.body == "bob").await;
+    alice
+        .expect_where("bob joined", |f| f.body() == "bob")
+        .await;
     // Bob stops reading; alice sends him far more than sockets buffer.
     let padding = "p".repeat(1500);
     let mut script = Vec::new();
@@ -327,7 +337,7 @@ async fn takeover_hands_over_every_frame_the_old_socket_did_not_take() {
     // the server has relayed everything.
     alice.send(Frame::direct(alice.id.clone(), "relayed")).await;
     alice
-        .expect_where("the marker", |f| f.body == "relayed")
+        .expect_where("the marker", |f| f.body() == "relayed")
         .await;
 
     let mut new = server.client().await;
@@ -357,7 +367,7 @@ async fn takeover_hands_over_every_frame_the_old_socket_did_not_take() {
     }
     let (old_seqs, last) = old_frames.await.unwrap();
     let end = last.expect("a closing frame on the old connection");
-    assert_eq!(end.body, "resumed elsewhere", "{end}");
+    assert_eq!(end.body(), "resumed elsewhere", "{end}");
     assert_eq!(
         old_seqs,
         (0..old_seqs.len()).collect::<Vec<_>>(),
@@ -378,7 +388,7 @@ async fn takeover_hands_over_every_frame_the_old_socket_did_not_take() {
 }
 
 fn seq_of(frame: &Frame) -> usize {
-    let word = frame.body.split(' ').next().unwrap_or_default();
+    let word = frame.body().split(' ').next().unwrap_or_default();
     word.strip_prefix('m')
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("not a numbered message: {frame}"))
@@ -389,12 +399,14 @@ async fn resume_of_an_online_peer_takes_over() {
     let server = start_with(config()).await;
     let mut alice = server.joined("alice", 0).await;
     let mut old = server.joined("bob", 1).await;
-    alice.expect_where("bob joined", |f| f.body == "bob").await;
+    alice
+        .expect_where("bob joined", |f| f.body() == "bob")
+        .await;
     let mut new = server.client().await;
     new.send(Frame::resume(old.id.clone(), old.token.clone()))
         .await;
     let welcome = new.expect_frame(Kind::Res, Action::Comm, Status::Ok).await;
-    assert!(welcome.body.starts_with(old.id.as_str()));
+    assert!(welcome.body().starts_with(old.id.as_str()));
     let end = old.expect_next().await;
     assert_eq!(
         end.to_string(),
@@ -405,7 +417,7 @@ async fn resume_of_an_online_peer_takes_over() {
     );
     old.expect_closed().await;
     alice.send(Frame::broadcast("hi bob")).await;
-    new.expect_where("the message", |f| f.body == "hi bob")
+    new.expect_where("the message", |f| f.body() == "hi bob")
         .await;
     alice.expect_silence(Duration::from_millis(100)).await;
     server.stop().await;
@@ -446,13 +458,13 @@ async fn a_peer_that_stops_reading_is_cut_off_and_slows_nobody() {
     // The sleeper registers and never reads again.
     let sleeper = server.joined("sleeper", 2).await;
     alice
-        .expect_where("reader joined", |f| f.body == "reader")
+        .expect_where("reader joined", |f| f.body() == "reader")
         .await;
     alice
-        .expect_where("sleeper joined", |f| f.body == "sleeper")
+        .expect_where("sleeper joined", |f| f.body() == "sleeper")
         .await;
     reader
-        .expect_where("sleeper joined", |f| f.body == "sleeper")
+        .expect_where("sleeper joined", |f| f.body() == "sleeper")
         .await;
     let sleeper_id = sleeper.id.clone();
     // 48 MB in all: far more than the sleeper's socket buffers and queue.
@@ -469,7 +481,7 @@ async fn a_peer_that_stops_reading_is_cut_off_and_slows_nobody() {
                 .expect_where("the next message", |f| f.action == Action::Msg)
                 .await;
             assert!(
-                msg.body.starts_with(&format!("{i} ")),
+                msg.body().starts_with(&format!("{i} ")),
                 "message {i} out of order or lost"
             );
         }

@@ -58,9 +58,9 @@ fn summary(frames: &[Frame]) -> Vec<(Action, String, String, String)> {
         .map(|f| {
             (
                 f.action,
-                f.sender_id.to_string(),
-                f.dst.to_string(),
-                f.body.to_string(),
+                f.sender_id().to_string(),
+                f.dst().to_string(),
+                f.body().to_string(),
             )
         })
         .collect()
@@ -114,14 +114,14 @@ async fn a_graceful_restart_keeps_history_ids_and_sessions() {
     for _ in 0..8 {
         before.push(bob.expect_msg().await);
     }
-    let last_for_bob = before[7].src.to_string();
-    assert_eq!(before[7].body, "c0");
-    let last_for_alice = alice.expect_msg().await.src.to_string();
+    let last_for_bob = before[7].src().to_string();
+    assert_eq!(before[7].body(), "c0");
+    let last_for_alice = alice.expect_msg().await.src().to_string();
     assert_eq!(last_for_alice, last_for_bob);
     let old_lobby: Vec<String> = before
         .iter()
-        .filter(|f| f.dst == "*")
-        .map(|f| f.src.to_string())
+        .filter(|f| f.dst() == "*")
+        .map(|f| f.src().to_string())
         .collect();
     stop_gracefully(first, &mut [&mut alice, &mut bob, &mut carol]).await;
 
@@ -145,9 +145,9 @@ async fn a_graceful_restart_keeps_history_ids_and_sessions() {
     let found = dave
         .expect_frame(Kind::Res, Action::GetPeer, Status::Ok)
         .await;
-    assert_eq!(found.body, "alice");
+    assert_eq!(found.body(), "alice");
     dave.send(Frame::rooms()).await;
-    assert_eq!(dave.expect_next().await.body, "#r 2");
+    assert_eq!(dave.expect_next().await.body(), "#r 2");
     let rooms = second.console_line(":rooms").await;
     assert!(
         rooms.contains("#r") && rooms.contains(&alice.id) && rooms.contains(&bob.id),
@@ -175,13 +175,13 @@ async fn a_graceful_restart_keeps_history_ids_and_sessions() {
     alice.send(Frame::direct("#r", "after the restart")).await;
     alice.send(Frame::broadcast("n0")).await;
     let n0 = dave.expect_msg().await;
-    assert!(!old_lobby.contains(&n0.src.to_string()));
+    assert!(!old_lobby.contains(&n0.src().to_string()));
     let lobby = dave.history("*", "10").await;
     assert_eq!(lobby.texts(), ["m0", "m1", "m2", "m3", "m4", "c0", "n0"]);
     let after = dave
         .history("*", &format!("5 after {}", old_lobby[5]))
         .await;
-    assert_eq!(after.ids(), [n0.src.to_string()]);
+    assert_eq!(after.ids(), [n0.src().to_string()]);
 
     // Bob resumes: what was sent to him meanwhile, in order, and he is
     // still in #r.
@@ -201,7 +201,7 @@ async fn a_graceful_restart_keeps_history_ids_and_sessions() {
         ]
     );
     bob.send(Frame::direct("#r", "still here")).await;
-    assert_eq!(alice.expect_msg().await.body, "still here");
+    assert_eq!(alice.expect_msg().await.body(), "still here");
     // Nobody saw a leave or a join.
     for client in [&mut alice, &mut dave] {
         assert!(client.sync().await.is_empty());
@@ -319,7 +319,7 @@ async fn whole_lobby(client: &mut TestClient) -> Vec<(String, String)> {
     let mut page = client.history("*", "500").await;
     let mut all = pair(&page);
     for _ in 0..1000 {
-        if !page.end.body.ends_with(" more") {
+        if !page.end.body().ends_with(" more") {
             return all;
         }
         page = client
@@ -370,7 +370,7 @@ async fn after_a_crash_no_session_is_restored_and_history_is_a_prefix() {
     let mut received = Vec::new();
     while received.len() < KILL_AFTER {
         let msg = bob.expect_msg().await;
-        received.push((msg.src.to_string(), msg.body.to_string()));
+        received.push((msg.src().to_string(), msg.body().to_string()));
     }
     child.start_kill().expect("SIGKILL");
     child.wait().await.expect("the killed server is reaped");
@@ -408,14 +408,14 @@ async fn after_a_crash_no_session_is_restored_and_history_is_a_prefix() {
     carol.send(Frame::broadcast("after the crash")).await;
     carol.sync().await;
     let new = again.expect_msg().await;
-    assert!(stored.iter().all(|(id, _)| id.as_str() != new.src.as_str()));
+    assert!(stored.iter().all(|(id, _)| id.as_str() != new.src()));
     let after = again
         .history("*", &format!("5 after {}", stored[k - 1].0))
         .await;
-    assert_eq!(after.ids(), [new.src.to_string()]);
+    assert_eq!(after.ids(), [new.src().to_string()]);
     assert_eq!(
         again.history("*", "2").await.ids(),
-        [stored[k - 1].0.clone(), new.src.to_string()]
+        [stored[k - 1].0.clone(), new.src().to_string()]
     );
     server.stop().await;
 }
@@ -464,7 +464,10 @@ async fn exit_sigint_and_sigterm_all_save_the_sessions() {
         let end = alice
             .expect_where("COMM_END", |f| f.action == Action::CommEnd)
             .await;
-        assert!(end.body.starts_with("server shutting down"), "{how}: {end}");
+        assert!(
+            end.body().starts_with("server shutting down"),
+            "{how}: {end}"
+        );
         let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
             .await
             .expect("the server exits in time")

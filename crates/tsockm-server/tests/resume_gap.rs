@@ -75,7 +75,7 @@ fn texts(frames: &[Frame]) -> Vec<String> {
     frames
         .iter()
         .filter(|f| f.action == Action::Msg)
-        .map(|f| f.body.to_string())
+        .map(|f| f.body().to_string())
         .collect()
 }
 
@@ -87,7 +87,7 @@ fn numbered(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
 fn assert_no_duplicate(frames: &[Frame]) {
     let mut seen = HashSet::new();
     for frame in frames.iter().filter(|f| f.action == Action::Msg) {
-        assert!(seen.insert(frame.src.to_string()), "{frame} twice");
+        assert!(seen.insert(frame.src().to_string()), "{frame} twice");
     }
 }
 
@@ -124,7 +124,7 @@ async fn half_open_connections_lose_and_repeat_no_message() {
     // Bob reads 8, then nothing: the rest is written to a socket he does
     // not read, as on a connection that went half-open.
     let mut got = read_msgs(&mut bob, 8).await;
-    let last_read = got[7].src.to_string();
+    let last_read = got[7].src().to_string();
     // Frames of other kinds are written to him meanwhile.
     let mut dave = server.joined("dave", 2).await;
     dave.send(Frame::join("#r")).await;
@@ -136,7 +136,7 @@ async fn half_open_connections_lose_and_repeat_no_message() {
     let mut second = resume(&server, &bob, &last_read).await;
     let old = drain(bob).await;
     let end = old.last().expect("the old connection's last frame");
-    assert_eq!(end.body, "resumed elsewhere", "{end}");
+    assert_eq!(end.body(), "resumed elsewhere", "{end}");
     // What arrived on the second connection: messages and other frames.
     let (on_second, mut others_second) = read_keeping_others(&mut second, 32).await;
     let rest = second.sync().await;
@@ -146,8 +146,8 @@ async fn half_open_connections_lose_and_repeat_no_message() {
     let about_dave = |frames: &[Frame]| -> Vec<String> {
         frames
             .iter()
-            .filter(|f| f.sender_id == dave.id.as_str())
-            .map(|f| format!("{} {}", f.action, f.dst))
+            .filter(|f| f.sender_id() == dave.id.as_str())
+            .map(|f| format!("{} {}", f.action, f.dst()))
             .collect()
     };
     let mut seen = about_dave(&old);
@@ -159,7 +159,7 @@ async fn half_open_connections_lose_and_repeat_no_message() {
     // The second goes half-open too, after reading 10 of 15 more.
     send_mixed(&mut alice, &bob_id, 40..55).await;
     got.extend(read_msgs(&mut second, 10).await);
-    let last_read = got.last().map(|f| f.src.to_string()).unwrap_or_default();
+    let last_read = got.last().map(|f| f.src().to_string()).unwrap_or_default();
     send_mixed(&mut alice, &bob_id, 55..60).await;
     let mut third = resume(&server, &second, &last_read).await;
     got.extend(read_msgs(&mut third, 10).await);
@@ -196,26 +196,23 @@ async fn a_full_half_open_socket_loses_and_repeats_no_message() {
     }
     alice.send_raw(&script).await;
     let mut got = read_msgs(&mut bob, 100).await;
-    let last_read = got[99].src.to_string();
+    let last_read = got[99].src().to_string();
     // A message to herself, after all of them, tells when all are relayed.
     alice.send(Frame::direct(alice.id.clone(), "relayed")).await;
     alice
-        .expect_where("the marker", |f| f.body == "relayed")
+        .expect_where("the marker", |f| f.body() == "relayed")
         .await;
 
     let mut new = resume(&server, &bob, &last_read).await;
     let old = tokio::spawn(drain(bob));
     got.extend(read_msgs(&mut new, N - 100).await);
-    let body_of = |f: &Frame| f.body.split(' ').next().unwrap_or_default().to_owned();
+    let body_of = |f: &Frame| f.body().split(' ').next().unwrap_or_default().to_owned();
     let received: Vec<String> = got.iter().map(body_of).collect();
     assert_eq!(received, numbered("m", 0..N));
     assert_no_duplicate(&got);
     new.expect_silence(Duration::from_millis(50)).await;
     let old = old.await.expect("the old connection is read to its end");
-    assert_eq!(
-        old.last().map(|f| f.body.as_str()),
-        Some("resumed elsewhere")
-    );
+    assert_eq!(old.last().map(|f| f.body()), Some("resumed elsewhere"));
     // The test is only worth it if the old socket held unread messages.
     assert!(
         old.iter().filter(|f| f.action == Action::Msg).count() > 0,
@@ -242,7 +239,7 @@ async fn a_lost_connection_resumed_loses_and_repeats_no_message() {
     }
     alice.sync().await;
     let got = read_msgs(&mut bob, 4).await;
-    let (last_read, token) = (got[3].src.to_string(), bob.token.clone());
+    let (last_read, token) = (got[3].src().to_string(), bob.token.clone());
     // Closed with unread data: a reset.
     drop(bob);
     server
@@ -314,11 +311,7 @@ async fn an_empty_src_resends_nothing_written_before() {
         .await;
     let mut named = server.client().await;
     named
-        .send(Frame::resume_after(
-            bob_id.clone(),
-            got[2].src.clone(),
-            token,
-        ))
+        .send(Frame::resume_after(bob_id.clone(), got[2].src(), token))
         .await;
     named
         .expect_frame(Kind::Res, Action::Comm, Status::Ok)
@@ -347,7 +340,7 @@ async fn an_unknown_last_msg_id_resends_what_was_written_since_the_token() {
     }
     let got = read_msgs(&mut first, 2).await;
     // A resume (a new token) naming the last message: nothing again.
-    let mut second = resume(&server, &first, &got[1].src).await;
+    let mut second = resume(&server, &first, got[1].src()).await;
     drop(first);
     assert!(second.sync().await.is_empty());
     for i in 2..4 {

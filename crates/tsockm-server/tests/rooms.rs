@@ -27,7 +27,7 @@ async fn join(client: &mut TestClient, room: &str) -> Vec<Frame> {
         let frame = client
             .expect_where("the JOIN roster", |f| f.action == Action::Join)
             .await;
-        let own = frame.sender_id == id.as_str();
+        let own = frame.sender_id() == id.as_str();
         frames.push(frame);
         if own {
             return frames;
@@ -54,12 +54,12 @@ async fn rooms(client: &mut TestClient) -> String {
         .expect_where("the ROOMS answer", |f| f.action == Action::Rooms)
         .await;
     assert_eq!(
-        (answer.kind, answer.status, answer.sender_id.as_str()),
+        (answer.kind, answer.status, answer.sender_id()),
         (Kind::Res, Status::Ok, "server"),
         "{answer}"
     );
-    assert_eq!(answer.dst, client.id.as_str());
-    answer.body.to_string()
+    assert_eq!(answer.dst(), client.id.as_str());
+    answer.body().to_string()
 }
 
 #[tokio::test]
@@ -90,7 +90,7 @@ async fn invalid_room_names_get_400_in_every_request() {
             }
             alice.send(frame).await;
             let error = alice.expect_error(action, Status::BadRequest).await;
-            assert_eq!(error.src, server.srv.as_str());
+            assert_eq!(error.src(), server.srv.as_str());
         }
         if name.starts_with('#') {
             alice.send(Frame::history(name, "5")).await;
@@ -102,14 +102,14 @@ async fn invalid_room_names_get_400_in_every_request() {
     // 32 characters after `#` is a name; the whole alphabet is allowed.
     let longest = format!("#{}", "x".repeat(32));
     assert_eq!(join(&mut alice, &longest).await.len(), 1);
-    assert_eq!(join(&mut alice, "#Az09_-.").await[0].dst, "#az09_-.");
+    assert_eq!(join(&mut alice, "#Az09_-.").await[0].dst(), "#az09_-.");
     // `#a::b` cannot be a field: by section 1 the line below has DST `#a`
     // and BODY `b::`, so it is a JOIN of `#a`, and no room `#a::b` exists.
     alice.send_raw(b"REQ::JOIN::200::::::#a::b::\n").await;
     let own = alice
         .expect_frame(Kind::Res, Action::Join, Status::Ok)
         .await;
-    assert_eq!(own.dst, "#a");
+    assert_eq!(own.dst(), "#a");
     let body = rooms(&mut alice).await;
     assert_eq!(
         body,
@@ -148,17 +148,17 @@ async fn room_names_are_folded_in_every_frame_the_server_writes() {
     let msg = bob.expect_msg().await;
     assert_eq!(
         msg.to_string(),
-        format!("RES::MSG::200::{}::{}::#rust::hello", alice.id, msg.src)
+        format!("RES::MSG::200::{}::{}::#rust::hello", alice.id, msg.src())
     );
     assert_eq!(rooms(&mut bob).await, "#rust 2");
     let history = bob.history("#Rust", "5").await;
-    assert_eq!(history.items[0].dst, "#rust");
-    assert_eq!(history.end.dst, "#rust");
+    assert_eq!(history.items[0].dst(), "#rust");
+    assert_eq!(history.end.dst(), "#rust");
     // An error's reason names the room folded too.
     alice.send(Frame::direct("#OTHER", "hi")).await;
     let error = alice.expect_error(Action::Msg, Status::Forbidden).await;
     assert!(
-        error.body.contains("#other") && !error.body.contains("#OTHER"),
+        error.body().contains("#other") && !error.body().contains("#OTHER"),
         "{error}"
     );
     let console = server.console_line(":rooms").await;
@@ -269,7 +269,11 @@ async fn room_messages_reach_the_members_but_the_author_and_only_from_members() 
         let msg = client.expect_msg().await;
         assert_eq!(
             msg.to_string(),
-            format!("RES::MSG::200::{}::{}::#r::to the room", alice.id, msg.src)
+            format!(
+                "RES::MSG::200::{}::{}::#r::to the room",
+                alice.id,
+                msg.src()
+            )
         );
     }
     assert!(dave.sync().await.is_empty());
@@ -286,7 +290,7 @@ async fn room_messages_reach_the_members_but_the_author_and_only_from_members() 
     bob.expect_error(Action::Msg, Status::Forbidden).await;
     carol.send(Frame::direct("#r", "after bob left")).await;
     let msg = alice.expect_msg().await;
-    assert_eq!(msg.body, "after bob left");
+    assert_eq!(msg.body(), "after bob left");
     assert!(
         bob.sync().await.is_empty(),
         "a peer that left the room got its message"
@@ -406,7 +410,7 @@ async fn a_removed_peer_leaves_all_its_rooms_with_ntfy_kill_and_no_part() {
         let kill = alice
             .expect_where("NTFY_KILL", |f| f.action == Action::NtfyKill)
             .await;
-        assert_eq!(kill.body, "leaver");
+        assert_eq!(kill.body(), "leaver");
         assert!(alice.sync().await.is_empty(), "{how}: more than NTFY_KILL");
         assert_eq!(rooms(&mut alice).await, "#r 1", "{how}");
         // A peer registered after it is not in its rooms.
@@ -470,10 +474,10 @@ async fn an_away_peer_stays_a_member_and_gets_its_room_messages_on_resume() {
     // A newcomer to the room gets the away member in its roster.
     let roster = join(&mut carol, "#r").await;
     assert_eq!(roster.len(), 3);
-    assert!(roster.iter().any(|f| f.sender_id == bob_id.as_str()));
+    assert!(roster.iter().any(|f| f.sender_id() == bob_id.as_str()));
     alice.send(Frame::direct("#r", "while you were away")).await;
     alice.sync().await;
-    assert_eq!(carol.expect_msg().await.body, "while you were away");
+    assert_eq!(carol.expect_msg().await.body(), "while you were away");
 
     let mut bob = server.client().await;
     bob.send(Frame::resume(bob_id.clone(), bob_token)).await;
@@ -482,7 +486,7 @@ async fn an_away_peer_stays_a_member_and_gets_its_room_messages_on_resume() {
     let kept = bob.sync().await;
     let kept: Vec<(Action, String, String)> = kept
         .iter()
-        .map(|f| (f.action, f.dst.to_string(), f.body.to_string()))
+        .map(|f| (f.action, f.dst().to_string(), f.body().to_string()))
         .collect();
     assert_eq!(
         kept,
@@ -497,7 +501,7 @@ async fn an_away_peer_stays_a_member_and_gets_its_room_messages_on_resume() {
     );
     bob.send(Frame::direct("#r", "back")).await;
     for client in [&mut alice, &mut carol] {
-        assert_eq!(client.expect_msg().await.body, "back");
+        assert_eq!(client.expect_msg().await.body(), "back");
     }
     // Nobody saw bob leave or join.
     for client in [&mut alice, &mut carol] {
@@ -567,11 +571,11 @@ async fn a_room_message_among_many_peers_reaches_only_its_members() {
     // One author's messages arrive in order: anyone who got the room
     // message got it before the broadcast.
     for member in &mut members[1..] {
-        assert_eq!(member.expect_msg().await.body, "members only");
-        assert_eq!(member.expect_msg().await.body, "to everyone");
+        assert_eq!(member.expect_msg().await.body(), "members only");
+        assert_eq!(member.expect_msg().await.body(), "to everyone");
     }
     for other in &mut others {
-        assert_eq!(other.expect_msg().await.body, "to everyone");
+        assert_eq!(other.expect_msg().await.body(), "to everyone");
     }
     server.stop().await;
 }
@@ -608,7 +612,7 @@ async fn a_room_lives_while_it_has_members_away_included_and_its_history_outlive
     assert_eq!(roster.len(), 1, "a new room, bob its only member");
     let history = bob.history("#r", "5").await;
     assert_eq!(history.texts(), ["before"]);
-    assert_eq!(history.items[0].sender_id, alice_id.as_str());
+    assert_eq!(history.items[0].sender_id(), alice_id.as_str());
     server.stop().await;
 }
 

@@ -16,9 +16,9 @@ async fn registration_answers_with_id_and_token() {
     let welcome = alice
         .expect_frame(Kind::Res, Action::Comm, Status::Ok)
         .await;
-    assert_eq!(welcome.sender_id, "server");
-    assert_eq!(welcome.src, server.srv.as_str());
-    assert_eq!(welcome.dst, alice.local_addr().to_string().as_str());
+    assert_eq!(welcome.sender_id(), "server");
+    assert_eq!(welcome.src(), server.srv.as_str());
+    assert_eq!(welcome.dst(), alice.local_addr().to_string().as_str());
     let (id, token) = tsockm_testkit::split_welcome(&welcome);
     assert!(
         id.len() >= 10 && id.chars().all(|c| c.is_ascii_alphanumeric()),
@@ -117,20 +117,20 @@ async fn broadcast_reaches_everyone_but_the_author() {
     let mut ids = Vec::new();
     for peer in [&mut bob, &mut carol] {
         let msg = peer.expect_frame(Kind::Res, Action::Msg, Status::Ok).await;
-        assert_eq!(msg.sender_id, alice.id.as_str());
+        assert_eq!(msg.sender_id(), alice.id.as_str());
         // v2: SRC of a relayed message is its message id, the same for
         // every recipient.
-        assert!(is_message_id(&msg.src), "{msg}");
-        ids.push(msg.src.to_string());
-        assert_eq!(msg.dst, "*");
-        assert_eq!(msg.body, "hello :: all\nsecond line \\ done");
+        assert!(is_message_id(msg.src()), "{msg}");
+        ids.push(msg.src().to_string());
+        assert_eq!(msg.dst(), "*");
+        assert_eq!(msg.body(), "hello :: all\nsecond line \\ done");
     }
     assert_eq!(ids[0], ids[1]);
     // An empty DST is a broadcast too, and empty text is allowed.
     bob.send(Frame::request(Action::Msg)).await;
     let msg = alice.expect_frame(Kind::Res, Action::Msg, Status::Ok).await;
     assert_eq!(
-        (msg.sender_id.as_str(), msg.dst.as_str(), msg.body.as_str()),
+        (msg.sender_id(), msg.dst(), msg.body()),
         (bob.id.as_str(), "*", "")
     );
     carol.expect_frame(Kind::Res, Action::Msg, Status::Ok).await;
@@ -186,17 +186,22 @@ async fn direct_messages_reach_only_the_recipient() {
     let mut bob = server.joined("bob", 1).await;
     let mut carol = server.joined("carol", 2).await;
     alice
-        .expect_where("carol joined", |f| f.body == "carol")
+        .expect_where("carol joined", |f| f.body() == "carol")
         .await;
-    bob.expect_where("carol joined", |f| f.body == "carol")
+    bob.expect_where("carol joined", |f| f.body() == "carol")
         .await;
 
     alice.send(Frame::direct(bob.id.clone(), "psst")).await;
     let dm = bob.expect_frame(Kind::Res, Action::Msg, Status::Ok).await;
-    assert!(is_message_id(&dm.src), "{dm}");
+    assert!(is_message_id(dm.src()), "{dm}");
     assert_eq!(
         dm.to_string(),
-        format!("RES::MSG::200::{}::{}::{}::psst", alice.id, dm.src, bob.id)
+        format!(
+            "RES::MSG::200::{}::{}::{}::psst",
+            alice.id,
+            dm.src(),
+            bob.id
+        )
     );
     carol
         .expect_silence(std::time::Duration::from_millis(100))
@@ -211,15 +216,15 @@ async fn direct_messages_reach_only_the_recipient() {
         .await;
     let own = alice.expect_frame(Kind::Res, Action::Msg, Status::Ok).await;
     assert_eq!(
-        (own.sender_id.as_str(), own.dst.as_str()),
+        (own.sender_id(), own.dst()),
         (alice.id.as_str(), alice.id.as_str())
     );
 
     // Unknown id: 404 to the author.
     alice.send(Frame::direct("nobody1234", "hello?")).await;
     let error = alice.expect_error(Action::Msg, Status::NotFound).await;
-    assert_eq!(error.sender_id, "server");
-    assert_eq!(error.dst, alice.id.as_str());
+    assert_eq!(error.sender_id(), "server");
+    assert_eq!(error.dst(), alice.id.as_str());
     server.stop().await;
 }
 
@@ -230,9 +235,9 @@ async fn each_author_order_is_kept_and_nothing_is_lost() {
     let mut bob = server.joined("bob", 1).await;
     let mut carol = server.joined("carol", 2).await;
     alice
-        .expect_where("carol joined", |f| f.body == "carol")
+        .expect_where("carol joined", |f| f.body() == "carol")
         .await;
-    bob.expect_where("carol joined", |f| f.body == "carol")
+    bob.expect_where("carol joined", |f| f.body() == "carol")
         .await;
     const N: usize = 500;
     let send_all = async |client: &mut TestClient, tag: &str| {
@@ -245,7 +250,7 @@ async fn each_author_order_is_kept_and_nothing_is_lost() {
     let mut next = std::collections::HashMap::new();
     for _ in 0..2 * N {
         let msg = carol.expect_frame(Kind::Res, Action::Msg, Status::Ok).await;
-        let (tag, seq) = msg.body.split_once(' ').unwrap();
+        let (tag, seq) = msg.body().split_once(' ').unwrap();
         let seq: usize = seq.parse().unwrap();
         let expected = next.entry(tag.to_owned()).or_insert(0);
         assert_eq!(seq, *expected, "out of order from {tag}");
@@ -261,7 +266,9 @@ async fn get_peer_finds_usernames_and_404s_unknown_ids() {
     let server = start().await;
     let mut alice = server.joined("alice", 0).await;
     let bob = server.joined("bob", 1).await;
-    alice.expect_where("bob joined", |f| f.body == "bob").await;
+    alice
+        .expect_where("bob joined", |f| f.body() == "bob")
+        .await;
     alice.send(Frame::get_peer(bob.id.clone())).await;
     let found = alice.expect_next().await;
     assert_eq!(
@@ -273,9 +280,9 @@ async fn get_peer_finds_usernames_and_404s_unknown_ids() {
     );
     alice.send(Frame::get_peer("unknown123")).await;
     let missing = alice.expect_error(Action::GetPeer, Status::NotFound).await;
-    assert_eq!(missing.sender_id, "server");
-    assert_eq!(missing.dst, alice.id.as_str());
-    assert!(!missing.body.is_empty());
+    assert_eq!(missing.sender_id(), "server");
+    assert_eq!(missing.dst(), alice.id.as_str());
+    assert!(!missing.body().is_empty());
     server.stop().await;
 }
 
@@ -284,7 +291,9 @@ async fn comm_end_is_answered_closed_and_announced() {
     let server = start().await;
     let mut alice = server.joined("alice", 0).await;
     let mut bob = server.joined("bob", 1).await;
-    alice.expect_where("bob joined", |f| f.body == "bob").await;
+    alice
+        .expect_where("bob joined", |f| f.body() == "bob")
+        .await;
     // SENDER_ID may be the own id.
     bob.send(Frame::comm_end().with_sender(bob.id.clone()))
         .await;
@@ -310,7 +319,9 @@ async fn a_frame_in_another_peers_name_has_no_effect() {
     let server = start().await;
     let mut alice = server.joined("alice", 0).await;
     let mut bob = server.joined("bob", 1).await;
-    alice.expect_where("bob joined", |f| f.body == "bob").await;
+    alice
+        .expect_where("bob joined", |f| f.body() == "bob")
+        .await;
 
     bob.send(Frame::comm_end().with_sender(alice.id.clone()))
         .await;
@@ -318,7 +329,7 @@ async fn a_frame_in_another_peers_name_has_no_effect() {
     bob.send(Frame::broadcast("I am alice").with_sender(alice.id.clone()))
         .await;
     let error = bob.expect_error(Action::Msg, Status::Forbidden).await;
-    assert_eq!(error.dst, bob.id.as_str());
+    assert_eq!(error.dst(), bob.id.as_str());
     bob.send(Frame::get_peer(alice.id.clone()).with_sender("server"))
         .await;
     bob.expect_error(Action::GetPeer, Status::Forbidden).await;
@@ -331,7 +342,7 @@ async fn a_frame_in_another_peers_name_has_no_effect() {
     // Both are still there and can talk.
     bob.send(Frame::broadcast("still here")).await;
     let msg = alice.expect_frame(Kind::Res, Action::Msg, Status::Ok).await;
-    assert_eq!(msg.sender_id, bob.id.as_str());
+    assert_eq!(msg.sender_id(), bob.id.as_str());
     server.stop().await;
 }
 
@@ -351,7 +362,7 @@ async fn usernames_follow_the_rules() {
         client.send(Frame::register(bad)).await;
         let error = client.expect_error(Action::Comm, Status::BadRequest).await;
         assert_eq!(
-            error.dst,
+            error.dst(),
             client.local_addr().to_string().as_str(),
             "{bad:?}"
         );

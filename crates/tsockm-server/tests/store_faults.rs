@@ -37,13 +37,13 @@ async fn a_database_deleted_while_running_is_counted_and_relaying_goes_on() {
     let mut bob = server.joined("bob", 1).await;
     alice.sync().await;
     alice.send(Frame::broadcast("stored")).await;
-    assert_eq!(bob.expect_msg().await.body, "stored");
+    assert_eq!(bob.expect_msg().await.body(), "stored");
     std::fs::remove_file(&db).expect("delete the database");
 
     let mut failed = 0;
     for i in 0..200 {
         alice.send(Frame::broadcast(format!("m{i}"))).await;
-        assert_eq!(bob.expect_msg().await.body, format!("m{i}").as_str());
+        assert_eq!(bob.expect_msg().await.body(), format!("m{i}").as_str());
         let ConsoleReply::Info(info) = server.console(ConsoleRequest::Info).await else {
             panic!("not an answer to :info");
         };
@@ -65,9 +65,9 @@ async fn a_database_deleted_while_running_is_counted_and_relaying_goes_on() {
     );
     // Relaying goes on.
     alice.send(Frame::broadcast("still relayed")).await;
-    assert_eq!(bob.expect_msg().await.body, "still relayed");
+    assert_eq!(bob.expect_msg().await.body(), "still relayed");
     bob.send(Frame::direct(alice.id.clone(), "and back")).await;
-    assert_eq!(alice.expect_msg().await.body, "and back");
+    assert_eq!(alice.expect_msg().await.body(), "and back");
     // HISTORY still answers (a failing store answers 503 at worst).
     bob.send(Frame::history("*", "1")).await;
     let answer = bob

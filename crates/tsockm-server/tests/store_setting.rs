@@ -167,6 +167,6 @@ async fn a_relayed_message_is_stored_within_one_second() {
     .await;
     let mut carol = server.joined("carol", 0).await;
     let history = carol.history("*", "5").await;
-    assert_eq!(history.ids(), [relayed.src.to_string()]);
+    assert_eq!(history.ids(), [relayed.src().to_string()]);
     server.stop().await;
 }

@@ -42,29 +42,29 @@ async fn register_broadcast_and_direct_over_tls() {
     let mut bob = server.joined("bob", 1).await;
     alice
         .expect_where("bob joined", |f| {
-            f.action == Action::NtfyJoin && f.body == "bob"
+            f.action == Action::NtfyJoin && f.body() == "bob"
         })
         .await;
 
     alice.send(Frame::broadcast("hello over TLS")).await;
     let relayed = bob.expect_frame(Kind::Res, Action::Msg, Status::Ok).await;
-    assert_eq!(relayed.sender_id, alice.id.as_str());
-    assert_eq!(relayed.dst, "*");
-    assert_eq!(relayed.body, "hello over TLS");
+    assert_eq!(relayed.sender_id(), alice.id.as_str());
+    assert_eq!(relayed.dst(), "*");
+    assert_eq!(relayed.body(), "hello over TLS");
 
     bob.send(Frame::direct(alice.id.clone(), "just you")).await;
     let direct = alice.expect_frame(Kind::Res, Action::Msg, Status::Ok).await;
-    assert_eq!(direct.sender_id, bob.id.as_str());
-    assert_eq!(direct.dst, alice.id.as_str());
-    assert_eq!(direct.body, "just you");
+    assert_eq!(direct.sender_id(), bob.id.as_str());
+    assert_eq!(direct.dst(), alice.id.as_str());
+    assert_eq!(direct.body(), "just you");
 
     // The server's address is in what it says, as on plain TCP.
     bob.send(Frame::get_peer(alice.id.clone())).await;
     let found = bob
         .expect_frame(Kind::Res, Action::GetPeer, Status::Ok)
         .await;
-    assert_eq!(found.src, server.srv.as_str());
-    assert_eq!(found.body, "alice");
+    assert_eq!(found.src(), server.srv.as_str());
+    assert_eq!(found.body(), "alice");
     server.stop().await;
 }
 
@@ -82,7 +82,7 @@ async fn tls_1_2_is_served_too() {
     let relayed = alice
         .expect_where("the TLS 1.2 message", |f| f.action == Action::Msg)
         .await;
-    assert_eq!(relayed.body, "from TLS 1.2");
+    assert_eq!(relayed.body(), "from TLS 1.2");
     // The certificate is valid for the loopback address as well.
     let mut by_ip = TestClient::connect_tls(server.addr, &pki.ca_pem, "127.0.0.1").await;
     by_ip.join_as("by-ip", 2).await;
@@ -101,7 +101,9 @@ async fn a_large_message_and_a_burst_arrive_whole_and_in_order() {
     let server = TestServer::start_tls(&pki, config).await;
     let mut alice = server.joined("alice", 0).await;
     let mut bob = server.joined("bob", 1).await;
-    alice.expect_where("bob joined", |f| f.body == "bob").await;
+    alice
+        .expect_where("bob joined", |f| f.body() == "bob")
+        .await;
 
     // Far over one TLS record (16 KiB) and rustls's 64 KiB send buffer,
     // and over the socket buffers while bob is not reading yet.
@@ -113,16 +115,16 @@ async fn a_large_message_and_a_burst_arrive_whole_and_in_order() {
         alice.send(Frame::broadcast(format!("burst {i}"))).await;
     }
     let first = bob.expect_frame(Kind::Res, Action::Msg, Status::Ok).await;
-    assert_eq!(first.body.len(), large.len());
-    assert!(first.body == large.as_str(), "the large message changed");
+    assert_eq!(first.body().len(), large.len());
+    assert!(first.body() == large.as_str(), "the large message changed");
     for i in 0..N_BURST {
         let frame = bob.expect_frame(Kind::Res, Action::Msg, Status::Ok).await;
-        assert_eq!(frame.body, format!("burst {i}").as_str());
+        assert_eq!(frame.body(), format!("burst {i}").as_str());
     }
     // And the other way, to the author's side.
     bob.send(Frame::broadcast(large.clone())).await;
     let back = alice.expect_frame(Kind::Res, Action::Msg, Status::Ok).await;
-    assert!(back.body == large.as_str(), "the large message changed");
+    assert!(back.body() == large.as_str(), "the large message changed");
     server.stop().await;
 }
 
@@ -132,7 +134,9 @@ async fn a_session_resumes_on_a_new_tls_connection() {
     let server = start_tls(&pki).await;
     let mut alice = server.joined("alice", 0).await;
     let bob = server.joined("bob", 1).await;
-    alice.expect_where("bob joined", |f| f.body == "bob").await;
+    alice
+        .expect_where("bob joined", |f| f.body() == "bob")
+        .await;
     let (bob_id, bob_token) = (bob.id.clone(), bob.token.clone());
     // Gone without COMM_END (no close_notify either): bob is away.
     drop(bob);
@@ -148,9 +152,12 @@ async fn a_session_resumes_on_a_new_tls_connection() {
     let mut bob = server.client().await;
     bob.send(Frame::resume(bob_id.clone(), bob_token)).await;
     let welcome = bob.expect_frame(Kind::Res, Action::Comm, Status::Ok).await;
-    assert!(welcome.body.starts_with(&format!("{bob_id} ")), "{welcome}");
+    assert!(
+        welcome.body().starts_with(&format!("{bob_id} ")),
+        "{welcome}"
+    );
     let kept = bob.expect_frame(Kind::Res, Action::Msg, Status::Ok).await;
-    assert_eq!(kept.body, "while you were away");
+    assert_eq!(kept.body(), "while you were away");
     // Nobody saw bob leave or come back.
     alice.expect_silence(Duration::from_millis(100)).await;
     server.stop().await;
@@ -162,18 +169,20 @@ async fn comm_end_is_answered_then_the_tls_session_is_closed_cleanly() {
     let server = start_tls(&pki).await;
     let mut alice = server.joined("alice", 0).await;
     let mut bob = server.joined("bob", 1).await;
-    alice.expect_where("bob joined", |f| f.body == "bob").await;
+    alice
+        .expect_where("bob joined", |f| f.body() == "bob")
+        .await;
     bob.send(Frame::comm_end()).await;
     let end = bob
         .expect_frame(Kind::Res, Action::CommEnd, Status::Ok)
         .await;
-    assert_eq!(end.body, "OK");
+    assert_eq!(end.body(), "OK");
     // close_notify, then FIN: a clean end, not an unexpected EOF.
     bob.expect_clean_eof().await;
     let kill = alice
         .expect_frame(Kind::Res, Action::NtfyKill, Status::Ok)
         .await;
-    assert_eq!(kill.sender_id, bob.id.as_str());
+    assert_eq!(kill.sender_id(), bob.id.as_str());
     server.stop().await;
 }
 
@@ -260,13 +269,15 @@ async fn shutdown_sends_comm_end_over_tls_and_closes_cleanly() {
     let server = start_tls(&pki).await;
     let mut alice = server.joined("alice", 0).await;
     let mut bob = server.joined("bob", 1).await;
-    alice.expect_where("bob joined", |f| f.body == "bob").await;
+    alice
+        .expect_where("bob joined", |f| f.body() == "bob")
+        .await;
     server.console_line(":exit").await;
     for client in [&mut alice, &mut bob] {
         let end = client
             .expect_frame(Kind::Res, Action::CommEnd, Status::Ok)
             .await;
-        assert!(end.body.starts_with("server shutting down"), "{end}");
+        assert!(end.body().starts_with("server shutting down"), "{end}");
         client.expect_clean_eof().await;
     }
     server.stop().await;
@@ -351,7 +362,7 @@ async fn the_binary_serves_tls_with_the_flags() {
     let end = alice
         .expect_frame(Kind::Res, Action::CommEnd, Status::Ok)
         .await;
-    assert!(end.body.starts_with("server shutting down"), "{end}");
+    assert!(end.body().starts_with("server shutting down"), "{end}");
     alice.expect_clean_eof().await;
     let status = tokio::time::timeout(WAIT, child.wait())
         .await

@@ -176,7 +176,7 @@ async fn honest_latencies_while_peers_stall(
     let mut speaker = server.joined("speaker", 0).await;
     let mut listener = server.joined("listener", 1).await;
     speaker
-        .expect_where("the listener", |f| f.body == "listener")
+        .expect_where("the listener", |f| f.body() == "listener")
         .await;
     let mut stallers = Vec::new();
     for i in 0..n_stallers {
@@ -201,7 +201,7 @@ async fn honest_latencies_while_peers_stall(
             let frame = listener
                 .expect_where("a broadcast", |f| f.action == Action::Msg)
                 .await;
-            if frame.body == sent_at.to_string() {
+            if frame.body() == sent_at.to_string() {
                 break;
             }
         }
@@ -284,7 +284,7 @@ async fn queued_and_kept_bytes_stay_within_their_bounds() {
     // The honest peer is untouched and still gets everything.
     speaker.send(Frame::broadcast("still here")).await;
     honest
-        .expect_where("the broadcast", |f| f.body == "still here")
+        .expect_where("the broadcast", |f| f.body() == "still here")
         .await;
     let peers = server.peers().await;
     assert!(peers.iter().any(|p| p.username == "honest" && p.online));
@@ -315,7 +315,7 @@ async fn unregistered_connections_are_limited_in_all_and_per_address() {
     let refused = fifth
         .expect_error(Action::None, Status::ServiceUnavailable)
         .await;
-    assert_eq!(refused.sender_id, "server");
+    assert_eq!(refused.sender_id(), "server");
     fifth.expect_closed().await;
     // Registering frees a place.
     held[0].register("first").await;
@@ -397,7 +397,7 @@ async fn usernames_with_invisible_formatting_are_refused() {
     for name in ["adm\u{202e}nim", "zero\u{200b}width", "\u{2066}isolate"] {
         client.send(Frame::register(name)).await;
         let error = client.expect_error(Action::Comm, Status::BadRequest).await;
-        assert!(error.body.contains("invisible"), "{error}");
+        assert!(error.body().contains("invisible"), "{error}");
     }
     client.register("plain").await;
     server.stop().await;

@@ -426,16 +426,16 @@ impl Bot {
                 None
             }
             (Kind::Res, Action::Msg) => {
-                let author = frame.sender_id.to_string();
-                let id = frame.src.to_string();
+                let author = frame.sender_id().to_string();
+                let id = frame.src().to_string();
                 self.last_msg_id = Some(id.clone());
-                let body = frame.body.as_str();
+                let body = frame.body();
                 let seq = body.get(1..).and_then(|s| s.parse::<u64>().ok());
                 match (body.as_bytes().first(), seq) {
-                    (Some(b'b'), Some(seq)) if frame.dst == BROADCAST => {
+                    (Some(b'b'), Some(seq)) if frame.dst() == BROADCAST => {
                         Some(Rx::Broadcast { author, seq, id })
                     }
-                    (Some(b'd'), Some(seq)) if frame.dst != BROADCAST => {
+                    (Some(b'd'), Some(seq)) if frame.dst() != BROADCAST => {
                         Some(Rx::Direct { author, seq, id })
                     }
                     _ => {
@@ -445,17 +445,17 @@ impl Bot {
                 }
             }
             (Kind::Res, Action::NtfyJoin) => {
-                let peer = frame.sender_id.to_string();
+                let peer = frame.sender_id().to_string();
                 if !self.known.contains(&peer) {
                     self.known.push(peer.clone());
                 }
                 Some(Rx::Join {
                     peer,
-                    announced: frame.dst == BROADCAST,
+                    announced: frame.dst() == BROADCAST,
                 })
             }
             (Kind::Res, Action::NtfyKill) => {
-                let peer = frame.sender_id.to_string();
+                let peer = frame.sender_id().to_string();
                 self.known.retain(|p| *p != peer);
                 Some(Rx::Kill { peer })
             }
@@ -490,7 +490,7 @@ impl Bot {
             self.conn = None;
             return false;
         };
-        let Some((id, token)) = welcome.body.split_once(' ') else {
+        let Some((id, token)) = welcome.body().split_once(' ') else {
             self.violation(format!("bad welcome {welcome}"));
             return false;
         };
@@ -557,7 +557,7 @@ impl Bot {
         };
         match answer {
             Some(frame) if is_welcome(&frame) => {
-                let resumed = frame.body.split_once(' ');
+                let resumed = frame.body().split_once(' ');
                 match resumed {
                     Some((same, new_token)) if same == id => {
                         self.identity = Some((id.clone(), new_token.to_owned()));
@@ -737,5 +737,5 @@ impl Bot {
 }
 
 fn is_welcome(frame: &Frame) -> bool {
-    frame.kind == Kind::Res && frame.action == Action::Comm && frame.sender_id == SERVER_ID
+    frame.kind == Kind::Res && frame.action == Action::Comm && frame.sender_id() == SERVER_ID
 }

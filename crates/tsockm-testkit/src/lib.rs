@@ -65,7 +65,7 @@ pub struct History {
 impl History {
     /// The message ids (SRC) of the items, oldest first.
     pub fn ids(&self) -> Vec<String> {
-        self.items.iter().map(|f| f.src.to_string()).collect()
+        self.items.iter().map(|f| f.src().to_string()).collect()
     }
 
     /// The texts of the items (BODY after its first two `::`), oldest first.
@@ -80,7 +80,7 @@ impl History {
 /// The text of a HISTORY item: its BODY after the first two `::`
 /// (`<unix ms>::<author username>::<text>`).
 pub fn history_text(item: &Frame) -> &str {
-    let mut parts = item.body.splitn(3, "::");
+    let mut parts = item.body().splitn(3, "::");
     let (Some(_), Some(_), Some(text)) = (parts.next(), parts.next(), parts.next()) else {
         panic!("a HISTORY item body is `<unix ms>::<username>::<text>`: {item}");
     };
@@ -90,7 +90,7 @@ pub fn history_text(item: &Frame) -> &str {
 /// A registration answer's body split into id and token.
 pub fn split_welcome(frame: &Frame) -> (String, String) {
     let (id, token) = frame
-        .body
+        .body()
         .split_once(' ')
         .unwrap_or_else(|| panic!("welcome body is not `<id> <token>`: {frame}"));
     (id.to_owned(), token.to_owned())
@@ -204,7 +204,7 @@ impl TestClient {
                 frame.kind == Kind::Res && frame.action == Action::History,
                 "waiting for the answer to a HISTORY: got {frame}"
             );
-            if frame.sender_id == "server" {
+            if frame.sender_id() == "server" {
                 return History { items, end: frame };
             }
             items.push(frame);
@@ -222,7 +222,7 @@ impl TestClient {
             let frame = self.expect_next().await;
             if frame.kind == Kind::Res
                 && frame.action == Action::GetPeer
-                && frame.sender_id == self.id.as_str()
+                && frame.sender_id() == self.id.as_str()
             {
                 return before;
             }

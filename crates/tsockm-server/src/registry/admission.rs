@@ -219,13 +219,13 @@ pub(crate) fn judge(item: Result<Frame, FrameError>, facts: &ConnFacts<'_>) -> V
                 return refuse(action, Status::BadRequest, "already registered");
             }
             // Step 7: speaking for someone else.
-            if !frame.sender_id.is_empty() && frame.sender_id != peer {
+            if !frame.sender_id().is_empty() && frame.sender_id() != peer {
                 return refuse(
                     action,
                     Status::Forbidden,
                     format!(
                         "SENDER_ID `{}` is not this connection's peer id",
-                        frame.sender_id
+                        frame.sender_id()
                     ),
                 );
             }
@@ -297,37 +297,39 @@ fn request(kind: Taken, frame: Frame) -> Result<Request, Refusal> {
     let action = frame.action;
     let bad = |reason: String| Refusal::new(action, Status::BadRequest, reason);
     let request = match kind {
-        Taken::Comm if frame.sender_id.is_empty() => {
-            check_username(&frame.body).map_err(|e| bad(e.to_string()))?;
+        Taken::Comm if frame.sender_id().is_empty() => {
+            check_username(frame.body()).map_err(|e| bad(e.to_string()))?;
             Request::Register {
-                username: Text::from(frame.body.as_str()),
+                username: Text::from(frame.body()),
             }
         }
         Taken::Comm => Request::Resume {
-            peer_id: Text::from(frame.sender_id.as_str()),
-            token: frame.body,
-            last_msg_id: Text::from(frame.src.as_str()),
+            peer_id: Text::from(frame.sender_id()),
+            token: Text::from(frame.body()),
+            last_msg_id: Text::from(frame.src()),
         },
         Taken::CommEnd => Request::End,
         Taken::HealthAnswer => Request::HealthAnswer,
         Taken::Msg => Request::Msg {
-            to: destination(&frame.dst, true).map_err(bad)?,
-            text: frame.body,
+            to: destination(frame.dst(), true).map_err(bad)?,
+            text: frame.body_text(),
         },
-        Taken::GetPeer => Request::GetPeer { id: frame.body },
+        Taken::GetPeer => Request::GetPeer {
+            id: Text::from(frame.body()),
+        },
         Taken::Join => Request::Join {
-            room: RoomName::parse(&frame.dst).map_err(|e| bad(e.to_string()))?,
+            room: RoomName::parse(frame.dst()).map_err(|e| bad(e.to_string()))?,
         },
         Taken::Part => Request::Part {
-            room: RoomName::parse(&frame.dst).map_err(|e| bad(e.to_string()))?,
+            room: RoomName::parse(frame.dst()).map_err(|e| bad(e.to_string()))?,
         },
         Taken::Rooms => Request::Rooms,
         Taken::History => Request::History {
-            conversation: destination(&frame.dst, false).map_err(bad)?,
-            query: history_query(&frame.body).map_err(bad)?,
+            conversation: destination(frame.dst(), false).map_err(bad)?,
+            query: history_query(frame.body()).map_err(bad)?,
         },
         Taken::Auth => Request::Auth {
-            password: frame.body,
+            password: Text::from(frame.body()),
         },
     };
     Ok(request)
@@ -335,7 +337,7 @@ fn request(kind: Taken, frame: Frame) -> Result<Request, Refusal> {
 
 /// Reads a DST: `*` (or, for a message, empty) is the lobby, `#...` a room,
 /// anything else a peer id.
-fn destination(dst: &Text, empty_is_lobby: bool) -> Result<Destination, String> {
+fn destination(dst: &str, empty_is_lobby: bool) -> Result<Destination, String> {
     if dst == BROADCAST || (dst.is_empty() && empty_is_lobby) {
         Ok(Destination::Lobby)
     } else if dst.is_empty() {
@@ -345,7 +347,7 @@ fn destination(dst: &Text, empty_is_lobby: bool) -> Result<Destination, String> 
             .map(Destination::Room)
             .map_err(|e| e.to_string())
     } else {
-        Ok(Destination::Peer(dst.clone()))
+        Ok(Destination::Peer(Text::from(dst)))
     }
 }
 

@@ -42,7 +42,7 @@ impl Registry {
                     .iter()
                     .map(|(name, count)| format!("{name} {count}"))
                     .collect();
-                let answer = self.wire.rooms(&requester, Text::from(lines.join("\n")));
+                let answer = self.wire.rooms(&requester, &lines.join("\n"));
                 self.send_to_conn(conn, &answer);
             }
             ClusterInput::Refused {
@@ -322,7 +322,7 @@ impl Registry {
         let Some(frame) = self.frame_of(entry) else {
             return;
         };
-        self.log.frame(Direction::Out, &frame.dst, &frame);
+        self.log.frame(Direction::Out, frame.dst(), &frame);
         if let Some(bytes) = wire::encode(&frame) {
             self.fanout.deliver_at(audience, &bytes, entry.seq);
         }

@@ -228,7 +228,7 @@ impl Registry {
             .iter()
             .map(|(name, members)| format!("{name} {}", members.len()))
             .collect();
-        let answer = self.wire.rooms(requester, Text::from(body.join("\n")));
+        let answer = self.wire.rooms(requester, &body.join("\n"));
         self.send_to_conn(conn_id, &answer);
     }
 }

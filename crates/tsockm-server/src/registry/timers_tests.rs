@@ -143,7 +143,7 @@ impl Harness {
         let mut conn = self.connect().await;
         self.send(&conn, Frame::register(name)).await;
         let welcome = drain(&conn.outbox).remove(0);
-        let (id, token) = welcome.body.split_once(' ').unwrap();
+        let (id, token) = welcome.body().split_once(' ').unwrap();
         conn.id = id.to_owned();
         conn.token = token.to_owned();
         conn
@@ -182,7 +182,7 @@ async fn removal_happens_exactly_after_the_delay() {
         .filter(|f| f.action == Action::NtfyKill)
         .collect();
     assert_eq!(kills.len(), 1);
-    assert_eq!(kills[0].sender_id, bob.id.as_str());
+    assert_eq!(kills[0].sender_id(), bob.id.as_str());
     h.shutdown.cancel();
 }
 
@@ -199,7 +199,7 @@ async fn a_resume_inside_the_delay_cancels_the_removal() {
         .await;
     let welcome = drain(&back.outbox);
     assert_eq!(welcome[0].kind, Kind::Res);
-    assert!(welcome[0].body.starts_with(&bob.id));
+    assert!(welcome[0].body().starts_with(&bob.id));
     // Past the original deadline: nobody is removed.
     tokio::time::sleep(DELAY).await;
     alice.outbox.touch();
@@ -243,7 +243,7 @@ async fn health_checks_every_interval_and_408_after_the_timeout() {
         (last.kind, last.status),
         (Kind::Err, Status::RequestTimeout)
     );
-    assert_eq!(last.body, "health check timed out");
+    assert_eq!(last.body(), "health check timed out");
     h.shutdown.cancel();
 }
 
