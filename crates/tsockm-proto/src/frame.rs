@@ -130,7 +130,11 @@ impl Frame {
     }
 
     /// BODY as a [`Text`] of its own, sharing the frame's buffer when it is
-    /// long (a received message's text can be kept without a copy).
+    /// long (a received message's text can be passed on without a copy).
+    ///
+    /// Like the frame, a shared BODY keeps alive the whole buffer the line
+    /// was read into, not only its own bytes: to keep many texts for long,
+    /// copy them (`Text::from(frame.body())`).
     pub fn body_text(&self) -> Text {
         self.fields.slice(self.starts[2]..self.fields.len())
     }
