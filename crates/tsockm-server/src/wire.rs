@@ -16,9 +16,6 @@ pub struct Wire {
 /// How every roster line starts.
 const ROSTER_LINE_PREFIX: &[u8] = b"RES::NTFY_JOIN::200::";
 
-/// How every relayed message's line starts.
-const RELAYED_LINE_PREFIX: &[u8] = b"RES::MSG::200::";
-
 impl Wire {
     fn server(&self, kind: Kind, action: Action, status: Status, dst: &str, body: &str) -> Frame {
         Frame::from_fields(kind, action, status, [SERVER_ID, &self.srv, dst, body])
@@ -178,24 +175,6 @@ pub fn relayed_len(author: &str, msg_id: &str, dst: &str, escaped_text: usize) -
     "RES::MSG::200".len() + 4 * "::".len() + author.len() + msg_id.len() + dst.len() + escaped_text
 }
 
-/// The line of [`Wire::relayed`], terminator included, written straight
-/// from its parts: a relayed message is on the path of every message,
-/// and building the frame first would copy the text twice. The author
-/// and the message id are the server's own; DST is `*`, a room name or
-/// a peer id the server knows, so none needs checking.
-pub fn relayed_line(author: &str, msg_id: &str, dst: &str, text: &str) -> Bytes {
-    let len = relayed_len(author, msg_id, dst, escaped_len(text)) + 1;
-    let mut out = BytesMut::with_capacity(len);
-    out.put_slice(RELAYED_LINE_PREFIX);
-    for header in [author, msg_id, dst] {
-        out.put_slice(header.as_bytes());
-        out.put_slice(b"::");
-    }
-    escape_body(text, &mut out);
-    out.put_u8(b'\n');
-    out.freeze()
-}
-
 /// The length of a HISTORY item's line, terminator excluded.
 pub fn history_item_len(
     author: &str,
@@ -251,8 +230,6 @@ mod tests {
                 relayed_len("authorID12", "msgID123", "#room", escaped_len(text)),
                 "{text:?}"
             );
-            let direct = relayed_line("authorID12", "msgID123", "#room", text);
-            assert_eq!(direct, line, "{text:?}");
             let item = wire.history_item(
                 "authorID12",
                 "msgID123",

@@ -93,11 +93,11 @@ impl Registry {
             return;
         }
         self.ids.commit_msg(seq);
-        if self.log.enabled() {
-            let relayed = self.wire.relayed(author_id, &msg_id, &dst, &text);
-            self.log.frame(Direction::Out, &dst, &relayed);
-        }
-        let bytes = wire::relayed_line(author_id, &msg_id, &dst, &text);
+        let relayed = self.wire.relayed(author_id, &msg_id, &dst, &text);
+        self.log.frame(Direction::Out, &dst, &relayed);
+        let Some(bytes) = wire::encode(&relayed) else {
+            return;
+        };
         match recipients {
             Recipients::Peer(key) => self.fanout.deliver(Audience::One(key), &bytes),
             Recipients::Remote => {}
