@@ -66,11 +66,17 @@ pub(crate) struct BurstLoad {
 impl BurstLoad {
     /// Counts a frame of `len` bytes for `recipients` peers.
     fn add(&mut self, len: usize, recipients: usize) {
+        self.add_pushes(len, recipients);
+        self.frame_bytes = self.frame_bytes.saturating_add(len);
+    }
+
+    /// Counts the pushes of a frame of `len` bytes to `recipients` peers,
+    /// not the frame itself (a push past the send queue's bound).
+    fn add_pushes(&mut self, len: usize, recipients: usize) {
         self.pushes = self.pushes.saturating_add(recipients);
         self.push_bytes = self
             .push_bytes
             .saturating_add(len.saturating_mul(recipients));
-        self.frame_bytes = self.frame_bytes.saturating_add(len);
     }
 }
 
@@ -261,8 +267,7 @@ impl Fanout {
         let mut n = 0;
         for frame in frames {
             // Past the queue's bound on purpose: only the pushes count.
-            self.burst.pushes = self.burst.pushes.saturating_add(1);
-            self.burst.push_bytes = self.burst.push_bytes.saturating_add(frame.len());
+            self.burst.add_pushes(frame.len(), 1);
             outbox.push_unbounded(frame);
             n += 1;
         }
