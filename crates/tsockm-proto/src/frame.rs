@@ -282,9 +282,9 @@ impl Frame {
         let body = &line[head.body_start()..];
         if head.has_backslash && memchr(b'\\', body).is_some() {
             let body = unescape(&String::from_utf8_lossy(body));
-            let [sender_id, src, dst] = head.headers().map(|range| &line[range]);
-            let [sender_id, src, dst] =
-                [sender_id, src, dst].map(|field| String::from_utf8_lossy(field));
+            let [sender_id, src, dst] = head
+                .headers()
+                .map(|range| String::from_utf8_lossy(&line[range]));
             return Ok(Frame::from_fields(
                 head.kind,
                 head.action,
