@@ -315,14 +315,20 @@ fn check_session(
         let was_there_throughout =
             session.observer || (joins.get(author) == Some(&true) && killed.contains(author));
         if was_there_throughout {
-            if seqs.len() != all.len() {
-                let missing: Vec<u64> = all.iter().filter(|s| !seqs.contains(s)).copied().collect();
+            // A duplicate (reported above) also makes the counts differ,
+            // with nothing missing.
+            let missing: Vec<u64> = if seqs.len() == all.len() {
+                Vec::new()
+            } else {
+                all.iter().filter(|s| !seqs.contains(s)).copied().collect()
+            };
+            if let Some(&gap) = missing.first() {
                 violations.push(format!(
                     "{me} was present for all of {author}'s session, yet missed {} accepted \
                      broadcasts: {:?}{}",
                     missing.len(),
                     &missing[..missing.len().min(10)],
-                    around_gap(session, author, missing[0])
+                    around_gap(session, author, gap)
                 ));
             }
             continue;
